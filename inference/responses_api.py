@@ -1,0 +1,84 @@
+"""HTTP API for generative work: POST /responses (draft a reply), POST /summaries.
+
+Mounted on the endpoint's app (so a reply can be scored and drafted in one call) and usable
+as a standalone app. Scores may be passed in; otherwise the app's scorer (the endpoint's
+predictor, when mounted there) scores the text first.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from inference.bedrock import BedrockClient
+from inference.config import GenerativeConfig
+from inference.responses import ResponseService
+from inference.second_stage import second_stage_review
+from inference.summaries import summarise_cluster
+from processing.taxonomy import load_taxonomy
+
+MAX_TEXT_CHARS = 20_000
+MAX_CLUSTER_ITEMS = 500
+
+
+class FeedbackIn(BaseModel):
+    text: str = Field(description="The customer's words.")
+    feedback_id: str = ""
+    channel: str = "unknown"
+    language: Optional[str] = None
+
+
+class ResponseRequest(BaseModel):
+    feedback: FeedbackIn
+    scores: Optional[dict[str, Any]] = Field(default=None, description="The endpoint's prediction for the text.")
+    order_value: Optional[float] = Field(default=None, ge=0)
+
+
+class SummaryRequest(BaseModel):
+    aspect: str
+    items: list[FeedbackIn]
+
+
+def _check_text(text: str, where: str) -> None:
+    if not text.strip():
+        raise HTTPException(400, f"{where}: text is empty")
+    if len(text) > MAX_TEXT_CHARS:
+        raise HTTPException(413, f"{where}: text has {len(text)} characters, the limit is {MAX_TEXT_CHARS}")
+
+
+def build_router(config: GenerativeConfig, bedrock: BedrockClient | None = None,
+                 scorer: Callable[[list[str]], list[dict]] | None = None) -> APIRouter:
+    router = APIRouter()
+    service = ResponseService(config, bedrock=bedrock)
+
+    @router.post("/responses")
+    def draft_response(body: ResponseRequest, request: Request) -> dict[str, Any]:
+        _check_text(body.feedback.text, "feedback")
+        scores = body.scores
+        score = scorer or getattr(request.app.state, "score_texts", None)
+        if scores is None and score is not None:
+            scores = score([body.feedback.text])[0]
+        record = body.feedback.model_dump()
+        draft = service.draft_reply(record, scores)
+        review = second_stage_review(record, scores, config, service.bedrock, body.order_value)
+        return {"draft": draft.to_dict(), "second_stage": review.to_dict(), "scores_source":
+                "request" if body.scores is not None else ("endpoint" if scores is not None else "none")}
+
+    @router.post("/summaries")
+    def summarise(body: SummaryRequest) -> dict[str, Any]:
+        if body.aspect not in load_taxonomy().aspect_names:
+            raise HTTPException(400, f"unknown aspect {body.aspect!r}; known: {list(load_taxonomy().aspect_names)}")
+        if not body.items or len(body.items) > MAX_CLUSTER_ITEMS:
+            raise HTTPException(400, f"a summary needs 1 to {MAX_CLUSTER_ITEMS} items, got {len(body.items)}")
+        for index, item in enumerate(body.items):
+            _check_text(item.text, f"items[{index}]")
+        return summarise_cluster([i.model_dump() for i in body.items], body.aspect, config, service.bedrock).to_dict()
+
+    return router
+
+
+def create_responses_app(config: GenerativeConfig | None = None, bedrock: BedrockClient | None = None) -> FastAPI:
+    app = FastAPI(title="feedback-brain responses")
+    app.include_router(build_router(config or GenerativeConfig(), bedrock))
+    return app

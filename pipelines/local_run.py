@@ -1,0 +1,108 @@
+"""Glue between the configuration, the pipeline definition and the embedded runner.
+
+`fbrain pipeline run --local` builds the same definition JSON that CodePipeline upserts,
+seeds the local object store with the shipped demo corpus and hands both to the runner.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from pipelines.config import FeedbackBrainConfig
+
+LOG = logging.getLogger("fbrain")
+DEMO_CORPUS = Path(__file__).resolve().parents[1] / "processing" / "data" / "demo_feedback.jsonl"
+
+
+def _definition(config: FeedbackBrainConfig) -> dict:
+    from pipelines.definition import definition_json
+
+    return json.loads(definition_json(config))
+
+
+def _input_uri(definition: dict, parameters: dict[str, str]) -> str | None:
+    for parameter in definition.get("Parameters", []):
+        if parameter["Name"] == "InputDataUri":
+            return parameters.get("InputDataUri", parameter.get("DefaultValue"))
+    return None
+
+
+def run_locally(config: FeedbackBrainConfig, workspace: Path, parameters: dict[str, str],
+                resume: str | None = None, no_cache: bool = False):
+    from pipelines.local import run_pipeline
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    definition = _definition(config)
+    input_uri = _input_uri(definition, parameters)
+    seed = Path(config.local.demo_data) if config.local.demo_data else DEMO_CORPUS
+    workspace.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    record = run_pipeline(definition, workspace, parameters=parameters, resume_execution_id=resume,
+                          seed_inputs={input_uri: seed} if input_uri else None, no_cache=no_cache)
+    print(f"\nexecution {record.execution_id}: {record.status} in {time.monotonic() - started:.0f}s")
+    for step in record.steps:
+        note = " (cache hit)" if getattr(step, "cache_hit", False) else ""
+        print(f"  {step.name:<24} {step.status:<10}{note}")
+    if record.status == "Succeeded":
+        _print_locations(config, workspace, record)
+    return record
+
+
+def _print_locations(config: FeedbackBrainConfig, workspace: Path, record) -> None:
+    champion = _champion(config, workspace)
+    outputs = {step.name: step.outputs for step in record.steps}
+    print("\nwhere things are:")
+    print(f"  workspace        {workspace.resolve()}")
+    print(f"  registry         {config.local.mlflow_tracking_uri} (model '{config.aws.model_package_group}')")
+    if champion:
+        version, model_dir = champion
+        print(f"  champion model   version {version}: {model_dir}")
+    evaluation = outputs.get("EvaluateModel") or {}
+    for name, value in evaluation.items():
+        print(f"  evaluation       {name}: {value}")
+    print(f"  endpoint         `fbrain serve --workspace {workspace}` -> "
+          f"http://{config.serving.host}:{config.serving.port}/invocations")
+
+
+def _champion(config: FeedbackBrainConfig, workspace: Path):
+    from pipelines.local.registry import resolve_champion
+
+    return resolve_champion(workspace, config.aws.model_package_group)
+
+
+def champion_model_dir(config: FeedbackBrainConfig, workspace: Path) -> Path:
+    champion = _champion(config, workspace)
+    if champion is None:
+        raise SystemExit(f"no approved model in {workspace}: run `fbrain pipeline run --local "
+                         "--param ModelApprovalStatus=Approved` first, or pass --model-dir")
+    return Path(champion[1])
+
+
+DEMO_TEXTS = [
+    "The zipper broke the second time I wore this jacket, really disappointed. I want my money back.",
+    "Where is my order? It was supposed to arrive last Tuesday and tracking hasn't moved.",
+    "Love these sneakers! True to size and super comfortable, will buy another pair.",
+    "The blender started smoking and sparking after two uses, this is dangerous!",
+]
+
+
+def print_demo(config: FeedbackBrainConfig, workspace: Path) -> None:
+    """Score a few texts through the real HTTP endpoint, then draft replies for them."""
+    from inference.demo_client import score_over_http
+    from inference.responses import ResponseService
+
+    model_dir = champion_model_dir(config, workspace)
+    os.environ.setdefault("FBRAIN_WORKSPACE", str(workspace))
+    scored = score_over_http(model_dir, config, DEMO_TEXTS)
+    service = ResponseService.from_config(config.generative, workspace=workspace)
+    print("\nscored by the local endpoint, with drafted replies:")
+    for text, prediction in zip(DEMO_TEXTS, scored):
+        draft = service.draft_reply({"feedback_id": "demo", "text": text, "channel": "review"}, prediction)
+        aspects = ", ".join(prediction.get("aspects", {}).get("labels", [])) or "-"
+        print(f"\n> {text}\n  sentiment={prediction['sentiment']['label']} intent={prediction['intent']['label']} "
+              f"aspects={aspects} flags={prediction.get('flags') or '-'}")
+        print(f"  draft [{draft.generator}, {draft.approval_status}, policy {'ok' if draft.policy.ok else 'REJECTED'}]: "
+              f"{draft.text}")
