@@ -15,15 +15,8 @@ from typing import Optional
 import typer
 
 from pipelines.config import ConfigError, FeedbackBrainConfig, load_config
+from pipelines.local.settings import OFFLINE_ENV
 
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "SAGEMAKER_VALIDATE_ROLE": "false",
-    "TOKENIZERS_PARALLELISM": "false",
-}
 
 app = typer.Typer(help="feedback-brain: customer feedback intelligence on SageMaker, runnable whole on a laptop.",
                   no_args_is_help=True)
@@ -169,24 +162,25 @@ def serve(
     workspace: Optional[Path] = typer.Option(None),
     host: Optional[str] = typer.Option(None),
     port: Optional[int] = typer.Option(None),
+    runtime: Optional[str] = typer.Option(None, help="onnx-int8 (default), onnx or torch."),
+    capture: bool = typer.Option(True, help="Write SageMaker-format data capture to the local object store."),
 ) -> None:
-    """Serve /ping and /invocations (SageMaker's container contract) with a model."""
-    from pipelines.local_run import champion_model_dir
-    from inference.deploy import serve_model_dir
+    """Serve /ping, /invocations and /responses (SageMaker's container contract) with a model."""
+    from pipelines.local_run import serving_setup
+    from inference.serve import serve_model_dir
 
     config = _config(ctx)
-    if host:
-        config.serving.host = host
-    if port:
-        config.serving.port = port
-    directory = model_dir or champion_model_dir(config, _workspace(ctx, workspace))
-    serve_model_dir(directory, config.serving)
+    for name, value in (("host", host), ("port", port), ("runtime", runtime)):
+        if value:
+            setattr(config.serving, name, value)
+    directory, name, version = serving_setup(config, _workspace(ctx, workspace), model_dir, capture)
+    serve_model_dir(directory, config.serving, model_name=name, model_version=version)
 
 
 @app.command("deploy")
 def deploy(ctx: typer.Context, workspace: Optional[Path] = typer.Option(None)) -> None:
     """Locally: serve the approved champion version (on AWS, approval deploys through EventBridge)."""
-    ctx.invoke(serve, ctx=ctx, model_dir=None, workspace=workspace, host=None, port=None)
+    ctx.invoke(serve, ctx=ctx, model_dir=None, workspace=workspace, host=None, port=None, runtime=None, capture=True)
 
 
 @app.command("demo")

@@ -16,6 +16,7 @@ from typing import Any
 
 from inference.config import GenerativeConfig, ServingConfig
 from monitoring.config import MonitoringConfig
+from pipelines.local.settings import RunnerSettings
 from processing.config import ProcessingConfig
 from training.config import EvaluationConfig, TrainingConfig
 
@@ -40,6 +41,28 @@ class AwsConfig:
     endpoint_name: str = "feedback-brain"
     kms_key_id: str = ""
     """KMS key for volumes and outputs; empty means the account's default key."""
+    input_prefix: str = "input/feedback"
+    """Key prefix under `bucket` of the raw feedback (default of the InputDataUri parameter)."""
+    processing_volume_size_gb: int = 30
+    """EBS volume of each processing instance."""
+    training_volume_size_gb: int = 50
+    """EBS volume of each training instance (backbone, checkpoints, model)."""
+    processing_max_runtime_s: int = 2 * 60 * 60
+    """A processing job is stopped after this many seconds."""
+    training_max_runtime_s: int = 8 * 60 * 60
+    """A training job is stopped after this many seconds."""
+    inference_content_type: str = "application/json"
+    """Request/response MIME type recorded on the registered model package."""
+    deploy_lambda_arn: str = "arn:aws:lambda:us-east-1:111122223333:function:feedback-brain-deploy"
+    """Lambda (inference.deploy.handler) that deploys a model package when it is approved."""
+    approval_rule_name: str = "feedback-brain-model-approved"
+    """EventBridge rule that fires on Approved packages of `model_package_group`."""
+    endpoint_rule_name: str = "feedback-brain-endpoint-in-service"
+    """EventBridge rule that fires when `endpoint_name` is InService (the deploy Lambda then
+    applies auto scaling)."""
+    mlflow_tracking_arn: str = ""
+    """SageMaker managed MLflow tracking server ARN, passed to TrainModel and EvaluateModel
+    as MLFLOW_TRACKING_URI; empty leaves the variable out of the definition."""
 
 
 @dataclass
@@ -72,6 +95,7 @@ class FeedbackBrainConfig:
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     aws: AwsConfig = field(default_factory=AwsConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -5,9 +5,9 @@ seeds the local object store with the shipped demo corpus and hands both to the 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -41,7 +41,8 @@ def run_locally(config: FeedbackBrainConfig, workspace: Path, parameters: dict[s
     workspace.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     record = run_pipeline(definition, workspace, parameters=parameters, resume_execution_id=resume,
-                          seed_inputs={input_uri: seed} if input_uri else None, no_cache=no_cache)
+                          seed_inputs={input_uri: seed} if input_uri else None, no_cache=no_cache,
+                          settings=dataclasses.replace(config.runner, pipeline_name=config.aws.pipeline_name))
     print(f"\nexecution {record.execution_id}: {record.status} in {time.monotonic() - started:.0f}s")
     for step in record.steps:
         note = " (cache hit)" if getattr(step, "cache_hit", False) else ""
@@ -56,7 +57,9 @@ def _print_locations(config: FeedbackBrainConfig, workspace: Path, record) -> No
     outputs = {step.name: step.outputs for step in record.steps}
     print("\nwhere things are:")
     print(f"  workspace        {workspace.resolve()}")
-    print(f"  registry         {config.local.mlflow_tracking_uri} (model '{config.aws.model_package_group}')")
+    from pipelines.local.registry import tracking_uri
+
+    print(f"  registry         {tracking_uri(workspace)} (model '{config.aws.model_package_group}')")
     if champion:
         version, model_dir = champion
         print(f"  champion model   version {version}: {model_dir}")
@@ -81,6 +84,21 @@ def champion_model_dir(config: FeedbackBrainConfig, workspace: Path) -> Path:
     return Path(champion[1])
 
 
+def serving_setup(config: FeedbackBrainConfig, workspace: Path, model_dir: Path | None,
+                  capture: bool) -> tuple[Path, str, str | None]:
+    """Model directory, model name and version to serve; capture into the local object store."""
+    if capture and not config.serving.capture_dir:
+        config.serving.capture_dir = str(config.local.object_store / config.aws.bucket / "datacapture")
+    config.serving.endpoint_name = config.aws.endpoint_name
+    if model_dir is not None:
+        return model_dir, model_dir.name, None
+    champion = _champion(config, workspace)
+    if champion is None:
+        champion_model_dir(config, workspace)  # raises with the how-to
+    version, directory = champion
+    return Path(directory), config.aws.model_package_group, str(version)
+
+
 DEMO_TEXTS = [
     "The zipper broke the second time I wore this jacket, really disappointed. I want my money back.",
     "Where is my order? It was supposed to arrive last Tuesday and tracking hasn't moved.",
@@ -94,9 +112,8 @@ def print_demo(config: FeedbackBrainConfig, workspace: Path) -> None:
     from inference.demo_client import score_over_http
     from inference.responses import ResponseService
 
-    model_dir = champion_model_dir(config, workspace)
-    os.environ.setdefault("FBRAIN_WORKSPACE", str(workspace))
-    scored = score_over_http(model_dir, config, DEMO_TEXTS)
+    model_dir, _, _ = serving_setup(config, workspace, None, capture=True)
+    scored = score_over_http(model_dir, config.serving, DEMO_TEXTS)
     service = ResponseService.from_config(config.generative, workspace=workspace)
     print("\nscored by the local endpoint, with drafted replies:")
     for text, prediction in zip(DEMO_TEXTS, scored):

@@ -13,3 +13,101 @@ class ProcessingConfig:
     split_seed: int = 13
     taxonomy_version: str = "1"
     feature_group_name: str = "feedback-features"
+
+    # --- lake job: reading (processing.readers) ---
+    chunk_rows: int = 10_000
+    """Rows read, validated and written per chunk; bounds the job's memory."""
+    workers: int = 1
+    """Processes transforming chunks in pass 1 (1 = in-process; set to the core count for big inputs)."""
+    progress_every_rows: int = 50_000
+    """A progress log line (rows, rows/s) is written at least this often."""
+
+    # --- silver: cleaning and PII (processing.cleaning, processing.pii) ---
+    pseudonym_salt_env: str = "FBRAIN_PSEUDONYM_SALT"
+    """Environment variable holding the salt for customer/order id pseudonyms (set it on AWS)."""
+    pseudonym_default_salt: str = "feedback-brain-local-salt"
+    """Salt used when the environment variable is unset (local runs only; not a secret)."""
+    pseudonym_hex_chars: int = 16
+    """Hex characters of the salted BLAKE2b digest kept in a pseudonym."""
+    min_account_digits: int = 9
+    """A bare digit run this long (not a phone, not a Luhn card) is masked as [ACCOUNT_ID]."""
+    min_phone_digits: int = 7
+    """Fewest digits in a phone-number-shaped match for it to be masked as [PHONE]."""
+    max_phone_digits: int = 15
+    """Most digits in a phone number (E.164)."""
+    name_signoff_tail_chars: int = 40
+    """A dash sign-off ("- Anna") is only looked for in this many last characters."""
+    max_bare_phone_digits: int = 12
+    """An unseparated digit run longer than this is an id, not a phone."""
+
+    # --- silver: language (processing.language) ---
+    language_seed: int = 0
+    """Seed of langdetect's sampler, so detection is reproducible."""
+    language_min_letters: int = 12
+    """Texts with fewer letters get no language (too short to tell)."""
+    langdetect_trials: int = 3
+    """Random-sampling trials per langdetect call (library default 7; fewer is faster)."""
+    langdetect_max_chars: int = 300
+    """Characters of a text langdetect looks at."""
+    language_cache_size: int = 50_000
+    """Texts whose detected language is remembered (templated feedback repeats itself)."""
+    english_fast_path_min_tokens: int = 4
+    """Fewest tokens for the English stop-word fast path to decide without langdetect."""
+    english_fast_path_stopword_ratio: float = 0.2
+    """ASCII texts whose share of English stop words reaches this are 'en' without langdetect."""
+
+    # --- silver: spam / gibberish rules (processing.spam) ---
+    spam_max_urls: int = 2
+    """A text with at least this many URLs is spam (rule `too_many_links`)."""
+    spam_max_repeated_chars: int = 8
+    """A run of one character this long is spam (rule `repeated_characters`)."""
+    spam_max_non_word_ratio: float = 0.5
+    """Share of tokens with no letter or digit above which a text is gibberish (rule `non_word_ratio`)."""
+    spam_min_vowel_ratio: float = 0.15
+    """Latin-letter texts with a vowel share below this are gibberish (rule `low_vowel_ratio`)."""
+    spam_min_letters_for_ratio_rules: int = 20
+    """Ratio rules only judge texts with at least this many letters."""
+
+    # --- silver: deduplication (processing.dedup) ---
+    near_duplicate_threshold: float = 0.7
+    """Estimated Jaccard similarity of word shingles at which two texts are near-duplicates."""
+    minhash_num_perm: int = 64
+    """MinHash permutations per signature (more = more exact, slower)."""
+    minhash_seed: int = 1
+    """Seed of the MinHash permutations (datasketch-compatible)."""
+    shingle_words: int = 2
+    """Words per shingle."""
+    near_duplicate_min_tokens: int = 8
+    """Shorter texts are only deduplicated exactly ("Love it!" by two customers is not a copy)."""
+    minhash_batch_docs: int = 64
+    """Documents hashed per vectorised MinHash batch (bounds a temporary array)."""
+
+    # --- gold and sharding ---
+    gold_time_grain: str = "D"
+    """Pandas period of gold aggregates ('D' = day)."""
+    dedup_partitions: int = 16
+    """Hash partitions of the exact-duplicate index (the unit a distributed reducer owns)."""
+
+    # --- data, features and Feature Store (processing.adapters, .features, .feature_store) ---
+    external_data_dir: str = ""
+    """Folder of the third-party data sets; empty means ../shared/data/external beside the checkout."""
+    adapter_chunk_rows: int = 5_000
+    """Rows an adapter reads from a source file at a time."""
+    feature_store_batch_size: int = 100
+    """Records per PutRecord batch (a progress line is logged per batch)."""
+    feature_store_max_workers: int = 4
+    """Threads sending one batch's PutRecord calls concurrently (1 = strictly in row order)."""
+    feature_store_max_attempts: int = 5
+    """PutRecord attempts per record on throttling / 5xx before it is reported as failed."""
+    feature_store_backoff_base_s: float = 0.2
+    """First retry delay; doubles each attempt (exponential backoff, with jitter)."""
+    feature_store_backoff_max_s: float = 10.0
+    """Ceiling of one retry delay."""
+    feature_store_account_id: str = "000000000000"
+    """Account id used in the local offline-store path (SageMaker puts the real one there)."""
+    feature_store_offline_s3_uri: str = "s3://feedback-brain-artifacts/feature-store"
+    """Offline store location in CreateFeatureGroup."""
+    feature_store_role_arn: str = "arn:aws:iam::111122223333:role/feedback-brain-sagemaker"
+    """Role the Feature Store assumes to write the offline store."""
+    feature_store_kms_key_id: str = ""
+    """KMS key for the online and offline stores; empty means the AWS-managed key."""

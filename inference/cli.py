@@ -1,0 +1,67 @@
+"""`fbrain serve` and `fbrain deploy-endpoint` (mounted by pipelines/cli.py)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from inference.config import ServingConfig
+from inference.predictor import RUNTIMES
+
+app = typer.Typer(help="Serve a model directory over HTTP (SageMaker container contract) or deploy to SageMaker.")
+
+
+def _apply_sets(config: ServingConfig, sets: list[str]) -> ServingConfig:
+    from inference.serve import ENV_PREFIX, config_from_env
+
+    known = {f.name for f in dataclasses.fields(ServingConfig)}
+    overrides = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() not in known:
+            raise typer.BadParameter(f"{item!r}: expected FIELD=VALUE with FIELD one of {sorted(known)}", param_hint="--set")
+        overrides[ENV_PREFIX + key.strip().upper()] = value.strip()
+    return config_from_env(config, overrides)
+
+
+@app.command()
+def serve(
+    model_dir: Path = typer.Option(..., "--model-dir", exists=True, file_okay=False, help="Model directory (HF files + fbrain_model.json + onnx/)."),
+    host: str = typer.Option("127.0.0.1", help="Bind address (loopback by default)."),
+    port: int = typer.Option(8080, help="Port (SageMaker uses 8080)."),
+    runtime: str = typer.Option("onnx-int8", help=f"One of {', '.join(RUNTIMES)}."),
+    capture_dir: str = typer.Option("", help="Write SageMaker-format data capture under this folder (empty: off)."),
+    model_name: Optional[str] = typer.Option(None, help="Model name in responses (default from fbrain_model.json or the folder)."),
+    model_version: Optional[str] = typer.Option(None, help="Model version in responses."),
+    set_: list[str] = typer.Option([], "--set", help="Any ServingConfig field, e.g. --set max_batch_wait_ms=1."),
+) -> None:
+    """Serve MODEL_DIR on http://HOST:PORT with /ping, /invocations and /metrics (blocks)."""
+    from inference.serve import serve_model_dir
+
+    if runtime not in RUNTIMES:
+        raise typer.BadParameter(f"{runtime!r}: choose one of {RUNTIMES}", param_hint="--runtime")
+    config = _apply_sets(ServingConfig(host=host, port=port, runtime=runtime, capture_dir=capture_dir), set_)
+    serve_model_dir(model_dir, config, model_name=model_name, model_version=model_version)
+
+
+@app.command("deploy-endpoint")
+def deploy_endpoint(
+    package_arn: str = typer.Argument(..., help="ARN of an Approved model package."),
+    endpoint_name: str = typer.Option("feedback-brain"),
+    role_arn: str = typer.Option(..., help="Execution role of the SageMaker model."),
+    capture_s3_uri: str = typer.Option(..., help="DataCaptureConfig destination, s3://bucket/prefix."),
+    instance_type: str = typer.Option("ml.c6i.xlarge"),
+    kms_key_id: str = typer.Option(""),
+    region: Optional[str] = typer.Option(None),
+    wait: bool = typer.Option(True, help="Wait for InService, then apply auto scaling."),
+    set_: list[str] = typer.Option([], "--set", help="Any ServingConfig field."),
+) -> None:
+    """Deploy an approved model package to SageMaker (create, or blue/green update with rollback alarms)."""
+    from inference.deploy import AwsClients, DeploymentTarget, deploy_model_package
+
+    target = DeploymentTarget(endpoint_name, role_arn, capture_s3_uri, instance_type, kms_key_id)
+    result = deploy_model_package(package_arn, target, _apply_sets(ServingConfig(), set_), AwsClients.create(region), wait=wait)
+    typer.echo(json.dumps(dataclasses.asdict(result), indent=2))

@@ -1,0 +1,148 @@
+"""Entry point of the endpoint: `python3 -m inference.serve` (the container's `serve`).
+
+SageMaker starts the inference image with the argument `serve` and the model extracted
+under /opt/ml/model, and talks to port 8080. Locally, `fbrain serve` / `fbrain deploy` call
+`serve_model_dir` with the registered model's directory; both run the same app.
+
+Settings: ServingConfig defaults, overridden by `FBRAIN_SERVING_<FIELD>` environment
+variables (how CreateModel's Environment configures the container), then by arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import typing
+from pathlib import Path
+
+from inference.capture import CaptureWriter
+from inference.config import ServingConfig
+
+logger = logging.getLogger(__name__)
+
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+ENV_PREFIX = "FBRAIN_SERVING_"
+MODEL_NAME_ENV = "FBRAIN_MODEL_NAME"
+MODEL_VERSION_ENV = "FBRAIN_MODEL_VERSION"
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line; access-log messages are already JSON and are merged in."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname, "logger": record.name}
+        message = record.getMessage()
+        if message.startswith("{"):
+            try:
+                entry.update(json.loads(message))
+            except json.JSONDecodeError:
+                entry["message"] = message
+        else:
+            entry["message"] = message
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def config_from_env(config: ServingConfig | None = None, environ: typing.Mapping[str, str] | None = None) -> ServingConfig:
+    """ServingConfig with `FBRAIN_SERVING_<FIELD>` variables applied (e.g. FBRAIN_SERVING_RUNTIME=onnx)."""
+    config = dataclasses.replace(config) if config else ServingConfig()
+    environ = os.environ if environ is None else environ
+    hints = typing.get_type_hints(ServingConfig)
+    for item in dataclasses.fields(ServingConfig):
+        raw = environ.get(ENV_PREFIX + item.name.upper())
+        if raw is None:
+            continue
+        kind = hints[item.name]
+        try:
+            value = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{item.name.upper()}={raw!r}: expected {kind.__name__}") from None
+        setattr(config, item.name, value)
+    return config
+
+
+def capture_writer_for(config: ServingConfig) -> CaptureWriter | None:
+    if not config.capture_dir:
+        return None
+    return CaptureWriter(
+        root=Path(config.capture_dir),
+        endpoint_name=config.endpoint_name,
+        variant_name=config.variant_name,
+        sampling_percentage=config.capture_sampling_percentage,
+        queue_size=config.capture_queue_size,
+        max_records_per_file=config.capture_max_records_per_file,
+    )
+
+
+def serve_model_dir(
+    model_dir: Path | str,
+    config: ServingConfig | None = None,
+    *,
+    model_name: str | None = None,
+    model_version: str | None = None,
+) -> None:
+    """Serve a model directory over HTTP until interrupted (blocks; uvicorn, one process).
+
+    Data capture is on when config.capture_dir is set (locally: `<workspace>/s3/<bucket>/datacapture`).
+    """
+    import uvicorn
+
+    from inference.app import create_app
+
+    config = config or ServingConfig()
+    configure_logging(config.log_level)
+    app = create_app(
+        model_dir, config, capture=capture_writer_for(config), model_name=model_name, model_version=model_version
+    )
+    logger.info("serving %s on http://%s:%d (runtime %s, capture %s)", model_dir, config.host, config.port, config.runtime, config.capture_dir or "off")
+    # One process: the model call is serialised behind the micro-batcher and ONNX Runtime
+    # uses the cores itself; more workers would duplicate the model and fight for cores.
+    uvicorn.run(app, host=config.host, port=config.port, log_config=None, access_log=False, workers=1)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python3 -m inference.serve", description=__doc__.splitlines()[0])
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve"], help="SageMaker passes `serve`")
+    parser.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", SAGEMAKER_MODEL_DIR))
+    parser.add_argument("--host", default=None, help="default 0.0.0.0 (the container contract)")
+    parser.add_argument("--port", type=int, default=None, help="default 8080, or SAGEMAKER_BIND_TO_PORT")
+    parser.add_argument("--runtime", choices=["onnx-int8", "onnx", "torch"], default=None)
+    parser.add_argument("--capture-dir", default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="any ServingConfig field, e.g. --set max_batch_wait_ms=1")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    config = config_from_env()
+    config.host = args.host or "0.0.0.0"
+    config.port = args.port or int(os.environ.get("SAGEMAKER_BIND_TO_PORT", config.port))
+    if args.runtime:
+        config.runtime = args.runtime
+    if args.capture_dir is not None:
+        config.capture_dir = args.capture_dir
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() not in {f.name for f in dataclasses.fields(ServingConfig)}:
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD a ServingConfig field")
+        overrides[ENV_PREFIX + key.strip().upper()] = value.strip()
+    config = config_from_env(config, overrides)
+    serve_model_dir(args.model_dir, config, model_name=os.environ.get(MODEL_NAME_ENV), model_version=os.environ.get(MODEL_VERSION_ENV))
+
+
+if __name__ == "__main__":
+    main()

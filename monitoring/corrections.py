@@ -1,0 +1,221 @@
+"""Human-labelled corrections: recorded in the object store, counted, and announced when enough exist.
+
+A reviewer's correction is one JSON line under `corrections/` (local object store
+`<workspace>/s3/<bucket>/corrections/yyyy/mm/dd/<hour>.jsonl`, or one S3 object per
+correction under `s3://<bucket>/corrections/yyyy/mm/dd/`). `corrections/_state/last_training.json`
+marks when the model last retrained; when the corrections since then reach
+`corrections_threshold`, `record_correction` sends one `feedback-brain.corrections`
+`CorrectionsThresholdReached` event to EventBridge (when given an events client), and marks
+it, so each training period announces once.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Optional, Protocol
+
+from monitoring.config import MonitoringConfig
+from processing.schema import TASKS
+from processing.taxonomy import load_taxonomy
+
+logger = logging.getLogger(__name__)
+
+STATE_DIR = "_state"
+LAST_TRAINING_MARKER = "last_training.json"
+THRESHOLD_EVENT_MARKER = "threshold_event.json"
+
+
+class CorrectionError(ValueError):
+    """A correction that cannot be recorded (unknown label, no labels, missing reviewer)."""
+
+
+@dataclass
+class Correction:
+    feedback_id: str
+    reviewer: str
+    labels: dict[str, Any]
+    """Corrected labels by task: sentiment / intent (a label), aspects (a list of aspects)."""
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    correction_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    note: str = ""
+    taxonomy_version: str = "1"
+
+    def validate(self) -> "Correction":
+        if not self.feedback_id.strip():
+            raise CorrectionError("feedback_id is empty")
+        if not self.reviewer.strip():
+            raise CorrectionError("reviewer is empty: every correction names who made it")
+        if not self.labels:
+            raise CorrectionError("a correction needs at least one corrected label")
+        taxonomy = load_taxonomy(self.taxonomy_version)
+        allowed = {"sentiment": taxonomy.sentiments, "intent": taxonomy.intents}
+        for task, value in self.labels.items():
+            if task not in TASKS:
+                raise CorrectionError(f"unknown task {task!r}; tasks are {list(TASKS)}")
+            if task == "aspects":
+                if not isinstance(value, list) or any(a not in taxonomy.aspect_names for a in value):
+                    raise CorrectionError(f"aspects must be a list of {list(taxonomy.aspect_names)}, got {value!r}")
+            elif value not in allowed[task]:
+                raise CorrectionError(f"{task}={value!r} is not in taxonomy v{taxonomy.version}: {list(allowed[task])}")
+        parse_timestamp(self.created_at)
+        return self
+
+
+def parse_timestamp(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CorrectionError(f"timestamp {value!r} is not ISO 8601") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class CorrectionStore(Protocol):
+    def append(self, correction: Correction) -> str: ...
+
+    def iter_corrections(self) -> Iterator[Correction]: ...
+
+    def read_state(self, name: str) -> Optional[dict[str, Any]]: ...
+
+    def write_state(self, name: str, value: dict[str, Any]) -> None: ...
+
+
+def _partition(correction: Correction) -> str:
+    return f"{parse_timestamp(correction.created_at):%Y/%m/%d}"
+
+
+class LocalCorrectionStore:
+    """Corrections as JSON lines in the local object store (`<workspace>/s3/<bucket>/corrections`)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def append(self, correction: Correction) -> str:
+        moment = parse_timestamp(correction.created_at)
+        path = self.root / _partition(correction) / f"{moment:%H}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(asdict(correction)) + "\n")
+        return str(path)
+
+    def iter_corrections(self) -> Iterator[Correction]:
+        for path in sorted(self.root.rglob("*.jsonl")):
+            if STATE_DIR in path.parts:
+                continue
+            with path.open(encoding="utf-8") as handle:
+                for number, line in enumerate(handle, start=1):
+                    if line.strip():
+                        try:
+                            yield Correction(**json.loads(line))
+                        except (json.JSONDecodeError, TypeError) as error:
+                            logger.warning("skipping unreadable correction %s:%d (%s)", path, number, error)
+
+    def read_state(self, name: str) -> Optional[dict[str, Any]]:
+        path = self.root / STATE_DIR / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def write_state(self, name: str, value: dict[str, Any]) -> None:
+        path = self.root / STATE_DIR / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value), encoding="utf-8")
+
+
+class S3CorrectionStore:
+    """Corrections as one S3 object each under s3://bucket/prefix/yyyy/mm/dd/ (no read-modify-write races)."""
+
+    def __init__(self, s3_client: Any, bucket: str, prefix: str):
+        self.s3 = s3_client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+
+    def append(self, correction: Correction) -> str:
+        key = f"{self.prefix}/{_partition(correction)}/{correction.correction_id}.json"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(asdict(correction)).encode("utf-8"),
+                           ContentType="application/json")
+        return f"s3://{self.bucket}/{key}"
+
+    def iter_corrections(self) -> Iterator[Correction]:
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/"):
+            for item in page.get("Contents", []):
+                if f"/{STATE_DIR}/" in item["Key"]:
+                    continue
+                body = self.s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
+                yield Correction(**json.loads(body))
+
+    def read_state(self, name: str) -> Optional[dict[str, Any]]:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=f"{self.prefix}/{STATE_DIR}/{name}")["Body"].read()
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return json.loads(body)
+
+    def write_state(self, name: str, value: dict[str, Any]) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{STATE_DIR}/{name}", Body=json.dumps(value).encode("utf-8"))
+
+
+def last_training_time(store: CorrectionStore) -> Optional[datetime]:
+    marker = store.read_state(LAST_TRAINING_MARKER)
+    return parse_timestamp(marker["at"]) if marker else None
+
+
+def mark_training_started(store: CorrectionStore, when: Optional[datetime] = None) -> datetime:
+    """Start a new counting period: corrections before `when` no longer count towards a retrain."""
+    moment = when or datetime.now(timezone.utc)
+    store.write_state(LAST_TRAINING_MARKER, {"at": moment.isoformat()})
+    return moment
+
+
+def count_corrections(store: CorrectionStore, since: Optional[datetime] = None) -> int:
+    return sum(1 for c in store.iter_corrections() if since is None or parse_timestamp(c.created_at) > since)
+
+
+def count_since_last_training(store: CorrectionStore) -> int:
+    return count_corrections(store, last_training_time(store))
+
+
+@dataclass
+class CorrectionReceipt:
+    location: str
+    since_last_training: int
+    threshold_reached: bool
+    event_sent: bool
+
+
+def corrections_event_entry(count: int, config: MonitoringConfig, since: Optional[datetime]) -> dict[str, Any]:
+    """The PutEvents entry announcing that enough corrections exist to retrain."""
+    return {
+        "Source": config.corrections_event_source,
+        "DetailType": config.corrections_event_detail_type,
+        "Detail": json.dumps({
+            "corrections_since_last_training": count,
+            "threshold": config.corrections_threshold,
+            "last_training": since.isoformat() if since else None,
+        }),
+        "EventBusName": config.event_bus_name,
+    }
+
+
+def record_correction(
+    store: CorrectionStore, correction: Correction, config: MonitoringConfig, events_client: Any = None
+) -> CorrectionReceipt:
+    """Validate and store a correction; announce the threshold once per training period."""
+    location = store.append(correction.validate())
+    since = last_training_time(store)
+    count = count_corrections(store, since)
+    reached = count >= config.corrections_threshold
+    sent = False
+    if reached and events_client is not None:
+        period = since.isoformat() if since else None
+        already = store.read_state(THRESHOLD_EVENT_MARKER)
+        if not already or already.get("period") != period:
+            response = events_client.put_events(Entries=[corrections_event_entry(count, config, since)])
+            if response.get("FailedEntryCount", 0):
+                raise RuntimeError(f"EventBridge refused the corrections event: {response['Entries']}")
+            store.write_state(THRESHOLD_EVENT_MARKER, {"period": period, "count": count})
+            sent = True
+            logger.info("%d corrections since the last training: retraining event sent", count)
+    return CorrectionReceipt(location, count, reached, sent)

@@ -1,0 +1,271 @@
+"""Model Monitor for text: `python3 -m monitoring.monitor`, the custom monitoring container's entry.
+
+Follows SageMaker's custom-monitor container contract: captured data under `dataset_source`
+(default /opt/ml/processing/input/endpoint), results to `output_path` (default
+/opt/ml/processing/resultdata), baseline files from `baseline_statistics` /
+`baseline_constraints`, optional `start_time` / `end_time` (ISO 8601) bounding the window,
+`publish_cloudwatch_metrics`, `sagemaker_endpoint_name`, `sagemaker_monitoring_schedule_name`.
+Ours adds `baseline_embeddings`, `baseline_tokenizer` and `model_dir` (paths or s3:// URIs);
+every variable also has a command-line flag (`--capture-dir`, `--baseline-dir`, ...) for
+local runs (`fbrain monitor run`).
+
+Writes to the output folder: constraint_violations.json and statistics.json (Model Monitor's
+formats), metrics.json (a CloudWatch PutMetricData request), and quarantine.jsonl for unusable capture
+lines. Exit code 0 whether or not drift was found (violations are results, not failures).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from monitoring.artifacts import local_path, resolve_model_dir
+from monitoring.baseline import CONSTRAINTS_FILE, EMBEDDINGS_FILE, STATISTICS_FILE
+from monitoring.capture_reader import CaptureWindow, parse_time, read_capture_window
+from monitoring.compare import Comparison, add_embedding_check, compare_window
+from monitoring.config import MonitoringConfig
+from monitoring.drift import domain_classifier_auc
+from monitoring.features import monitored_statistics
+from monitoring.metrics import put_metric_data_request, window_metrics, write_cloudwatch_lines
+from monitoring.prediction_features import ASPECT_SCORE_PREFIX, SENTIMENT_CONFIDENCE, INTENT_CONFIDENCE, columns_from_records
+from monitoring.text_descriptors import TOKENIZER_FILE, TextDescriber
+
+logger = logging.getLogger(__name__)
+
+VIOLATIONS_FILE = "constraint_violations.json"
+WINDOW_STATISTICS_FILE = "statistics.json"
+METRICS_FILE = "metrics.json"
+QUARANTINE_FILE = "quarantine.jsonl"
+DEFAULT_DATASET_SOURCE = "/opt/ml/processing/input/endpoint"
+DEFAULT_OUTPUT_PATH = "/opt/ml/processing/resultdata"
+
+
+@dataclass
+class MonitorInputs:
+    """Where one monitoring run reads and writes (all paths may be s3:// URIs except the two folders)."""
+
+    capture_dir: str
+    output_dir: str
+    baseline_statistics: str
+    baseline_constraints: str
+    baseline_embeddings: str = ""
+    """embeddings.npy of the baseline; empty skips embedding drift."""
+    baseline_tokenizer: str = ""
+    """tokenizer.json for out-of-vocabulary rates; empty means the model dir's."""
+    model_dir: str = ""
+    """Model (dir or model.tar.gz) that embeds captured texts; empty skips embedding drift."""
+    start_time: Optional[datetime] = None
+    end_time: Optional[datetime] = None
+    endpoint_name: str = "local"
+    schedule_name: str = "local"
+    publish_cloudwatch_metrics: bool = False
+
+    @classmethod
+    def from_baseline_dir(cls, baseline_dir: str, capture_dir: str, output_dir: str, **kwargs: Any) -> "MonitorInputs":
+        """Inputs for a baseline folder as monitoring.baseline writes it (local runs)."""
+        root = Path(baseline_dir)
+        return cls(
+            capture_dir=capture_dir, output_dir=output_dir,
+            baseline_statistics=str(root / STATISTICS_FILE), baseline_constraints=str(root / CONSTRAINTS_FILE),
+            baseline_embeddings=str(root / EMBEDDINGS_FILE) if (root / EMBEDDINGS_FILE).exists() else "",
+            baseline_tokenizer=str(root / TOKENIZER_FILE) if (root / TOKENIZER_FILE).exists() else "",
+            **kwargs,
+        )
+
+
+@dataclass
+class MonitorResult:
+    output_dir: Path
+    violations: list[dict[str, str]]
+    comparison: Comparison
+    texts: int
+    quarantined: int
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def drift_detected(self) -> bool:
+        return bool(self.violations)
+
+
+def _read_json(location: str, scratch: Path) -> dict[str, Any]:
+    return json.loads(local_path(location, scratch).read_text(encoding="utf-8"))
+
+
+def _prediction_summary(columns: dict[str, list[Any]], aspect_threshold: float) -> dict[str, float]:
+    summary: dict[str, float] = {}
+    for name in (SENTIMENT_CONFIDENCE, INTENT_CONFIDENCE):
+        present = [v for v in columns[name] if v is not None]
+        if present:
+            summary[f"{name}_mean"] = float(np.mean(present))
+    for name, values in columns.items():
+        present = [v for v in values if v is not None]
+        if name.startswith(ASPECT_SCORE_PREFIX) and present:
+            aspect = name.removeprefix(ASPECT_SCORE_PREFIX)
+            summary[f"prediction_aspect_rate_{aspect}"] = float(np.mean(np.asarray(present) >= aspect_threshold))
+    return summary
+
+
+def _bounded_sample(records: list, config: MonitoringConfig) -> list:
+    if len(records) <= config.window_max_records:
+        return records
+    keep = np.sort(np.random.default_rng(config.sample_seed).choice(len(records), config.window_max_records, replace=False))
+    logger.info("window has %d texts: monitoring a seeded sample of %d", len(records), len(keep))
+    return [records[i] for i in keep]
+
+
+def _check_embeddings(
+    comparison: Comparison, constraints: dict[str, Any], inputs: MonitorInputs, model_path: Optional[Path],
+    texts: list[str], enough: bool, config: MonitoringConfig, scratch: Path,
+) -> None:
+    """Domain-classifier embedding drift, when the baseline embeddings and the model are at hand."""
+    embedding_check = constraints.get("monitoring_config", {}).get("embedding_drift", {})
+    if not (inputs.baseline_embeddings and model_path):
+        comparison.skipped.append("embedding drift: needs baseline_embeddings and model_dir")
+        logger.warning("embedding drift skipped: needs baseline_embeddings and model_dir")
+        return
+    if not enough or embedding_check.get("perform_comparison", "Enabled") != "Enabled":
+        return
+    from monitoring.scoring import ModelScorer
+
+    reference = np.load(local_path(inputs.baseline_embeddings, scratch))
+    current = ModelScorer(model_path, config).score(texts).embeddings
+    add_embedding_check(comparison, domain_classifier_auc(
+        reference, current,
+        folds=int(embedding_check.get("folds", config.domain_classifier_folds)),
+        regularisation_c=float(embedding_check.get("regularisation_c", config.domain_classifier_c)),
+        max_per_side=int(embedding_check.get("max_per_side", config.domain_classifier_max_per_side)),
+        seed=config.sample_seed,
+    ), constraints)
+
+
+def run_monitor(inputs: MonitorInputs, config: Optional[MonitoringConfig] = None) -> MonitorResult:
+    """One monitoring window: read, describe, compare, write results (downloads live in a temporary folder)."""
+    with tempfile.TemporaryDirectory(prefix="fbrain-monitor-") as scratch:
+        return _run_monitor(inputs, config or MonitoringConfig(), Path(scratch))
+
+
+def _run_monitor(inputs: MonitorInputs, config: MonitoringConfig, scratch: Path) -> MonitorResult:
+    output = Path(inputs.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    statistics = _read_json(inputs.baseline_statistics, scratch)
+    constraints = _read_json(inputs.baseline_constraints, scratch)
+    label_maps = statistics.get("label_maps")
+    if not label_maps:
+        raise ValueError(f"{inputs.baseline_statistics} has no label_maps: was it written by monitoring.baseline?")
+
+    window: CaptureWindow = read_capture_window(Path(inputs.capture_dir), inputs.start_time, inputs.end_time)
+    if window.quarantined:
+        with (output / QUARANTINE_FILE).open("w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(item) + "\n" for item in window.quarantined)
+        logger.warning("%d capture lines quarantined (see %s)", len(window.quarantined), output / QUARANTINE_FILE)
+    records = _bounded_sample(window.records, config)
+    texts = [record.text for record in records]
+    model_path = resolve_model_dir(inputs.model_dir, scratch) if inputs.model_dir else None
+    tokenizer_location = inputs.baseline_tokenizer or (str(model_path / TOKENIZER_FILE) if model_path else "")
+    if not tokenizer_location:
+        raise ValueError("out-of-vocabulary rates need the model's tokenizer: pass baseline_tokenizer or model_dir")
+
+    columns = TextDescriber(local_path(tokenizer_location, scratch), config).describe(texts).columns
+    columns.update(columns_from_records(label_maps, [record.as_prediction() for record in records]))
+    minimum = int(constraints.get("monitoring_config", {}).get("min_window_records", config.min_window_records))
+    enough = len(texts) >= minimum
+    if not enough:
+        logger.warning("only %d texts in the window (minimum %d): drift checks skipped", len(texts), minimum)
+    comparison = compare_window(columns, statistics, constraints, enough)
+
+    _check_embeddings(comparison, constraints, inputs, model_path, texts, enough, config, scratch)
+
+    window_stats = monitored_statistics(columns, label_maps, config, dataset_name="endpoint_capture", extra={
+        "window": {
+            "start_time": inputs.start_time.isoformat() if inputs.start_time else None,
+            "end_time": inputs.end_time.isoformat() if inputs.end_time else None,
+            "captured_texts": len(window.records), "monitored_texts": len(texts),
+            "quarantined": len(window.quarantined), "outside_window": window.outside_window,
+        },
+        "skipped_checks": comparison.skipped,
+    }) if texts else {"version": 0.0, "dataset": {"item_count": 0, "name": "endpoint_capture"}, "features": []}
+    (output / WINDOW_STATISTICS_FILE).write_text(json.dumps(window_stats, indent=2), encoding="utf-8")
+    (output / VIOLATIONS_FILE).write_text(json.dumps({"violations": comparison.violations}, indent=2), encoding="utf-8")
+
+    summary = {"captured_texts_count": len(window.records), "monitored_texts_count": len(texts),
+               "quarantined_capture_count": len(window.quarantined)}
+    if texts:
+        summary.update(_prediction_summary(columns, config.aspect_threshold))
+    metrics = window_metrics(comparison, summary, inputs.endpoint_name, inputs.schedule_name)
+    request = put_metric_data_request(config.metric_namespace, metrics)
+    (output / METRICS_FILE).write_text(json.dumps(request, indent=2), encoding="utf-8")
+    if inputs.publish_cloudwatch_metrics:
+        write_cloudwatch_lines(metrics, Path(config.cloudwatch_metrics_dir))
+    logger.info("monitoring window: %d texts, %d violations -> %s", len(texts), len(comparison.violations), output)
+    result = MonitorResult(output, comparison.violations, comparison, len(texts), len(window.quarantined), metrics)
+    if result.drift_detected and config.emit_drift_events:
+        from monitoring.triggers import emit_drift_event
+
+        emit_drift_event(result, inputs, config)
+    return result
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def parse_args(argv: Optional[list[str]] = None) -> tuple[MonitorInputs, MonitoringConfig]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--capture-dir", default=_env("dataset_source", DEFAULT_DATASET_SOURCE))
+    parser.add_argument("--output-dir", default=_env("output_path", DEFAULT_OUTPUT_PATH))
+    parser.add_argument("--baseline-dir", default="", help="a folder written by monitoring.baseline (sets the four baseline files)")
+    parser.add_argument("--baseline-statistics", default=_env("baseline_statistics"))
+    parser.add_argument("--baseline-constraints", default=_env("baseline_constraints"))
+    parser.add_argument("--baseline-embeddings", default=_env("baseline_embeddings"))
+    parser.add_argument("--baseline-tokenizer", default=_env("baseline_tokenizer"))
+    parser.add_argument("--model-dir", default=_env("model_dir"))
+    parser.add_argument("--start-time", default=_env("start_time"))
+    parser.add_argument("--end-time", default=_env("end_time"))
+    parser.add_argument("--endpoint-name", default=_env("sagemaker_endpoint_name", "local"))
+    parser.add_argument("--schedule-name", default=_env("sagemaker_monitoring_schedule_name", "local"))
+    parser.add_argument("--publish-cloudwatch-metrics", default=_env("publish_cloudwatch_metrics", "Disabled"))
+    parser.add_argument("--emit-drift-events", default=_env("emit_drift_events", ""))
+    parser.add_argument("--config-json", default=_env("monitoring_config_json"), help="MonitoringConfig fields as JSON")
+    args = parser.parse_args(argv)
+    config = MonitoringConfig(**json.loads(args.config_json)) if args.config_json else MonitoringConfig()
+    if args.emit_drift_events:
+        config.emit_drift_events = args.emit_drift_events.lower() in ("1", "true", "enabled", "yes")
+    common = dict(
+        model_dir=args.model_dir,
+        start_time=parse_time(args.start_time) if args.start_time else None,
+        end_time=parse_time(args.end_time) if args.end_time else None,
+        endpoint_name=args.endpoint_name, schedule_name=args.schedule_name,
+        publish_cloudwatch_metrics=args.publish_cloudwatch_metrics.lower() in ("enabled", "true", "1"),
+    )
+    if args.baseline_dir:
+        inputs = MonitorInputs.from_baseline_dir(args.baseline_dir, args.capture_dir, args.output_dir, **common)
+    else:
+        if not (args.baseline_statistics and args.baseline_constraints):
+            parser.error("give --baseline-dir, or both baseline_statistics and baseline_constraints")
+        inputs = MonitorInputs(
+            capture_dir=args.capture_dir, output_dir=args.output_dir,
+            baseline_statistics=args.baseline_statistics, baseline_constraints=args.baseline_constraints,
+            baseline_embeddings=args.baseline_embeddings, baseline_tokenizer=args.baseline_tokenizer, **common,
+        )
+    return inputs, config
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    inputs, config = parse_args(argv)
+    result = run_monitor(inputs, config)
+    print(json.dumps({"texts": result.texts, "violations": len(result.violations), "output_dir": str(result.output_dir)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,342 @@
+"""The AWS side of the pipeline: upsert, start, describe, and deploy-on-approval wiring.
+
+On SageMaker the flow is the one of the AWS MLOps project templates:
+CodeBuild upserts the pipeline and starts an execution (without waiting); the pipeline
+registers a model package (PendingManualApproval by default); a person approves it; the
+model package state change event matches an EventBridge rule on our group with
+ModelApprovalStatus `Approved`; the rule invokes the deploy Lambda
+(`inference.deploy.handler`, ARN in `aws.deploy_lambda_arn`), which deploys the package.
+A second rule sends "our endpoint is InService" to the same Lambda, which then applies
+auto scaling to the new variant.
+
+Every function takes an optional `session`: a `boto3.Session`, or a ready SageMaker client
+(tests pass clients built inside moto's `mock_aws`); by default a session for
+`config.aws.region` is created.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, TypedDict
+
+import boto3
+from botocore.exceptions import ClientError
+
+from pipelines.config import FeedbackBrainConfig
+
+logger = logging.getLogger(__name__)
+
+APPROVED = "Approved"
+IN_SERVICE = "IN_SERVICE"
+MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
+DEPLOY_TARGET_ID = "deploy-lambda"
+"""Id of the deploy Lambda among each rule's targets."""
+INVOKE_PERMISSION_SUFFIX = "-invoke"
+"""Statement id of the Lambda permission = rule name + this suffix."""
+PIPELINE_DESCRIPTION = "feedback-brain: feedback -> features -> multi-task model -> gate -> registry"
+TERMINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
+
+
+class PipelineAwsError(RuntimeError):
+    """An AWS call for the pipeline failed; the message names the call and the cause."""
+
+
+class UpsertResult(TypedDict):
+    """What `upsert_pipeline` did (a plain dict, so the CLI can print it as JSON)."""
+
+    pipeline_arn: str
+    created: bool
+    """True when the pipeline did not exist and was created; False when it was updated."""
+    model_package_group_arn: str
+    approval_rule_arn: Optional[str]
+    """None when deploy-on-approval was not wired (aws.deploy_lambda_arn empty or wire_deploy=False)."""
+
+
+@dataclass
+class ExecutionDescription:
+    arn: str
+    status: str
+    display_name: Optional[str]
+    started: Optional[str]
+    last_modified: Optional[str]
+    failure_reason: Optional[str]
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    """One dict per step: name, status, started, ended, failure_reason (newest first)."""
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+def _boto_session(config: FeedbackBrainConfig, session) -> boto3.Session:
+    if isinstance(session, boto3.Session):
+        return session
+    return boto3.Session(region_name=config.aws.region)
+
+
+def _client(config: FeedbackBrainConfig, session, service: str):
+    """A client for `service`; a client passed as `session` is used when it is that service."""
+    if session is not None and not isinstance(session, boto3.Session):
+        if session.meta.service_model.service_name == service:
+            return session
+        return boto3.Session(region_name=session.meta.region_name).client(service)
+    return _boto_session(config, session).client(service)
+
+
+def _call(description: str, function, **request):
+    try:
+        return function(**request)
+    except ClientError as error:
+        raise PipelineAwsError(f"{description} failed: {error}") from error
+
+
+MISSING_RESOURCE_CODES = ("ResourceNotFound", "ResourceNotFoundException")
+MISSING_RESOURCE_PHRASES = ("does not exist", "not found", "could not find")
+"""SageMaker reports some missing resources as ValidationException with one of these phrases."""
+
+
+def _is_missing(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "").lower()
+    if code in MISSING_RESOURCE_CODES:
+        return True
+    return code == "ValidationException" and any(phrase in message for phrase in MISSING_RESOURCE_PHRASES)
+
+
+def ensure_model_package_group(config: FeedbackBrainConfig, session=None) -> str:
+    """The ARN of the model package group, created when missing."""
+    sagemaker = _client(config, session, "sagemaker")
+    group = config.aws.model_package_group
+    try:
+        return sagemaker.describe_model_package_group(ModelPackageGroupName=group)["ModelPackageGroupArn"]
+    except ClientError as error:
+        if not _is_missing(error):
+            raise PipelineAwsError(f"DescribeModelPackageGroup {group} failed: {error}") from error
+    response = _call(
+        f"CreateModelPackageGroup {group}",
+        sagemaker.create_model_package_group,
+        ModelPackageGroupName=group,
+        ModelPackageGroupDescription="Candidates of the feedback-brain multi-task model",
+    )
+    logger.info("created model package group %s", group)
+    return response["ModelPackageGroupArn"]
+
+
+def approval_event_pattern(config: FeedbackBrainConfig) -> dict[str, Any]:
+    """EventBridge pattern: a package of our group changed state and is now Approved."""
+    return {
+        "source": ["aws.sagemaker"],
+        "detail-type": [MODEL_PACKAGE_STATE_CHANGE],
+        "detail": {
+            "ModelPackageGroupName": [config.aws.model_package_group],
+            "ModelApprovalStatus": [APPROVED],
+        },
+    }
+
+
+def endpoint_in_service_event_pattern(config: FeedbackBrainConfig) -> dict[str, Any]:
+    """EventBridge pattern: our endpoint reached InService (after a create or an update)."""
+    return {
+        "source": ["aws.sagemaker"],
+        "detail-type": [ENDPOINT_STATE_CHANGE],
+        "detail": {"EndpointName": [config.aws.endpoint_name], "EndpointStatus": [IN_SERVICE]},
+    }
+
+
+def _put_lambda_rule(config: FeedbackBrainConfig, session, name: str, pattern: dict, description: str) -> str:
+    events = _client(config, session, "events")
+    rule_arn = _call(
+        f"PutRule {name}",
+        events.put_rule,
+        Name=name,
+        EventPattern=json.dumps(pattern, sort_keys=True),
+        State="ENABLED",
+        Description=description,
+    )["RuleArn"]
+    response = _call(
+        f"PutTargets {name}",
+        events.put_targets,
+        Rule=name,
+        Targets=[{"Id": DEPLOY_TARGET_ID, "Arn": config.aws.deploy_lambda_arn}],
+    )
+    if response.get("FailedEntryCount"):
+        raise PipelineAwsError(f"PutTargets {name} rejected targets: {response.get('FailedEntries')}")
+    _allow_rule_to_invoke(config, session, name, rule_arn)
+    logger.info("rule %s -> %s", rule_arn, config.aws.deploy_lambda_arn)
+    return rule_arn
+
+
+def wire_deploy_on_approval(config: FeedbackBrainConfig, session=None) -> str:
+    """Approval rule (and endpoint-InService rule) -> deploy Lambda; returns the approval rule ARN.
+
+    Idempotent: PutRule and PutTargets overwrite; an existing Lambda permission is kept.
+    """
+    if not config.aws.deploy_lambda_arn:
+        raise PipelineAwsError("aws.deploy_lambda_arn is empty: there is no deploy Lambda to target")
+    approval_arn = _put_lambda_rule(
+        config, session, config.aws.approval_rule_name, approval_event_pattern(config),
+        f"Deploy approved model packages of {config.aws.model_package_group}",
+    )
+    _put_lambda_rule(
+        config, session, config.aws.endpoint_rule_name, endpoint_in_service_event_pattern(config),
+        f"Apply auto scaling when {config.aws.endpoint_name} is InService",
+    )
+    return approval_arn
+
+
+def _allow_rule_to_invoke(config: FeedbackBrainConfig, session, rule_name: str, rule_arn: str) -> None:
+    """Resource policy on the Lambda so that EventBridge may invoke it for this rule."""
+    lambda_client = _client(config, session, "lambda")
+    try:
+        lambda_client.add_permission(
+            FunctionName=config.aws.deploy_lambda_arn,
+            StatementId=f"{rule_name}{INVOKE_PERMISSION_SUFFIX}",
+            Action="lambda:InvokeFunction",
+            Principal="events.amazonaws.com",
+            SourceArn=rule_arn,
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ResourceConflictException":
+            raise PipelineAwsError(f"AddPermission on {config.aws.deploy_lambda_arn} failed: {error}") from error
+        logger.info("deploy Lambda already allows %s", rule_arn)
+
+
+def upsert_pipeline(
+    config: FeedbackBrainConfig,
+    session=None,
+    definition: Optional[str] = None,
+    wire_deploy: bool = True,
+) -> UpsertResult:
+    """Create or update the pipeline from our definition (built here unless given).
+
+    Also makes sure the model package group exists (RegisterModel writes into it) and, when
+    `wire_deploy` and a deploy Lambda is configured, wires deploy-on-approval.
+    """
+    if definition is None:
+        from pipelines.definition import definition_json
+
+        definition = definition_json(config)
+    sagemaker = _client(config, session, "sagemaker")
+    name = config.aws.pipeline_name
+    group_arn = ensure_model_package_group(config, session)
+    request = {
+        "PipelineName": name,
+        "PipelineDefinition": definition,
+        "PipelineDescription": PIPELINE_DESCRIPTION,
+        "RoleArn": config.aws.role_arn,
+    }
+    try:
+        sagemaker.describe_pipeline(PipelineName=name)
+        exists = True
+    except ClientError as error:
+        if not _is_missing(error):
+            raise PipelineAwsError(f"DescribePipeline {name} failed: {error}") from error
+        exists = False
+    if exists:
+        arn = _call(f"UpdatePipeline {name}", sagemaker.update_pipeline, **request)["PipelineArn"]
+        logger.info("updated pipeline %s", arn)
+    else:
+        arn = _call(f"CreatePipeline {name}", sagemaker.create_pipeline, **request)["PipelineArn"]
+        logger.info("created pipeline %s", arn)
+    rule_arn = None
+    if wire_deploy and config.aws.deploy_lambda_arn:
+        rule_arn = wire_deploy_on_approval(config, session)
+    return UpsertResult(
+        pipeline_arn=arn, created=not exists, model_package_group_arn=group_arn, approval_rule_arn=rule_arn
+    )
+
+
+def _declared_parameters(definition: str) -> dict[str, dict]:
+    return {p["Name"]: p for p in json.loads(definition).get("Parameters", [])}
+
+
+def pipeline_parameters_request(definition: str, parameters: Mapping[str, Any]) -> list[dict[str, str]]:
+    """PipelineParameters for StartPipelineExecution, checked against the definition.
+
+    Unknown names and values that do not fit the parameter's type are refused here, with
+    the list of valid names, instead of failing later inside SageMaker.
+    """
+    declared = _declared_parameters(definition)
+    request = []
+    for name, value in sorted(parameters.items()):
+        if name not in declared:
+            raise PipelineAwsError(f"unknown pipeline parameter {name!r}; the pipeline has {sorted(declared)}")
+        kind = declared[name]["Type"]
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        try:
+            if kind == "Integer":
+                int(text)
+            elif kind == "Float":
+                float(text)
+            elif kind == "Boolean" and text.lower() not in ("true", "false"):
+                raise ValueError(text)
+        except ValueError:
+            raise PipelineAwsError(f"parameter {name}={value!r} is not a valid {kind}") from None
+        enum_values = declared[name].get("EnumValues")
+        if enum_values and text not in enum_values:
+            raise PipelineAwsError(f"parameter {name}={value!r} must be one of {enum_values}")
+        request.append({"Name": name, "Value": text})
+    return request
+
+
+def start_execution(
+    config: FeedbackBrainConfig,
+    parameters: Optional[Mapping[str, Any]] = None,
+    session=None,
+    display_name: Optional[str] = None,
+) -> str:
+    """Start an execution and return its ARN at once (the pipeline runs for hours)."""
+    from pipelines.definition import definition_json
+
+    sagemaker = _client(config, session, "sagemaker")
+    request: dict[str, Any] = {
+        "PipelineName": config.aws.pipeline_name,
+        "PipelineParameters": pipeline_parameters_request(definition_json(config), parameters or {}),
+    }
+    if display_name:
+        request["PipelineExecutionDisplayName"] = display_name
+    arn = _call(f"StartPipelineExecution {config.aws.pipeline_name}", sagemaker.start_pipeline_execution, **request)[
+        "PipelineExecutionArn"
+    ]
+    logger.info("started execution %s", arn)
+    return arn
+
+
+def _text(value) -> Optional[str]:
+    return None if value is None else str(value)
+
+
+def describe_execution(
+    config: FeedbackBrainConfig, execution_arn: str, session=None, include_steps: bool = True
+) -> ExecutionDescription:
+    """Status of one execution and, when asked, of its steps."""
+    sagemaker = _client(config, session, "sagemaker")
+    response = _call(
+        f"DescribePipelineExecution {execution_arn}",
+        sagemaker.describe_pipeline_execution,
+        PipelineExecutionArn=execution_arn,
+    )
+    description = ExecutionDescription(
+        arn=response["PipelineExecutionArn"],
+        status=response.get("PipelineExecutionStatus", "Unknown"),
+        display_name=response.get("PipelineExecutionDisplayName"),
+        started=_text(response.get("CreationTime")),
+        last_modified=_text(response.get("LastModifiedTime")),
+        failure_reason=response.get("FailureReason"),
+    )
+    if include_steps:
+        paginator = sagemaker.get_paginator("list_pipeline_execution_steps")
+        for page in paginator.paginate(PipelineExecutionArn=execution_arn):
+            for step in page.get("PipelineExecutionSteps", []):
+                description.steps.append(
+                    {
+                        "name": step.get("StepName"),
+                        "status": step.get("StepStatus"),
+                        "started": _text(step.get("StartTime")),
+                        "ended": _text(step.get("EndTime")),
+                        "failure_reason": step.get("FailureReason"),
+                    }
+                )
+    return description

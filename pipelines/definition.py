@@ -1,0 +1,429 @@
+"""The feedback-brain SageMaker pipeline, built with SageMaker Python SDK v3.
+
+FeatureEngineering -> TrainModel -> EvaluateModel -> CheckModelGate
+    -> true:  ComputeMonitorBaseline -> RegisterModel
+    -> false: ModelGateFailed
+
+Step names, container paths and entry points are the contract in docs/contracts.md. Code
+lives in the images (tagged by `aws.image_tag`), never uploaded at build time, so building is
+offline and two builds are byte-identical. Every step names its entry point in the JSON, so
+the local runner (`pipelines/local/`) runs the very same command without Docker.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Literal, Optional
+
+from pipelines.config import FeedbackBrainConfig
+from pipelines.sdk_offline import offline_pipeline_session, prepare_environment, quiet_fast_build
+
+prepare_environment()
+
+from sagemaker.core.drift_check_baselines import DriftCheckBaselines  # noqa: E402
+from sagemaker.core.model_metrics import MetricsSource, ModelMetrics  # noqa: E402
+from sagemaker.core.processing import Processor  # noqa: E402
+from sagemaker.core.shapes import (  # noqa: E402
+    MetricDefinition,
+    ProcessingInput,
+    ProcessingOutput,
+    ProcessingS3Input,
+    ProcessingS3Output,
+)
+from sagemaker.mlops.workflow.condition_step import ConditionStep  # noqa: E402
+from sagemaker.core.workflow.conditions import (  # noqa: E402
+    ConditionEquals,
+    ConditionGreaterThanOrEqualTo,
+)
+from sagemaker.core.workflow.execution_variables import ExecutionVariables  # noqa: E402
+from sagemaker.core.workflow.functions import Join, JsonGet  # noqa: E402
+from sagemaker.core.workflow.properties import PropertyFile  # noqa: E402
+from sagemaker.mlops.workflow.fail_step import FailStep  # noqa: E402
+from sagemaker.mlops.workflow.model_step import ModelStep  # noqa: E402
+from sagemaker.mlops.workflow.pipeline import Pipeline  # noqa: E402
+from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep  # noqa: E402
+from sagemaker.core.training.configs import Compute, InputData, OutputDataConfig, StoppingCondition  # noqa: E402
+from sagemaker.train.model_trainer import ModelTrainer  # noqa: E402
+
+from pipelines.parameters import PipelineParameters, build_parameters  # noqa: E402
+from training.tracking import METRIC_DEFINITIONS  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+ImageKind = Literal["processing", "training", "inference"]
+IMAGE_KINDS: tuple[ImageKind, ...] = ("processing", "training", "inference")
+IMAGE_REPOSITORY_PREFIX = "feedback-brain-"
+"""ECR repository of each image is this prefix + its kind (containers/<kind>/Dockerfile)."""
+
+# Step names (contract).
+FEATURE_ENGINEERING = "FeatureEngineering"
+TRAIN_MODEL = "TrainModel"
+EVALUATE_MODEL = "EvaluateModel"
+CHECK_MODEL_GATE = "CheckModelGate"
+MODEL_GATE_FAILED = "ModelGateFailed"
+COMPUTE_MONITOR_BASELINE = "ComputeMonitorBaseline"
+REGISTER_MODEL = "RegisterModel"
+
+# Entry points (contract): the same module runs in the image and locally.
+PYTHON = "python3"
+FEATURE_ENGINEERING_MODULE = "processing.feature_engineering"
+TRAINING_MODULE = "training.train"
+EVALUATION_MODULE = "training.evaluate"
+MONITOR_BASELINE_MODULE = "monitoring.baseline"
+STEP_MODULES = {
+    FEATURE_ENGINEERING: FEATURE_ENGINEERING_MODULE,
+    TRAIN_MODEL: TRAINING_MODULE,
+    EVALUATE_MODEL: EVALUATION_MODULE,
+    COMPUTE_MONITOR_BASELINE: MONITOR_BASELINE_MODULE,
+}
+"""Module each job step runs with `python3 -m`; tests check the images run the same."""
+SERVING_MODULE = "inference.serve"
+"""What the inference image's `serve` runs (SageMaker hosting, not a pipeline step)."""
+MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
+MLFLOW_STEPS = (TRAIN_MODEL, EVALUATE_MODEL)
+"""Steps that talk to the MLflow tracking server / registry."""
+STEP_IMAGE_KINDS: dict[str, ImageKind] = {
+    FEATURE_ENGINEERING: "processing",
+    TRAIN_MODEL: "training",
+    EVALUATE_MODEL: "processing",
+    COMPUTE_MONITOR_BASELINE: "processing",
+    REGISTER_MODEL: "inference",
+}
+
+# Container paths (contract).
+PROCESSING_ROOT = "/opt/ml/processing"
+RAW_INPUT_DIR = f"{PROCESSING_ROOT}/input/raw"
+FEATURE_OUTPUT_DIR = f"{PROCESSING_ROOT}/output"
+MODEL_DIR = f"{PROCESSING_ROOT}/model"
+TEST_DIR = f"{PROCESSING_ROOT}/test"
+TRAIN_DIR = f"{PROCESSING_ROOT}/train"
+EVALUATION_DIR = f"{PROCESSING_ROOT}/evaluation"
+BASELINE_DIR = f"{PROCESSING_ROOT}/baseline"
+
+SPLITS = ("train", "validation", "test")
+LAKE_OUTPUT = "lake"
+EVALUATION_OUTPUT = "evaluation"
+BASELINE_OUTPUT = "baseline"
+EVALUATION_REPORT = "EvaluationReport"
+EVALUATION_FILE = "evaluation.json"
+STATISTICS_FILE = "statistics.json"
+CONSTRAINTS_FILE = "constraints.json"
+JSON_CONTENT_TYPE = "application/json"
+GATE_FAILED_PREFIX = "Model gate failed:"
+
+
+def image_uri(config: FeedbackBrainConfig, kind: ImageKind) -> str:
+    """`<ecr_registry>/feedback-brain-<kind>:<image_tag>` for one of the three images."""
+    if kind not in IMAGE_KINDS:
+        raise ValueError(f"unknown image kind {kind!r}; expected one of {IMAGE_KINDS}")
+    return f"{config.aws.ecr_registry}/{IMAGE_REPOSITORY_PREFIX}{kind}:{config.aws.image_tag}"
+
+
+def module_command(module: str) -> list[str]:
+    """The container entry point that runs `module` (`python3 -m module`)."""
+    return [PYTHON, "-m", module]
+
+
+class EntrypointModelTrainer(ModelTrainer):
+    """A ModelTrainer whose CreateTrainingJob request names the container entry point.
+
+    ModelTrainer only sets `AlgorithmSpecification.ContainerEntrypoint` when it uploads
+    `source_code` (timestamped, so non-deterministic). Our code is baked into the image, so
+    the entry point is stated here instead; SageMaker runs it in place of the image's
+    ENTRYPOINT and the local runner reads it from the same field.
+    """
+
+    container_entrypoint: Optional[list[str]] = None
+
+    def _create_training_job_args(self, input_data_config=None, boto3: bool = False):
+        request = super()._create_training_job_args(input_data_config=input_data_config, boto3=boto3)
+        if self.container_entrypoint:
+            spec = request.get("AlgorithmSpecification", request.get("algorithm_specification"))
+            if isinstance(spec, dict):
+                spec["ContainerEntrypoint"] = list(self.container_entrypoint)
+            elif spec is not None:
+                spec.container_entrypoint = list(self.container_entrypoint)
+        return request
+
+
+def _training_channel(name: str, source) -> InputData:
+    return InputData(channel_name=name, data_source=source)
+
+
+def _step_output_uri(config: FeedbackBrainConfig, step_name: str, output_name: str) -> Join:
+    """s3://<bucket>/<pipeline>/<execution id>/<step>/<output>: one folder per execution."""
+    return Join(
+        on="/",
+        values=[
+            "s3:/",
+            config.aws.bucket,
+            config.aws.pipeline_name,
+            ExecutionVariables.PIPELINE_EXECUTION_ID,
+            step_name,
+            output_name,
+        ],
+    )
+
+
+def _s3_input(name: str, source, local_path: str) -> ProcessingInput:
+    return ProcessingInput(
+        input_name=name,
+        s3_input=ProcessingS3Input(
+            s3_uri=source,
+            local_path=local_path,
+            s3_data_type="S3Prefix",
+            s3_input_mode="File",
+        ),
+    )
+
+
+def _s3_output(config: FeedbackBrainConfig, step_name: str, name: str, local_path: str) -> ProcessingOutput:
+    return ProcessingOutput(
+        output_name=name,
+        s3_output=ProcessingS3Output(
+            s3_uri=_step_output_uri(config, step_name, name),
+            local_path=local_path,
+            s3_upload_mode="EndOfJob",
+        ),
+    )
+
+
+def job_environment(config: FeedbackBrainConfig, step_name: str) -> Optional[dict[str, str]]:
+    """Environment of a job: the MLflow tracking server for the steps that use the registry."""
+    if step_name in MLFLOW_STEPS and config.aws.mlflow_tracking_arn:
+        return {MLFLOW_TRACKING_URI: config.aws.mlflow_tracking_arn}
+    return None
+
+
+def _processor(config, session, params: PipelineParameters, step_name: str) -> Processor:
+    kms_key = config.aws.kms_key_id or None
+    return Processor(
+        role=config.aws.role_arn,
+        image_uri=image_uri(config, STEP_IMAGE_KINDS[step_name]),
+        instance_count=params.processing_instance_count,
+        instance_type=params.processing_instance_type,
+        entrypoint=module_command(STEP_MODULES[step_name]),
+        volume_size_in_gb=config.aws.processing_volume_size_gb,
+        volume_kms_key=kms_key,
+        output_kms_key=kms_key,
+        max_runtime_in_seconds=config.aws.processing_max_runtime_s,
+        base_job_name=f"{config.aws.pipeline_name}-{step_name}",
+        sagemaker_session=session,
+        env=job_environment(config, step_name),
+    )
+
+
+def _feature_engineering_step(config, session, params) -> ProcessingStep:
+    processing = config.processing
+    processor = _processor(config, session, params, FEATURE_ENGINEERING)
+    outputs = [
+        _s3_output(config, FEATURE_ENGINEERING, split, f"{FEATURE_OUTPUT_DIR}/{split}") for split in SPLITS
+    ]
+    outputs.append(_s3_output(config, FEATURE_ENGINEERING, LAKE_OUTPUT, f"{FEATURE_OUTPUT_DIR}/{LAKE_OUTPUT}"))
+    step_args = processor.run(
+        inputs=[_s3_input("raw", params.input_data_uri, RAW_INPUT_DIR)],
+        outputs=outputs,
+        arguments=[
+            "--input-dir", RAW_INPUT_DIR,
+            "--output-dir", FEATURE_OUTPUT_DIR,
+            "--feature-group-name", params.feature_group_name,
+            "--taxonomy-version", str(processing.taxonomy_version),
+            "--validation-fraction", str(processing.validation_fraction),
+            "--test-fraction", str(processing.test_fraction),
+            "--split-seed", str(processing.split_seed),
+        ],
+    )
+    return ProcessingStep(name=FEATURE_ENGINEERING, step_args=step_args)
+
+
+def _split_uri(feature_step: ProcessingStep, split: str):
+    return feature_step.properties.ProcessingOutputConfig.Outputs[split].S3Output.S3Uri
+
+
+def _train_step(config, session, params, feature_step: ProcessingStep) -> TrainingStep:
+    kms_key = config.aws.kms_key_id or None
+    trainer = EntrypointModelTrainer(
+        role=config.aws.role_arn,
+        sagemaker_session=session,
+        base_job_name=f"{config.aws.pipeline_name}-{TRAIN_MODEL}",
+        training_image=image_uri(config, STEP_IMAGE_KINDS[TRAIN_MODEL]),
+        container_entrypoint=module_command(TRAINING_MODULE),
+        compute=Compute(
+            instance_type=params.training_instance_type,
+            instance_count=params.training_instance_count,
+            volume_size_in_gb=config.aws.training_volume_size_gb,
+            volume_kms_key_id=kms_key,
+        ),
+        stopping_condition=StoppingCondition(max_runtime_in_seconds=config.aws.training_max_runtime_s),
+        output_data_config=OutputDataConfig(
+            s3_output_path=_step_output_uri(config, TRAIN_MODEL, "model"),
+            kms_key_id=kms_key,
+        ),
+        environment=job_environment(config, TRAIN_MODEL) or {},
+        hyperparameters={
+            "backbone": params.backbone_model_id,
+            "epochs": params.epochs.to_string(),
+            "learning_rate": params.learning_rate.to_string(),
+            "max_seq_length": params.max_sequence_length.to_string(),
+            "batch_size": params.batch_size.to_string(),
+            "seed": str(config.training.seed),
+        },
+    )
+    # SageMaker reads these from the job log (lines `metric: name=value` of training.tracking).
+    trainer.with_metric_definitions(
+        [MetricDefinition(name=metric["Name"], regex=metric["Regex"]) for metric in METRIC_DEFINITIONS]
+    )
+    step_args = trainer.train(
+        input_data_config=[
+            _training_channel(split, _split_uri(feature_step, split)) for split in ("train", "validation")
+        ],
+        wait=False,
+        logs=False,
+    )
+    return TrainingStep(name=TRAIN_MODEL, step_args=step_args)
+
+
+def _evaluate_step(config, session, params, feature_step, train_step, report: PropertyFile) -> ProcessingStep:
+    processor = _processor(config, session, params, EVALUATE_MODEL)
+    step_args = processor.run(
+        inputs=[
+            _s3_input("model", train_step.properties.ModelArtifacts.S3ModelArtifacts, MODEL_DIR),
+            _s3_input("test", _split_uri(feature_step, "test"), TEST_DIR),
+            _s3_input("train", _split_uri(feature_step, "train"), TRAIN_DIR),
+        ],
+        outputs=[_s3_output(config, EVALUATE_MODEL, EVALUATION_OUTPUT, EVALUATION_DIR)],
+        arguments=[
+            "--model-dir", MODEL_DIR,
+            "--test-dir", TEST_DIR,
+            "--train-dir", TRAIN_DIR,
+            "--output-dir", EVALUATION_DIR,
+            "--macro-f1-threshold", params.macro_f1_threshold.to_string(),
+            "--regression-tolerance", params.regression_tolerance.to_string(),
+            "--model-package-group", config.aws.model_package_group,
+        ],
+    )
+    return ProcessingStep(name=EVALUATE_MODEL, step_args=step_args, property_files=[report])
+
+
+def _baseline_step(config, session, params, feature_step, train_step) -> ProcessingStep:
+    processor = _processor(config, session, params, COMPUTE_MONITOR_BASELINE)
+    step_args = processor.run(
+        inputs=[
+            _s3_input("model", train_step.properties.ModelArtifacts.S3ModelArtifacts, MODEL_DIR),
+            _s3_input("train", _split_uri(feature_step, "train"), TRAIN_DIR),
+        ],
+        outputs=[_s3_output(config, COMPUTE_MONITOR_BASELINE, BASELINE_OUTPUT, BASELINE_DIR)],
+        arguments=["--model-dir", MODEL_DIR, "--train-dir", TRAIN_DIR, "--output-dir", BASELINE_DIR],
+    )
+    return ProcessingStep(name=COMPUTE_MONITOR_BASELINE, step_args=step_args)
+
+
+def _file_in_output(step: ProcessingStep, output_name: str, file_name: str) -> Join:
+    uri = step.properties.ProcessingOutputConfig.Outputs[output_name].S3Output.S3Uri
+    return Join(on="/", values=[uri, file_name])
+
+
+def _register_step(config, session, params, train_step, evaluate_step, baseline_step) -> ModelStep:
+    from sagemaker.serve.model_builder import ModelBuilder
+
+    model_metrics = ModelMetrics(
+        model_statistics=MetricsSource(
+            content_type=JSON_CONTENT_TYPE,
+            s3_uri=_file_in_output(evaluate_step, EVALUATION_OUTPUT, EVALUATION_FILE),
+        )
+    )
+    drift_check_baselines = DriftCheckBaselines(
+        model_data_statistics=MetricsSource(
+            content_type=JSON_CONTENT_TYPE,
+            s3_uri=_file_in_output(baseline_step, BASELINE_OUTPUT, STATISTICS_FILE),
+        ),
+        model_data_constraints=MetricsSource(
+            content_type=JSON_CONTENT_TYPE,
+            s3_uri=_file_in_output(baseline_step, BASELINE_OUTPUT, CONSTRAINTS_FILE),
+        ),
+    )
+    builder = ModelBuilder(
+        image_uri=image_uri(config, STEP_IMAGE_KINDS[REGISTER_MODEL]),
+        s3_model_data_url=train_step.properties.ModelArtifacts.S3ModelArtifacts,
+        role_arn=config.aws.role_arn,
+        sagemaker_session=session,
+    )
+    step_args = builder.register(
+        model_package_group_name=config.aws.model_package_group,
+        content_types=[config.aws.inference_content_type],
+        response_types=[config.aws.inference_content_type],
+        inference_instances=[config.aws.endpoint_instance_type],
+        transform_instances=[config.aws.endpoint_instance_type],
+        model_metrics=model_metrics,
+        drift_check_baselines=drift_check_baselines,
+        approval_status=params.model_approval_status,
+    )
+    return ModelStep(name=REGISTER_MODEL, step_args=step_args, depends_on=[baseline_step])
+
+
+def _gate_failed_step(evaluate_step: ProcessingStep, report: PropertyFile) -> FailStep:
+    gate_message = JsonGet(step_name=evaluate_step.name, property_file=report, json_path="gate.message")
+    return FailStep(name=MODEL_GATE_FAILED, error_message=Join(on=" ", values=[GATE_FAILED_PREFIX, gate_message]))
+
+
+def build_pipeline(config: FeedbackBrainConfig):
+    """The pipeline object (sagemaker.mlops.workflow.pipeline.Pipeline); no network call."""
+    started = time.perf_counter()
+    with quiet_fast_build():
+        pipeline = _assemble_pipeline(config)
+    logger.debug("pipeline object built in %.2fs", time.perf_counter() - started)
+    return pipeline
+
+
+def _assemble_pipeline(config: FeedbackBrainConfig):
+    session = offline_pipeline_session(config.aws.region, config.aws.bucket)
+    params = build_parameters(config)
+    report = PropertyFile(name=EVALUATION_REPORT, output_name=EVALUATION_OUTPUT, path=EVALUATION_FILE)
+
+    feature_step = _feature_engineering_step(config, session, params)
+    train_step = _train_step(config, session, params, feature_step)
+    evaluate_step = _evaluate_step(config, session, params, feature_step, train_step, report)
+    baseline_step = _baseline_step(config, session, params, feature_step, train_step)
+    register_step = _register_step(config, session, params, train_step, evaluate_step, baseline_step)
+    gate_step = ConditionStep(
+        name=CHECK_MODEL_GATE,
+        conditions=[
+            ConditionGreaterThanOrEqualTo(
+                left=JsonGet(step_name=evaluate_step.name, property_file=report, json_path="gate.macro_f1"),
+                right=params.macro_f1_threshold,
+            ),
+            ConditionEquals(
+                left=JsonGet(step_name=evaluate_step.name, property_file=report, json_path="gate.no_regression"),
+                right=True,
+            ),
+        ],
+        if_steps=[baseline_step, register_step],
+        else_steps=[_gate_failed_step(evaluate_step, report)],
+    )
+    return Pipeline(
+        name=config.aws.pipeline_name,
+        parameters=params.all(),
+        steps=[feature_step, train_step, evaluate_step, gate_step],
+        sagemaker_session=session,
+        pipeline_experiment_config=None,
+    )
+
+
+_definitions: dict[str, str] = {}
+
+
+def definition_json(config: FeedbackBrainConfig) -> str:
+    """The canonical definition: sorted keys, indent 2; byte-identical across builds.
+
+    Memoised on the whole configuration (the definition is a pure function of it), since
+    the CLI and the test suite ask for it several times per process.
+    """
+    key = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    if key not in _definitions:
+        started = time.perf_counter()
+        with quiet_fast_build():
+            raw = _assemble_pipeline(config).definition()
+        _definitions[key] = json.dumps(json.loads(raw), indent=2, sort_keys=True)
+        logger.info("pipeline definition built in %.2fs", time.perf_counter() - started)
+    return _definitions[key]

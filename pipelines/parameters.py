@@ -1,0 +1,90 @@
+"""Typed parameters of the feedback-brain pipeline, with defaults taken from the configuration.
+
+Names are part of the public interface: `fbrain pipeline start --param Epochs=1` and the local
+runner's `--param` refer to them, and `start_execution` passes them to SageMaker.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipelines.config import FeedbackBrainConfig
+from pipelines.sdk_offline import prepare_environment
+
+prepare_environment()
+
+from sagemaker.core.workflow.parameters import (  # noqa: E402
+    ParameterFloat,
+    ParameterInteger,
+    ParameterString,
+)
+
+def default_input_data_uri(config: FeedbackBrainConfig) -> str:
+    """S3 prefix of the raw feedback files the pipeline reads when no InputDataUri is given."""
+    return f"s3://{config.aws.bucket}/{config.aws.input_prefix.strip('/')}"
+
+
+@dataclass(frozen=True)
+class PipelineParameters:
+    """All pipeline parameters, one attribute each; `all()` keeps the definition's order."""
+
+    input_data_uri: ParameterString
+    processing_instance_type: ParameterString
+    processing_instance_count: ParameterInteger
+    training_instance_type: ParameterString
+    training_instance_count: ParameterInteger
+    backbone_model_id: ParameterString
+    epochs: ParameterInteger
+    learning_rate: ParameterFloat
+    max_sequence_length: ParameterInteger
+    batch_size: ParameterInteger
+    macro_f1_threshold: ParameterFloat
+    regression_tolerance: ParameterFloat
+    model_approval_status: ParameterString
+    feature_group_name: ParameterString
+
+    def all(self) -> list:
+        return [getattr(self, name) for name in self.__dataclass_fields__]
+
+
+MODEL_APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+"""Values CreateModelPackage accepts for ModelApprovalStatus."""
+
+
+def build_parameters(config: FeedbackBrainConfig) -> PipelineParameters:
+    """Pipeline parameters whose defaults come from the configuration sections."""
+    return PipelineParameters(
+        input_data_uri=ParameterString("InputDataUri", default_value=default_input_data_uri(config)),
+        processing_instance_type=ParameterString(
+            "ProcessingInstanceType", default_value=config.aws.processing_instance_type
+        ),
+        processing_instance_count=ParameterInteger(
+            "ProcessingInstanceCount", default_value=config.aws.processing_instance_count
+        ),
+        training_instance_type=ParameterString(
+            "TrainingInstanceType", default_value=config.aws.training_instance_type
+        ),
+        training_instance_count=ParameterInteger(
+            "TrainingInstanceCount", default_value=config.aws.training_instance_count
+        ),
+        backbone_model_id=ParameterString("BackboneModelId", default_value=config.training.backbone),
+        epochs=ParameterInteger("Epochs", default_value=config.training.epochs),
+        learning_rate=ParameterFloat("LearningRate", default_value=config.training.learning_rate),
+        max_sequence_length=ParameterInteger(
+            "MaxSequenceLength", default_value=config.training.max_seq_length
+        ),
+        batch_size=ParameterInteger("BatchSize", default_value=config.training.batch_size),
+        macro_f1_threshold=ParameterFloat(
+            "MacroF1Threshold", default_value=config.evaluation.macro_f1_threshold
+        ),
+        regression_tolerance=ParameterFloat(
+            "RegressionTolerance", default_value=config.evaluation.regression_tolerance
+        ),
+        model_approval_status=ParameterString(
+            "ModelApprovalStatus",
+            default_value=MODEL_APPROVAL_STATUSES[0],
+            enum_values=list(MODEL_APPROVAL_STATUSES),
+        ),
+        feature_group_name=ParameterString(
+            "FeatureGroupName", default_value=config.processing.feature_group_name
+        ),
+    )

@@ -1,0 +1,244 @@
+"""The EvaluateModel step end to end on a tiny model: report layout, per-source detail,
+baseline, quarantine, archives, and champion lookup (local directory and registry)."""
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from botocore.stub import ANY, Stubber
+
+from processing.taxonomy import load_taxonomy
+from training import evaluate as evaluate_module
+from training.config import EvaluationConfig
+from training.evaluate import build_report, evaluate, main, read_examples, resolve_champion
+from training.predict import ModelDirError, resolve_model_dir
+
+LABEL_MAPS = load_taxonomy().label_maps()
+FAST = EvaluationConfig(bootstrap_rounds=5, prediction_batch_size=16)
+
+SENTIMENT_TEXTS = {
+    "positive": "I love this {p}, it works great",
+    "negative": "This {p} is terrible and broke after a day",
+    "neutral": "The {p} is okay, nothing special",
+}
+INTENT_TEXTS = {
+    "refund_request": "I want my money back for the {p}",
+    "delivery_status": "Where is my {p}, when will it arrive",
+    "cancellation": "Please cancel my order for the {p}",
+}
+ASPECT_TEXTS = {
+    "shipping_delivery": "The {p} arrived two weeks late",
+    "sizing_fit": "The {p} runs small, order a size up",
+    "pricing_value": "The {p} is far too expensive",
+}
+PRODUCTS = ["dress", "laptop", "shoe", "jacket", "kettle", "phone"]
+
+
+def make_examples(n_per_label: int, offset: int = 0) -> list[dict]:
+    rows = []
+    for k in range(n_per_label):
+        product = PRODUCTS[(k + offset) % len(PRODUCTS)]
+        for label, template in SENTIMENT_TEXTS.items():
+            source = "reviews" if k % 2 else "app_store"
+            rows.append({"feedback_id": f"s-{label}-{k}-{offset}", "text": template.format(p=product),
+                         "source": source, "sentiment": label, "intent": None, "aspects": None,
+                         "labeled_tasks": ["sentiment"]})
+        for label, template in INTENT_TEXTS.items():
+            rows.append({"feedback_id": f"i-{label}-{k}-{offset}", "text": template.format(p=product),
+                         "source": "support", "sentiment": None, "intent": label, "aspects": None,
+                         "labeled_tasks": ["intent"]})
+        for label, template in ASPECT_TEXTS.items():
+            rows.append({"feedback_id": f"a-{label}-{k}-{offset}", "text": template.format(p=product),
+                         "source": "absa", "sentiment": "negative", "intent": None, "aspects": [label],
+                         "labeled_tasks": ["sentiment", "aspects"]})
+    return rows
+
+
+def write_jsonl(path: Path, rows, extra_lines=()) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+        for line in extra_lines:
+            handle.write(line + "\n")
+    return path
+
+
+def weakened_copy(model_dir: Path, destination: Path) -> Path:
+    """The model at model_dir with all three heads zeroed: uniform outputs, one class for every text."""
+    import torch
+
+    from training.model import MultiTaskClassifier
+
+    model = MultiTaskClassifier.from_pretrained(model_dir)
+    with torch.no_grad():
+        for parameter in model.head_parameters():
+            parameter.zero_()
+    return model.save_pretrained(destination)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tiny_model_dir) -> Path:
+    return Path(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("splits")
+    bad_lines = ['{"text": "", "labeled_tasks": []}', "this is not json",
+                 json.dumps({"text": "fine text", "labeled_tasks": ["sentiment"], "sentiment": "ecstatic"})]
+    return {
+        "train": write_jsonl(root / "train" / "examples.jsonl", make_examples(8)).parent,
+        "test": write_jsonl(root / "test" / "examples.jsonl", make_examples(4, offset=3), bad_lines).parent,
+    }
+
+
+def test_read_examples_quarantines_bad_rows_with_reasons(splits):
+    examples, quarantined = read_examples(splits["test"], LABEL_MAPS)
+    assert len(examples) == len(make_examples(4))
+    assert [row["reason"] for row in quarantined] == ["text_empty", "invalid_json", "unknown_label"]
+    assert all(row["line"] > len(examples) and row["raw"] for row in quarantined)
+
+
+def test_read_examples_refuses_an_empty_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no \\*.jsonl"):
+        read_examples(tmp_path, LABEL_MAPS)
+
+
+def test_evaluation_report_layout_per_source_baseline_and_quarantine(tiny_dir, splits, tmp_path, monkeypatch):
+    monkeypatch.delenv(evaluate_module.CHAMPION_DIR_ENV, raising=False)
+    report = evaluate(tiny_dir, splits["test"], tmp_path / "out", splits["train"], config=FAST)
+    on_disk = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert on_disk["gate"] == report["gate"]
+
+    quality = on_disk["multiclass_classification_metrics"]
+    assert set(quality["confusion_matrix"]) == set(LABEL_MAPS["sentiment"])
+    n_sentiment_rows = sum(sum(row.values()) for row in quality["confusion_matrix"].values())
+    assert n_sentiment_rows == 4 * 3 + 4 * 3  # sentiment rows + aspect rows that also carry sentiment
+    assert {"value", "standard_deviation"} <= set(quality["macro_f1"])
+
+    tasks = on_disk["tasks"]
+    assert set(tasks["sentiment"]["by_source"]) == {"app_store", "reviews", "absa"}
+    assert set(tasks["intent"]["by_source"]) == {"support"}
+    assert tasks["intent"]["rows"] == 12 and tasks["aspects"]["rows"] == 12
+    assert set(tasks["aspects"]["overall"]["covered_labels"]) == set(ASPECT_TEXTS)
+    for task in ("sentiment", "intent"):
+        overall = tasks[task]["overall"]
+        assert {"macro_f1", "per_class", "confusion_matrix", "expected_calibration_error"} <= set(overall)
+
+    # The baseline learns these templates perfectly; the untrained tiny model cannot.
+    baseline = on_disk["baseline"]
+    assert baseline["tasks"]["intent"]["overall"]["macro_f1"] == pytest.approx(1.0)
+    assert baseline["delta"]["intent"]["delta"] == pytest.approx(
+        tasks["intent"]["overall"]["macro_f1"] - 1.0)
+    assert on_disk["champion"] is None
+    gate = on_disk["gate"]
+    assert gate["macro_f1"] == pytest.approx(
+        (tasks["sentiment"]["overall"]["macro_f1"] + tasks["intent"]["overall"]["macro_f1"]) / 2)
+
+    quarantine = [json.loads(line) for line in (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()]
+    assert len(quarantine) == 3 and on_disk["evaluation"]["quarantined_rows"] == 3
+
+
+def test_model_archive_is_extracted_and_bad_dirs_are_explained(tiny_dir, tmp_path):
+    holder = tmp_path / "model"
+    holder.mkdir()
+    with tarfile.open(holder / "model.tar.gz", "w:gz") as tar:
+        for path in tiny_dir.iterdir():
+            tar.add(path, arcname=path.name)
+    extracted = resolve_model_dir(holder, tmp_path / "scratch")
+    assert (extracted / "fbrain_model.json").is_file() and extracted != holder
+    with pytest.raises(ModelDirError, match="neither"):
+        resolve_model_dir(tmp_path / "scratch" / "nothing-here", tmp_path / "scratch2")
+
+
+def test_local_champion_is_scored_on_the_same_rows(tiny_dir, splits, tmp_path, monkeypatch):
+    weak = weakened_copy(tiny_dir, tmp_path / "weak")
+    monkeypatch.setenv(evaluate_module.CHAMPION_DIR_ENV, str(weak))
+    exit_code = main(["--model-dir", str(tiny_dir), "--test-dir", str(splits["test"]),
+                      "--output-dir", str(tmp_path / "out"), "--bootstrap-rounds", "0",
+                      "--macro-f1-threshold", "0.0"])
+    assert exit_code == 0
+    report = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    champion = report["champion"]
+    assert champion["name"] == "weak"
+    assert champion["tasks"]["intent"]["rows"] == report["tasks"]["intent"]["rows"]
+    expected = (champion["tasks"]["sentiment"]["overall"]["macro_f1"]
+                + champion["tasks"]["intent"]["overall"]["macro_f1"]) / 2
+    assert report["gate"]["champion_macro_f1"] == pytest.approx(expected)
+    assert report["baseline"] is None  # no --train-dir
+
+
+def test_registry_champion_latest_approved_package_is_downloaded(tiny_dir, tmp_path, monkeypatch):
+    archive = tmp_path / "published" / "model.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in tiny_dir.iterdir():
+            tar.add(path, arcname=path.name)
+    client = boto3.client("sagemaker", region_name="us-east-1")
+    stubber = Stubber(client)
+    arn = "arn:aws:sagemaker:us-east-1:111122223333:model-package/feedback-brain-models/3"
+    stubber.add_response(
+        "list_model_packages",
+        {"ModelPackageSummaryList": [{"ModelPackageArn": arn, "ModelPackageGroupName": "feedback-brain-models",
+                                      "ModelPackageVersion": 3, "CreationTime": "2026-11-20T00:00:00Z",
+                                      "ModelPackageStatus": "Completed", "ModelApprovalStatus": "Approved"}]},
+        {"ModelPackageGroupName": "feedback-brain-models", "ModelApprovalStatus": "Approved",
+         "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 1},
+    )
+    stubber.add_response(
+        "describe_model_package",
+        {"ModelPackageName": "feedback-brain-models", "ModelPackageArn": arn, "ModelPackageVersion": 3,
+         "CreationTime": "2026-11-20T00:00:00Z", "ModelPackageStatus": "Completed",
+         "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
+         "InferenceSpecification": {"Containers": [
+             {"Image": "111122223333.dkr.ecr.us-east-1.amazonaws.com/fbrain-inference:abc",
+              "ModelDataUrl": "s3://feedback-brain-artifacts/models/v3/model.tar.gz"}],
+             "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]}},
+        {"ModelPackageName": arn},
+    )
+    downloads = []
+
+    def fake_download(uri, destination):
+        downloads.append(uri)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy(archive, destination))
+
+    monkeypatch.setattr(evaluate_module, "download_s3_uri", fake_download)
+    monkeypatch.delenv(evaluate_module.CHAMPION_DIR_ENV, raising=False)
+    monkeypatch.setenv(evaluate_module.CHAMPION_FROM_REGISTRY_ENV, "1")
+    with stubber:
+        champion_dir, name = resolve_champion("feedback-brain-models", tmp_path / "scratch", lambda: client)
+    stubber.assert_no_pending_responses()
+    assert name == "v3"
+    assert downloads == ["s3://feedback-brain-artifacts/models/v3/model.tar.gz"]
+    assert (champion_dir / "model.safetensors").is_file()
+
+
+def test_no_approved_package_means_no_champion(tmp_path, monkeypatch):
+    client = boto3.client("sagemaker", region_name="us-east-1")
+    stubber = Stubber(client)
+    stubber.add_response("list_model_packages", {"ModelPackageSummaryList": []}, {
+        "ModelPackageGroupName": "g", "ModelApprovalStatus": "Approved", "SortBy": ANY, "SortOrder": ANY,
+        "MaxResults": ANY})
+    monkeypatch.delenv(evaluate_module.CHAMPION_DIR_ENV, raising=False)
+    monkeypatch.setenv(evaluate_module.CHAMPION_FROM_REGISTRY_ENV, "1")
+    with stubber:
+        assert resolve_champion("g", tmp_path, lambda: client) is None
+    monkeypatch.delenv(evaluate_module.CHAMPION_FROM_REGISTRY_ENV)
+    assert resolve_champion("g", tmp_path, lambda: pytest.fail("registry must not be asked")) is None
+
+
+def test_build_report_leaves_out_tasks_without_test_rows():
+    rows = [r for r in make_examples(2) if r["labeled_tasks"] == ["sentiment"]]
+    truth = np.array([LABEL_MAPS["sentiment"].index(r["sentiment"]) for r in rows])
+    probabilities = {"sentiment": np.eye(3)[truth],
+                     "intent": np.full((len(rows), len(LABEL_MAPS["intent"])), 1 / len(LABEL_MAPS["intent"])),
+                     "aspects": np.zeros((len(rows), len(LABEL_MAPS["aspects"])))}
+    report = build_report(rows, probabilities, LABEL_MAPS, FAST)
+    assert report["tasks"]["intent"] == {"rows": 0, "overall": None, "by_source": {}}
+    assert report["gate"]["tasks"] == ["sentiment"]
+    assert report["gate"]["macro_f1"] == pytest.approx(1.0) and report["gate"]["passed"]

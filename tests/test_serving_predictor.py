@@ -1,0 +1,99 @@
+"""Predictors: ONNX fp32/int8 and PyTorch agree, padding is masked, torch stays out of the ONNX path."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.config import ServingConfig
+from inference.predictor import FlagRules, ModelLoadError, load_predictor
+
+TEXTS = [
+    "The parcel arrived late and the box was crushed.",
+    "Love it!",
+    "Can I exchange these jeans for a larger size? They are far too tight around the waist.",
+    "Please cancel my order.",
+]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sentiment_matrix(predictions):
+    return np.asarray([list(p["sentiment"]["probabilities"].values()) for p in predictions])
+
+
+def test_fp32_onnx_scores_do_not_depend_on_batch_mates(tiny_model_dir: Path):
+    predictor = load_predictor(tiny_model_dir, ServingConfig(runtime="onnx"))
+    together = predictor.predict(TEXTS)
+    alone = [predictor.predict([t])[0] for t in TEXTS]
+    np.testing.assert_allclose(sentiment_matrix(together), sentiment_matrix(alone), atol=1e-5)
+    # Length-sorted groups of any size give back every text's own scores, in request order.
+    grouped = load_predictor(tiny_model_dir, ServingConfig(runtime="onnx", sub_batch_size=3)).predict(TEXTS)
+    np.testing.assert_allclose(sentiment_matrix(grouped), sentiment_matrix(together), atol=1e-5)
+    assert [p["truncated"] for p in grouped] == [False] * len(TEXTS)
+
+
+def test_int8_agrees_with_fp32_and_torch_agrees_with_onnx(tiny_model_dir: Path):
+    fp32 = load_predictor(tiny_model_dir, ServingConfig(runtime="onnx")).predict(TEXTS)
+    int8 = load_predictor(tiny_model_dir, ServingConfig(runtime="onnx-int8")).predict(TEXTS)
+    torch_eager = load_predictor(tiny_model_dir, ServingConfig(runtime="torch")).predict(TEXTS)
+    np.testing.assert_allclose(sentiment_matrix(torch_eager), sentiment_matrix(fp32), atol=1e-4)
+    # Dynamic int8 quantises activations per batch: close to fp32, not identical.
+    np.testing.assert_allclose(sentiment_matrix(int8), sentiment_matrix(fp32), atol=0.05)
+    assert {p["model"]["runtime"] for p in torch_eager} == {"torch"}
+
+
+def test_onnx_path_never_imports_torch(tiny_model_dir: Path):
+    code = (
+        "import sys, json; from inference.app import create_app; from inference.predictor import load_predictor;"
+        f"p = load_predictor({str(tiny_model_dir)!r}); p.predict(['hello']);"
+        "print(json.dumps([m for m in ('torch', 'transformers') if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_truncation_is_reported(tiny_model_dir: Path):
+    predictor = load_predictor(tiny_model_dir, ServingConfig(max_seq_length=8))
+    short, long = predictor.predict(["ok", "one two three four five six seven eight nine ten"])
+    assert not short["truncated"] and long["truncated"]
+    assert predictor.token_count("one two three four five six seven eight nine ten") > 8
+
+
+def test_clear_errors_for_incomplete_model_dirs(tiny_model_dir: Path, tmp_path: Path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_predictor(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="fbrain_model.json"):
+        load_predictor(tmp_path / "empty")
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_model_dir, partial)
+    (partial / "onnx" / "model.int8.onnx").unlink()
+    with pytest.raises(ModelLoadError, match="model.int8.onnx"):
+        load_predictor(partial)
+    with pytest.raises(ModelLoadError, match="unknown runtime"):
+        load_predictor(tiny_model_dir, ServingConfig(runtime="tensorrt"))
+
+
+def test_flag_rules_are_data_driven(tmp_path: Path):
+    lexicon = tmp_path / "flags.json"
+    lexicon.write_text(json.dumps({
+        "version": "t",
+        "intent_threshold": 0.6,
+        "flags": {
+            "urgency": {"phrases": ["asap"], "implied_by": ["safety_concern"]},
+            "safety_concern": {"phrases": ["caught fire"]},
+            "refund_intent": {"phrases": ["money back"], "intents": ["refund_request"]},
+            "profanity": {"phrases": ["crap"], "aspects": []},
+        },
+    }))
+    rules = FlagRules.load(lexicon)
+    assert rules.evaluate("it caught fire", "complaint", 0.9, []) == {
+        "urgency": True, "safety_concern": True, "refund_intent": False, "profanity": False}
+    assert rules.evaluate("please respond", "refund_request", 0.7, [])["refund_intent"]
+    assert not rules.evaluate("please respond", "refund_request", 0.5, [])["refund_intent"]  # below the intent threshold
+    assert not rules.evaluate("scrappy little shop", "other", 0.9, [])["profanity"]  # whole words only

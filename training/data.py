@@ -1,0 +1,311 @@
+"""Training data: example files -> validated, tokenised examples -> padded batches.
+
+Reads the `examples.jsonl` files feature engineering writes into each channel folder, keeps
+rows that are usable and quarantines the rest with a reason (nothing is dropped silently),
+tokenises once, mixes the labeled sources with per-source sampling weights each epoch, and
+groups examples of similar length into a batch so padding (dynamic, per batch) stays small.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from processing.schema import TASKS, ReasonCode
+
+logger = logging.getLogger(__name__)
+
+EXAMPLE_FILE_PATTERN = "*.jsonl"
+UNLABELED = -1
+"""Label index of a single-label task the row is not labeled for (its loss is masked)."""
+
+
+@dataclass
+class Example:
+    feedback_id: str
+    text: str
+    source: str
+    sentiment: int
+    """Index into label_maps["sentiment"], or UNLABELED."""
+    intent: int
+    aspects: list[int]
+    """Multi-hot over label_maps["aspects"] (all zeros when unlabeled)."""
+    task_mask: list[int]
+    """1 per task in TASKS order when the row is labeled for it."""
+    input_ids: list[int] = field(default_factory=list)
+    token_type_ids: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+@dataclass
+class QuarantinedRow:
+    path: str
+    line: int
+    reason: str
+    """A processing.schema.ReasonCode value."""
+    message: str
+    raw: str
+
+
+@dataclass
+class ExampleSet:
+    examples: list[Example]
+    quarantined: list[QuarantinedRow]
+    unlabeled: int = 0
+    """Valid rows labeled for no task (they cannot contribute to any loss)."""
+
+    def by_source(self) -> dict[str, int]:
+        return dict(Counter(example.source for example in self.examples))
+
+    def labeled_counts(self) -> dict[str, int]:
+        return {task: sum(e.task_mask[i] for e in self.examples) for i, task in enumerate(TASKS)}
+
+
+class ExampleError(ValueError):
+    def __init__(self, reason: ReasonCode, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _parse_row(raw: Any, label_maps: dict[str, list[str]]) -> Example | None:
+    """One row -> Example; None when it is valid but labeled for no task."""
+    if not isinstance(raw, dict):
+        raise ExampleError(ReasonCode.wrong_type, f"a row must be a JSON object, got {type(raw).__name__}")
+    text = raw.get("text")
+    if text is None:
+        raise ExampleError(ReasonCode.missing_field, "text is missing")
+    if not isinstance(text, str):
+        raise ExampleError(ReasonCode.wrong_type, f"text must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ExampleError(ReasonCode.text_empty, "text is empty")
+    tasks = raw.get("labeled_tasks") or []
+    if not isinstance(tasks, list):
+        raise ExampleError(ReasonCode.wrong_type, "labeled_tasks must be a list")
+    unknown = [task for task in tasks if task not in TASKS]
+    if unknown:
+        raise ExampleError(ReasonCode.unknown_label, f"labeled_tasks has unknown tasks {unknown}; tasks are {list(TASKS)}")
+    indices: dict[str, int] = {}
+    for task in ("sentiment", "intent"):
+        if task not in tasks:
+            indices[task] = UNLABELED
+            continue
+        value = raw.get(task)
+        if value is None:
+            raise ExampleError(ReasonCode.missing_field, f"labeled_tasks names {task} but {task} is null")
+        if value not in label_maps[task]:
+            raise ExampleError(ReasonCode.unknown_label, f"{task}={value!r} is not one of {label_maps[task]}")
+        indices[task] = label_maps[task].index(value)
+    multi_hot = [0] * len(label_maps["aspects"])
+    if "aspects" in tasks:
+        aspects = raw.get("aspects")
+        if not isinstance(aspects, list):
+            raise ExampleError(ReasonCode.wrong_type, f"labeled_tasks names aspects but aspects is {aspects!r}, not a list")
+        for aspect in aspects:
+            if aspect not in label_maps["aspects"]:
+                raise ExampleError(ReasonCode.unknown_label, f"aspect {aspect!r} is not one of {label_maps['aspects']}")
+            multi_hot[label_maps["aspects"].index(aspect)] = 1
+    if not tasks:
+        return None
+    return Example(
+        feedback_id=str(raw.get("feedback_id") or ""),
+        text=text,
+        source=str(raw.get("source") or "unknown"),
+        sentiment=indices["sentiment"],
+        intent=indices["intent"],
+        aspects=multi_hot,
+        task_mask=[int(task in tasks) for task in TASKS],
+    )
+
+
+def example_files(channel_dir: str | Path) -> list[Path]:
+    channel_dir = Path(channel_dir)
+    if not channel_dir.is_dir():
+        raise FileNotFoundError(f"channel folder {channel_dir} does not exist")
+    files = sorted(p for p in channel_dir.rglob(EXAMPLE_FILE_PATTERN) if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"channel folder {channel_dir} holds no {EXAMPLE_FILE_PATTERN} files")
+    return files
+
+
+def read_examples(channel_dir: str | Path, label_maps: dict[str, list[str]]) -> ExampleSet:
+    """Every examples file under a channel folder, validated row by row."""
+    examples: list[Example] = []
+    quarantined: list[QuarantinedRow] = []
+    unlabeled = 0
+    seen: set[str] = set()
+    for path in example_files(channel_dir):
+        with open(path, "rb") as handle:
+            for number, raw_bytes in enumerate(handle, start=1):
+                if not raw_bytes.strip():
+                    continue
+                line = raw_bytes.decode("utf-8", errors="replace").rstrip("\n")
+                try:
+                    try:
+                        raw = json.loads(raw_bytes.decode("utf-8"))
+                    except UnicodeDecodeError as exc:
+                        raise ExampleError(ReasonCode.invalid_utf8, str(exc)) from None
+                    except json.JSONDecodeError as exc:
+                        raise ExampleError(ReasonCode.invalid_json, str(exc)) from None
+                    example = _parse_row(raw, label_maps)
+                    if example is not None and example.feedback_id:
+                        if example.feedback_id in seen:
+                            raise ExampleError(ReasonCode.duplicate_id, f"feedback_id {example.feedback_id} seen before")
+                        seen.add(example.feedback_id)
+                except ExampleError as exc:
+                    quarantined.append(QuarantinedRow(str(path), number, exc.reason.value, str(exc), line[:2000]))
+                    continue
+                if example is None:
+                    unlabeled += 1
+                else:
+                    examples.append(example)
+    result = ExampleSet(examples, quarantined, unlabeled)
+    logger.info(
+        "read %d examples from %s (labeled per task %s, per source %s); %d quarantined %s, %d labeled for no task",
+        len(examples), channel_dir, result.labeled_counts(), result.by_source(), len(quarantined),
+        dict(Counter(q.reason for q in quarantined)), unlabeled,
+    )
+    return result
+
+
+def write_quarantine(rows: Sequence[QuarantinedRow], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(asdict(row)) + "\n")
+
+
+def tokenize_examples(examples: Sequence[Example], tokenizer, max_seq_length: int, chunk: int = 1024) -> None:
+    """Tokenise once, unpadded (batches pad to their own longest row)."""
+    wants_types = "token_type_ids" in tokenizer.model_input_names
+    for start in range(0, len(examples), chunk):
+        part = examples[start : start + chunk]
+        encoded = tokenizer([e.text for e in part], truncation=True, max_length=max_seq_length)
+        for index, example in enumerate(part):
+            example.input_ids = list(encoded["input_ids"][index])
+            if wants_types and "token_type_ids" in encoded:
+                example.token_type_ids = list(encoded["token_type_ids"][index])
+
+
+def class_weights(examples: Sequence[Example], label_maps: dict[str, list[str]], max_weight: float) -> dict[str, list[float]]:
+    """Inverse-frequency class weights (sentiment, intent) and neg/pos positive weights (aspects).
+
+    Weights are scaled so a balanced set gets 1.0 everywhere, and capped at max_weight so a
+    class seen a handful of times cannot dominate the loss. Unseen classes get 1.0.
+    """
+    weights: dict[str, list[float]] = {}
+    for column, task in enumerate(("sentiment", "intent")):
+        counts = Counter(getattr(e, task) for e in examples if e.task_mask[column])
+        total, n_classes = sum(counts.values()), len(label_maps[task])
+        weights[task] = [
+            min(max_weight, total / (n_classes * counts[i])) if counts.get(i) else 1.0 for i in range(n_classes)
+        ]
+    labeled = [e.aspects for e in examples if e.task_mask[2]]
+    positives = np.asarray(labeled, dtype=np.float64).sum(axis=0) if labeled else np.zeros(len(label_maps["aspects"]))
+    weights["aspects"] = [
+        min(max_weight, (len(labeled) - p) / p) if p > 0 else 1.0 for p in positives.tolist()
+    ]
+    return weights
+
+
+def epoch_indices(
+    examples: Sequence[Example], source_weights: dict[str, float], rng: np.random.Generator
+) -> list[int]:
+    """Indices to train on this epoch: each source repeated/subsampled by its weight.
+
+    A weight of 2.5 takes every row of the source twice plus a random half; 0.3 takes a
+    random 30%. Sources without a weight count once.
+    """
+    by_source: dict[str, list[int]] = {}
+    for index, example in enumerate(examples):
+        by_source.setdefault(example.source, []).append(index)
+    chosen: list[int] = []
+    for source in sorted(by_source):
+        indices = by_source[source]
+        weight = float(source_weights.get(source, 1.0))
+        if weight < 0:
+            raise ValueError(f"source weight of {source!r} is negative ({weight})")
+        whole, fraction = int(math.floor(weight)), weight - math.floor(weight)
+        chosen.extend(indices * whole)
+        extra = int(round(fraction * len(indices)))
+        if extra:
+            chosen.extend(rng.choice(indices, size=extra, replace=False).tolist())
+    return chosen
+
+
+def length_grouped_batches(
+    indices: Sequence[int], lengths: Sequence[int], batch_size: int, group_size: int, rng: np.random.Generator
+) -> list[list[int]]:
+    """Shuffle, sort within chunks of `group_size` batches by length, cut batches, shuffle them.
+
+    The longest batch goes first so an out-of-memory shows up at step 1, not hours in.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = [indices[i] for i in rng.permutation(len(indices))]
+    chunk = max(1, batch_size * max(1, group_size))
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        group = sorted(order[start : start + chunk], key=lambda i: -lengths[i])
+        batches.extend(group[i : i + batch_size] for i in range(0, len(group), batch_size))
+    if not batches:
+        return batches
+    batches = [batches[i] for i in rng.permutation(len(batches))]
+    longest = max(range(len(batches)), key=lambda b: max(lengths[i] for i in batches[b]))
+    batches.insert(0, batches.pop(longest))
+    return batches
+
+
+def sorted_batches(examples: Sequence[Example], batch_size: int) -> list[list[int]]:
+    """Evaluation batches: length-sorted (least padding), deterministic."""
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i]))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def collate(examples: Iterable[Example], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest row; labels, multi-hot aspects and task masks as tensors."""
+    rows = list(examples)
+    width = max(len(e) for e in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    with_types = rows[0].token_type_ids is not None
+    types = torch.zeros((len(rows), width), dtype=torch.long) if with_types else None
+    for row, example in enumerate(rows):
+        length = len(example)
+        input_ids[row, :length] = torch.tensor(example.input_ids)
+        attention[row, :length] = 1
+        if types is not None:
+            types[row, :length] = torch.tensor(example.token_type_ids)
+    batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "sentiment_labels": torch.tensor([e.sentiment for e in rows], dtype=torch.long),
+        "intent_labels": torch.tensor([e.intent for e in rows], dtype=torch.long),
+        "aspect_labels": torch.tensor([e.aspects for e in rows], dtype=torch.float32),
+        "task_mask": torch.tensor([e.task_mask for e in rows], dtype=torch.float32),
+    }
+    if types is not None:
+        batch["token_type_ids"] = types
+    return batch
+
+
+class ExampleDataset(torch.utils.data.Dataset):
+    """Map-style view for Hugging Face's Trainer (the benchmark baseline)."""
+
+    def __init__(self, examples: Sequence[Example]) -> None:
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> Example:
+        return self.examples[index]

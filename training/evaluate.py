@@ -1,0 +1,414 @@
+"""The `EvaluateModel` processing step: score the candidate, the TF-IDF baseline and the champion.
+
+    python3 -m training.evaluate --model-dir /opt/ml/processing/model --test-dir /opt/ml/processing/test \
+        --train-dir /opt/ml/processing/train --output-dir /opt/ml/processing/evaluation
+
+Writes `evaluation.json` (SageMaker model-quality layout at the top, per-task and per-source
+detail under `tasks`, `baseline`, `champion`, `gate`) and `quarantine.jsonl` (example rows
+that could not be scored, one reason each). See docs/contracts.md.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from processing.schema import TASKS, ReasonCode
+from training.config import EvaluationConfig
+from training.gate import GATE_TASKS, decide_gate
+from training.metrics import multi_label_report, sagemaker_multiclass_metrics, single_label_report
+from training.predict import LoadedModel, load_model, predict_probabilities, resolve_model_dir
+from training.tfidf_baseline import TfidfBaseline, rows_labeled_for
+
+log = logging.getLogger("training.evaluate")
+
+EVALUATION_FILE = "evaluation.json"
+QUARANTINE_FILE = "quarantine.jsonl"
+CHAMPION_DIR_ENV = "FBRAIN_CHAMPION_MODEL_DIR"
+CHAMPION_FROM_REGISTRY_ENV = "FBRAIN_CHAMPION_FROM_REGISTRY"
+BASELINE_NAME = "tfidf-logreg"
+HEADLINE_METRIC = {"sentiment": "macro_f1", "intent": "macro_f1", "aspects": "micro_f1"}
+"""The one number per task that the baseline and champion deltas compare."""
+
+Probabilities = Mapping[str, np.ndarray]
+
+
+# ----------------------------------------------------------------------------- example files
+def read_examples(
+    location: str | Path, label_maps: Mapping[str, Sequence[str]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of every `*.jsonl` under `location` (or the file itself) -> (usable rows, quarantined rows).
+
+    A quarantined row carries `file`, `line`, `reason` (a schema ReasonCode), `message` and
+    the raw text of the line, so nothing is dropped without a trace.
+    """
+    location = Path(location)
+    files = [location] if location.is_file() else sorted(location.rglob("*.jsonl"))
+    if not files:
+        raise FileNotFoundError(f"no *.jsonl example files in {location}")
+    examples: list[dict[str, Any]] = []
+    quarantined: list[dict[str, Any]] = []
+    for path in files:
+        with path.open("rb") as handle:
+            for line_number, raw_line in enumerate(handle, start=1):
+                if not raw_line.strip():
+                    continue
+                try:
+                    examples.append(_check_example(raw_line, label_maps))
+                except _BadExample as bad:
+                    quarantined.append({
+                        "file": str(path), "line": line_number, "reason": bad.reason.value,
+                        "message": bad.message, "raw": raw_line.decode("utf-8", errors="replace").rstrip("\n"),
+                    })
+    if quarantined:
+        counts = Counter(row["reason"] for row in quarantined)
+        log.warning("quarantined %d of %d example rows in %s: %s",
+                    len(quarantined), len(quarantined) + len(examples), location, dict(counts))
+    return examples, quarantined
+
+
+class _BadExample(ValueError):
+    def __init__(self, reason: ReasonCode, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def _check_example(raw_line: bytes, label_maps: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    try:
+        row = json.loads(raw_line.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise _BadExample(ReasonCode.invalid_utf8, str(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise _BadExample(ReasonCode.invalid_json, str(exc)) from None
+    if not isinstance(row, dict):
+        raise _BadExample(ReasonCode.wrong_type, f"a row must be a JSON object, got {type(row).__name__}")
+    text = row.get("text")
+    if not isinstance(text, str):
+        raise _BadExample(ReasonCode.missing_field if text is None else ReasonCode.wrong_type, "text must be a string")
+    if not text.strip():
+        raise _BadExample(ReasonCode.text_empty, "text is empty")
+    labeled = row.get("labeled_tasks") or []
+    if not isinstance(labeled, list):
+        raise _BadExample(ReasonCode.wrong_type, "labeled_tasks must be a list")
+    for task in labeled:
+        if task not in TASKS:
+            raise _BadExample(ReasonCode.unknown_label, f"labeled task {task!r} is not one of {list(TASKS)}")
+        value = row.get(task)
+        allowed = label_maps[task]
+        if task == "aspects":
+            if not isinstance(value, list) or any(a not in allowed for a in value):
+                raise _BadExample(ReasonCode.unknown_label, f"aspects {value!r} must be a list drawn from {list(allowed)}")
+        elif value not in allowed:
+            raise _BadExample(ReasonCode.unknown_label, f"{task}={value!r} is not one of {list(allowed)}")
+    row.setdefault("source", "unknown")
+    row["source"] = str(row["source"] or "unknown")
+    return row
+
+
+# ----------------------------------------------------------------------------- scoring
+def _task_report(
+    task: str, rows: list[int], examples: Sequence[Mapping[str, Any]], probabilities: np.ndarray,
+    labels: Sequence[str], config: EvaluationConfig,
+) -> dict[str, Any]:
+    if task == "aspects":
+        index = {name: k for k, name in enumerate(labels)}
+        truth = np.zeros((len(rows), len(labels)), dtype=int)
+        for r, i in enumerate(rows):
+            for aspect in examples[i]["aspects"]:
+                truth[r, index[aspect]] = 1
+        return multi_label_report(truth, probabilities[rows], labels, config.aspect_threshold, config.calibration_bins)
+    truth = np.array([list(labels).index(examples[i][task]) for i in rows], dtype=int)
+    return single_label_report(truth, probabilities[rows], labels, config.calibration_bins)
+
+
+def score_tasks(
+    examples: Sequence[Mapping[str, Any]], probabilities: Probabilities,
+    label_maps: Mapping[str, Sequence[str]], config: EvaluationConfig,
+) -> dict[str, Any]:
+    """Per task: `overall` and `by_source` reports over the rows labeled for that task.
+
+    A task with no labeled rows (or no predictions) is reported as `{"rows": 0}` so readers
+    can tell "not measured" from "scored zero".
+    """
+    tasks: dict[str, Any] = {}
+    for task in TASKS:
+        rows = rows_labeled_for(examples, task)
+        if not rows or task not in probabilities:
+            tasks[task] = {"rows": 0, "overall": None, "by_source": {}}
+            continue
+        by_source: dict[str, list[int]] = {}
+        for i in rows:
+            by_source.setdefault(examples[i]["source"], []).append(i)
+        labels = label_maps[task]
+        tasks[task] = {
+            "rows": len(rows),
+            "overall": _task_report(task, rows, examples, probabilities[task], labels, config),
+            "by_source": {
+                source: _task_report(task, source_rows, examples, probabilities[task], labels, config)
+                for source, source_rows in sorted(by_source.items())
+            },
+        }
+    return tasks
+
+
+def headline(tasks: Mapping[str, Any]) -> dict[str, Optional[float]]:
+    """Task -> its headline metric (None when the task was not measured)."""
+    return {
+        task: (detail["overall"][HEADLINE_METRIC[task]] if detail.get("overall") else None)
+        for task, detail in tasks.items()
+    }
+
+
+def deltas(candidate: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Any]:
+    """Candidate minus reference on each task's headline metric, where both were measured."""
+    ours, theirs = headline(candidate), headline(reference)
+    return {
+        task: {"metric": HEADLINE_METRIC[task], "delta": ours[task] - theirs[task]}
+        for task in ours if ours[task] is not None and theirs.get(task) is not None
+    }
+
+
+# ----------------------------------------------------------------------------- champion
+def download_s3_uri(uri: str, destination: Path) -> Path:
+    """Copy `s3://bucket/key` to `destination` (tests patch this with a local copy)."""
+    import boto3
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    boto3.client("s3").download_file(bucket, key, str(destination))
+    return destination
+
+
+def find_registry_champion(sagemaker_client, model_package_group: str) -> Optional[dict[str, str]]:
+    """The latest Approved package of the group: `{arn, version, model_data_url}`, or None."""
+    listing = sagemaker_client.list_model_packages(
+        ModelPackageGroupName=model_package_group, ModelApprovalStatus="Approved",
+        SortBy="CreationTime", SortOrder="Descending", MaxResults=1,
+    )
+    summaries = listing.get("ModelPackageSummaryList", [])
+    if not summaries:
+        return None
+    arn = summaries[0]["ModelPackageArn"]
+    package = sagemaker_client.describe_model_package(ModelPackageName=arn)
+    containers = package.get("InferenceSpecification", {}).get("Containers", [])
+    model_data_url = next((c["ModelDataUrl"] for c in containers if c.get("ModelDataUrl")), None)
+    if not model_data_url:
+        raise ValueError(f"approved model package {arn} has no ModelDataUrl in its inference specification")
+    return {"arn": arn, "version": str(package.get("ModelPackageVersion", "")), "model_data_url": model_data_url}
+
+
+def resolve_champion(
+    model_package_group: str, scratch_dir: Path, sagemaker_client_factory: Optional[Callable[[], Any]] = None
+) -> Optional[tuple[Path, str]]:
+    """(extracted champion model dir, display name), or None when there is no champion."""
+    local = os.environ.get(CHAMPION_DIR_ENV)
+    if local:
+        return resolve_model_dir(local, scratch_dir / "champion"), Path(local).name
+    if os.environ.get(CHAMPION_FROM_REGISTRY_ENV) != "1" or not model_package_group:
+        return None
+    if sagemaker_client_factory is None:
+        import boto3
+
+        def sagemaker_client_factory():
+            return boto3.client("sagemaker")
+    found = find_registry_champion(sagemaker_client_factory(), model_package_group)
+    if found is None:
+        log.info("no Approved model package in group %s: no champion", model_package_group)
+        return None
+    archive = download_s3_uri(found["model_data_url"], scratch_dir / "champion" / "model.tar.gz")
+    return resolve_model_dir(archive, scratch_dir / "champion"), f"v{found['version']}"
+
+
+# ----------------------------------------------------------------------------- the report
+def _score_model(
+    loaded: LoadedModel, examples: Sequence[Mapping[str, Any]], label_maps: Mapping[str, Sequence[str]],
+    config: EvaluationConfig,
+) -> tuple[Probabilities, dict[str, Any]]:
+    stored = {task: list(labels) for task, labels in loaded.label_maps.items()}
+    if stored != {task: list(label_maps[task]) for task in stored}:
+        raise ValueError(f"model at {loaded.path} was trained with label maps {stored}, the test split uses {dict(label_maps)}")
+    probabilities = predict_probabilities(
+        loaded, [e["text"] for e in examples], config.prediction_batch_size, config.max_seq_length,
+        config.progress_every_batches,
+    )
+    return probabilities, score_tasks(examples, probabilities, label_maps, config)
+
+
+def build_report(
+    examples: Sequence[Mapping[str, Any]],
+    candidate_probabilities: Probabilities,
+    label_maps: Mapping[str, Sequence[str]],
+    config: EvaluationConfig,
+    baseline_probabilities: Optional[Probabilities] = None,
+    champion_probabilities: Optional[Probabilities] = None,
+    champion_name: Optional[str] = None,
+) -> dict[str, Any]:
+    """evaluation.json as a dict, from predictions already made on `examples`."""
+    tasks = score_tasks(examples, candidate_probabilities, label_maps, config)
+    sentiment_rows = rows_labeled_for(examples, "sentiment")
+    if sentiment_rows and "sentiment" in candidate_probabilities:
+        labels = label_maps["sentiment"]
+        truth = np.array([list(labels).index(examples[i]["sentiment"]) for i in sentiment_rows])
+        quality = sagemaker_multiclass_metrics(
+            truth, candidate_probabilities["sentiment"][sentiment_rows], labels,
+            config.bootstrap_rounds, config.bootstrap_seed,
+        )
+    else:
+        quality = {"multiclass_classification_metrics": {}}
+
+    baseline = None
+    if baseline_probabilities is not None:
+        baseline_tasks = score_tasks(examples, baseline_probabilities, label_maps, config)
+        baseline = {"model": BASELINE_NAME, "tasks": baseline_tasks, "delta": deltas(tasks, baseline_tasks)}
+
+    champion = None
+    champion_macro = None
+    if champion_probabilities is not None:
+        champion_tasks = score_tasks(examples, champion_probabilities, label_maps, config)
+        champion_macro = {task: headline(champion_tasks)[task] for task in GATE_TASKS}
+        champion = {"name": champion_name, "tasks": champion_tasks, "delta": deltas(tasks, champion_tasks)}
+
+    candidate_macro = {task: headline(tasks)[task] for task in GATE_TASKS}
+    gate = decide_gate(
+        candidate_macro, config.macro_f1_threshold, config.regression_tolerance, champion_macro, champion_name
+    )
+    if champion is not None:
+        champion["macro_f1"] = gate.champion_macro_f1
+    return {
+        **quality,
+        "tasks": tasks,
+        "baseline": baseline,
+        "champion": champion,
+        "gate": gate.as_dict(),
+    }
+
+
+def evaluate(
+    model_dir: str | Path,
+    test_dir: str | Path,
+    output_dir: str | Path,
+    train_dir: Optional[str | Path] = None,
+    model_package_group: str = "",
+    config: Optional[EvaluationConfig] = None,
+) -> dict[str, Any]:
+    """Run the whole step; returns the report it wrote to `output_dir/evaluation.json`."""
+    config = config or EvaluationConfig()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fbrain-eval-") as scratch:
+        scratch_dir = Path(scratch)
+        loaded = load_model(resolve_model_dir(model_dir, scratch_dir / "candidate"))
+        label_maps = loaded.label_maps
+        examples, quarantined = read_examples(test_dir, label_maps)
+        if not examples:
+            raise ValueError(f"no usable test rows in {test_dir} ({len(quarantined)} quarantined)")
+        log.info("scoring candidate %s on %d test rows", model_dir, len(examples))
+        candidate_probabilities, _ = _score_model(loaded, examples, label_maps, config)
+
+        baseline_probabilities = None
+        train_quarantined: list[dict[str, Any]] = []
+        train_rows = 0
+        if train_dir and Path(train_dir).exists():
+            train_examples, train_quarantined = read_examples(train_dir, label_maps)
+            train_rows = len(train_examples)
+            log.info("fitting the TF-IDF baseline on %d training rows", train_rows)
+            baseline = TfidfBaseline(label_maps, config).fit(train_examples)
+            baseline_probabilities = baseline.predict_proba([e["text"] for e in examples])
+        else:
+            log.warning("no training split given (--train-dir %s): baseline is null", train_dir)
+
+        champion_probabilities, champion_name = None, None
+        champion = resolve_champion(model_package_group, scratch_dir)
+        champion_skipped = None
+        if champion is not None:
+            champion_dir, champion_name = champion
+            champion_model = load_model(champion_dir)
+            if champion_model.label_maps != label_maps:
+                # A champion trained on another taxonomy predicts other classes: not comparable.
+                champion_skipped = f"champion {champion_name} uses different label maps; not compared"
+                log.warning(champion_skipped)
+                champion_name = None
+            else:
+                log.info("scoring champion %s on the same %d test rows", champion_name, len(examples))
+                champion_probabilities, _ = _score_model(champion_model, examples, label_maps, config)
+
+    report = build_report(
+        examples, candidate_probabilities, label_maps, config,
+        baseline_probabilities, champion_probabilities, champion_name,
+    )
+    if champion_skipped:
+        report["champion"] = {"name": champion[1], "skipped": champion_skipped}
+    all_quarantined = [{**row, "split": "test"} for row in quarantined] + [
+        {**row, "split": "train"} for row in train_quarantined
+    ]
+    report["evaluation"] = {
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "model_dir": str(model_dir),
+        "taxonomy_version": loaded.metadata.get("taxonomy_version"),
+        "test_rows": len(examples),
+        "train_rows": train_rows,
+        "quarantined_rows": len(all_quarantined),
+        "quarantine_file": QUARANTINE_FILE if all_quarantined else None,
+        "config": dataclasses.asdict(config),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if all_quarantined:
+        with (output_dir / QUARANTINE_FILE).open("w", encoding="utf-8") as handle:
+            for row in all_quarantined:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (output_dir / EVALUATION_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    gate = report["gate"]
+    log.info("gate %s: macro_f1=%.4f threshold=%.3f champion=%s -> %s",
+             "PASSED" if gate["passed"] else "FAILED", gate["macro_f1"], gate["threshold"],
+             gate["champion_macro_f1"], gate["message"])
+    return report
+
+
+# ----------------------------------------------------------------------------- command line
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    for field in dataclasses.fields(EvaluationConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if flag in ("--macro-f1-threshold", "--regression-tolerance"):
+            continue
+        parser.add_argument(flag, dest=field.name, type=type(field.default), default=field.default,
+                            help=f"EvaluationConfig.{field.name} (default {field.default})")
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    defaults = EvaluationConfig()
+    parser = argparse.ArgumentParser(prog="python3 -m training.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--model-dir", required=True, help="extracted model, or a folder holding model.tar.gz")
+    parser.add_argument("--test-dir", required=True, help="folder of *.jsonl example files (or one file)")
+    parser.add_argument("--train-dir", default="", help="training split for the TF-IDF baseline")
+    parser.add_argument("--output-dir", required=True, help="where evaluation.json is written")
+    parser.add_argument("--macro-f1-threshold", type=float, default=defaults.macro_f1_threshold)
+    parser.add_argument("--regression-tolerance", type=float, default=defaults.regression_tolerance)
+    parser.add_argument("--model-package-group", default="", help="registry group holding the champion (AWS)")
+    _add_config_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    config = EvaluationConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvaluationConfig)})
+    evaluate(args.model_dir, args.test_dir, args.output_dir, args.train_dir or None, args.model_package_group, config)
+    # The gate's verdict travels in evaluation.json; the step itself succeeds either way so
+    # the pipeline's condition (not a crashed job) decides and the Fail step shows the message.
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
