@@ -42,7 +42,12 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["pipelines*", "training*", "inference*", "processing*", "monitoring*"]),
     include_package_data=True,
-    package_data={"": ["*.json", "*.jsonl", "*.yaml", "*.txt", "*.md", "*.j2"]},
+    # Data files the code reads at run time (taxonomy, demo corpus, playbooks, prompts, lexicons).
+    package_data={
+        "processing": ["taxonomy/*.json", "data/*.jsonl"],
+        "inference": ["lexicons/*.json", "playbooks/*.json", "prompts/*/*.txt"],
+        "pipelines": ["local/*.md"],
+    },
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest", "hypothesis", "moto==5.2.5"]},
     entry_points={"console_scripts": ["fbrain=pipelines.cli:app"]},

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -140,6 +141,7 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating trials per side (median reported)")
     parser.add_argument("--child", choices=["ours", "trainer"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -151,21 +153,33 @@ def main() -> None:
         workdir = Path(tmp)
         _subset(args.samples, workdir)
         forwarded = [a for a in sys.argv[1:]]
-        results = {}
-        for side in ("trainer", "ours"):
-            print(f"running {side} ...", flush=True)
-            command = [sys.executable, __file__, *forwarded, "--child", side, "--workdir", str(workdir)]
-            completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **OFFLINE_ENV})
-            if completed.returncode != 0:
-                sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-4000:])
-                raise SystemExit(f"{side} run failed with exit code {completed.returncode}")
-            results[side] = json.loads((workdir / f"{side}.json").read_text())
-    ours, base = results["ours"], results["trainer"]
+        trials: dict[str, list[dict]] = {"trainer": [], "ours": []}
+        # Alternating trials: on a shared machine the load drifts, and alternation spreads
+        # that drift over both sides instead of handing it to whichever ran second.
+        for trial in range(args.repeats):
+            for side in ("trainer", "ours"):
+                command = [sys.executable, __file__, *forwarded, "--child", side, "--workdir", str(workdir)]
+                completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **OFFLINE_ENV})
+                if completed.returncode != 0:
+                    sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-4000:])
+                    raise SystemExit(f"{side} run failed with exit code {completed.returncode}")
+                result = json.loads((workdir / f"{side}.json").read_text())
+                trials[side].append(result)
+                print(f"trial {trial + 1}/{args.repeats} {side}: {result['samples_per_second']:.1f} samples/s, "
+                      f"peak RSS {result['peak_rss_gb']:.2f} GB, load average {os.getloadavg()[0]:.1f}", flush=True)
+    ours, base = (
+        {
+            "samples_per_second": statistics.median(t["samples_per_second"] for t in runs),
+            "peak_rss_gb": max(t["peak_rss_gb"] for t in runs),
+            "final_train_loss": runs[-1]["final_train_loss"],
+        }
+        for runs in (trials["ours"], trials["trainer"])
+    )
     ratio = ours["samples_per_second"] / base["samples_per_second"]
     peak = max(ours["peak_rss_gb"], base["peak_rss_gb"])
     print(f"\ntraining throughput: {args.backbone}, {args.samples} samples x {args.epochs} epoch(s), "
           f"batch {args.batch_size}, max {args.max_seq_length} tokens, dynamic padding, length-grouped")
-    print(f"{'loop':<26}{'samples/s':>10}{'peak RSS GB':>13}{'final loss':>12}")
+    print(f"{'loop (median of ' + str(args.repeats) + ')':<26}{'samples/s':>10}{'peak RSS GB':>13}{'final loss':>12}")
     print(f"{'HF Trainer (baseline)':<26}{base['samples_per_second']:>10.1f}{base['peak_rss_gb']:>13.2f}{base['final_train_loss']:>12.4f}")
     print(f"{'feedback-brain loop':<26}{ours['samples_per_second']:>10.1f}{ours['peak_rss_gb']:>13.2f}{ours['final_train_loss']:>12.4f}")
     print(f"ratio ours/Trainer: {ratio:.2f} (target >= {RATIO_TARGET}) -> {'PASS' if ratio >= RATIO_TARGET else 'FAIL'}")

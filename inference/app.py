@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 
 from inference.batching import MicroBatcher, QueueFullError
 from inference.capture import CaptureWriter
-from inference.config import ServingConfig
+from inference.config import GenerativeConfig, ServingConfig
 from inference.predictor import Predictor, load_predictor
+from inference.responses_api import build_router
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("fbrain.access")
@@ -296,6 +297,7 @@ def create_app(
     capture: CaptureWriter | None = None,
     model_name: str | None = None,
     model_version: str | None = None,
+    generative: GenerativeConfig | None = None,
 ) -> FastAPI:
     """The endpoint app; the model loads in a background thread at start-up (`/ping` is 503 until then)."""
     config = config or ServingConfig()
@@ -391,5 +393,12 @@ def create_app(
             extra.update({"fbrain_capture_records_total": float(capture.written), "fbrain_capture_dropped_total": float(capture.dropped)})
         return Response(metrics.render(extra), media_type="text/plain; version=0.0.4")
 
+    def score_texts(texts: list[str]) -> list[dict[str, Any]]:
+        if state.predictor is None:
+            raise HTTPException(503, "the model is still loading; retry when /ping answers 200")
+        return state.predictor.predict(texts)
+
+    # POST /responses and /summaries share the endpoint so one call can score and draft a reply.
+    app.include_router(build_router(generative or GenerativeConfig(), scorer=score_texts))
     app.add_middleware(AccessLogMiddleware, metrics=metrics)
     return app

@@ -50,6 +50,10 @@ class AwsConfig:
     processing_max_runtime_s: int = 2 * 60 * 60
     """A processing job is stopped after this many seconds."""
     training_max_runtime_s: int = 8 * 60 * 60
+    training_use_spot: bool = True
+    """Managed spot training (~70% cheaper); interrupted jobs resume from /opt/ml/checkpoints."""
+    training_max_wait_s: int = 12 * 60 * 60
+    """Spot only: run time plus waiting for capacity; must be >= training_max_runtime_s."""
     """A training job is stopped after this many seconds."""
     inference_content_type: str = "application/json"
     """Request/response MIME type recorded on the registered model package."""

@@ -43,10 +43,13 @@ from sagemaker.mlops.workflow.fail_step import FailStep  # noqa: E402
 from sagemaker.mlops.workflow.model_step import ModelStep  # noqa: E402
 from sagemaker.mlops.workflow.pipeline import Pipeline  # noqa: E402
 from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep  # noqa: E402
-from sagemaker.core.training.configs import Compute, InputData, OutputDataConfig, StoppingCondition  # noqa: E402
+from sagemaker.core.training.configs import (  # noqa: E402
+    CheckpointConfig, Compute, InputData, OutputDataConfig, StoppingCondition,
+)
 from sagemaker.train.model_trainer import ModelTrainer  # noqa: E402
 
 from pipelines.parameters import PipelineParameters, build_parameters  # noqa: E402
+from training.config import SAGEMAKER_CHECKPOINT_DIR  # noqa: E402
 from training.tracking import METRIC_DEFINITIONS  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -254,8 +257,16 @@ def _train_step(config, session, params, feature_step: ProcessingStep) -> Traini
             instance_count=params.training_instance_count,
             volume_size_in_gb=config.aws.training_volume_size_gb,
             volume_kms_key_id=kms_key,
+            enable_managed_spot_training=config.aws.training_use_spot or None,
         ),
-        stopping_condition=StoppingCondition(max_runtime_in_seconds=config.aws.training_max_runtime_s),
+        stopping_condition=StoppingCondition(
+            max_runtime_in_seconds=config.aws.training_max_runtime_s,
+            max_wait_time_in_seconds=config.aws.training_max_wait_s if config.aws.training_use_spot else None,
+        ),
+        # Spot interruptions restart the job; training.train resumes from the last epoch's
+        # checkpoint, which SageMaker syncs between /opt/ml/checkpoints and this prefix.
+        checkpoint_config=CheckpointConfig(
+            s3_uri=_step_output_uri(config, TRAIN_MODEL, "checkpoints"), local_path=SAGEMAKER_CHECKPOINT_DIR),
         output_data_config=OutputDataConfig(
             s3_output_path=_step_output_uri(config, TRAIN_MODEL, "model"),
             kms_key_id=kms_key,

@@ -62,8 +62,12 @@ class SilverRowBuilder:
         self.languages = LanguageDetector(self.config)
         self.salt = pseudonym_salt(self.config)
 
-    def build(self, record, source_file: str, line_no: int, pii_counts=None) -> dict:
-        """Silver row dict (lake.SILVER_SCHEMA fields); `text` may come out empty (caller quarantines)."""
+    def build(self, record, source_file: str, line_no: int, pii_counts=None, detect_language: bool = True) -> dict:
+        """Silver row dict (lake.SILVER_SCHEMA fields); `text` may come out empty (caller quarantines).
+
+        With `detect_language=False` the caller runs `fill_language(row)` later (the job does
+        so only for rows that pass the spam rules: detection is the costliest step per row).
+        """
         from collections import Counter
 
         from processing.pii import pseudonymise
@@ -76,9 +80,9 @@ class SilverRowBuilder:
         hex_chars = self.config.pseudonym_hex_chars
         row["customer_id"] = pseudonymise(record.customer_id, self.salt, hex_chars)
         row["order_id"] = pseudonymise(record.order_id, self.salt, hex_chars)
-        row["language_detected"] = not record.language
-        if not record.language:
-            row["language"] = self.languages.detect(row["text"]) if row["text"] else None
+        row["language_detected"] = False
+        if detect_language:
+            self.fill_language(row)
         row["pii_masked"] = sorted(counts)
         row["split_group"] = None
         row["source_file"] = source_file
@@ -86,3 +90,9 @@ class SilverRowBuilder:
         if pii_counts is not None:
             pii_counts.update(counts)
         return row
+
+    def fill_language(self, row: dict) -> None:
+        """Detect the language of a built row whose record did not carry one."""
+        if not row["language"]:
+            row["language_detected"] = True
+            row["language"] = self.languages.detect(row["text"]) if row["text"] else None

@@ -55,6 +55,12 @@ class ProcessingConfig:
     """Fewest tokens for the English stop-word fast path to decide without langdetect."""
     english_fast_path_stopword_ratio: float = 0.2
     """ASCII texts whose share of English stop words reaches this are 'en' without langdetect."""
+    stopword_vote_min_ratio: float = 0.25
+    """Stop-word vote: the winner's stop words must be at least this share of the tokens."""
+    stopword_vote_min_hits: int = 3
+    """Stop-word vote: the winner needs at least this many stop-word tokens."""
+    stopword_vote_margin: float = 2.0
+    """Stop-word vote: the winner needs this many times the runner-up's hits (else langdetect decides)."""
 
     # --- silver: spam / gibberish rules (processing.spam) ---
     spam_max_urls: int = 2
@@ -79,6 +85,12 @@ class ProcessingConfig:
     """Words per shingle."""
     near_duplicate_min_tokens: int = 8
     """Shorter texts are only deduplicated exactly ("Love it!" by two customers is not a copy)."""
+    near_duplicate_scope: str = "customer"
+    """"customer": near-duplicates only count between records of the same customer (records
+    without a customer id share one anonymous customer); "global": across all customers.
+    Templated requests ("where is my order, it has been 5 days") from different customers are
+    separate feedback, while re-posts and edited resubmissions come from the same customer
+    (docs/processing.md). Splits still group near-copies across customers either way."""
     minhash_batch_docs: int = 64
     """Documents hashed per vectorised MinHash batch (bounds a temporary array)."""
 

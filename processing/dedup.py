@@ -10,7 +10,9 @@ Two phases, so each input shard can do the expensive part alone:
    Exact duplicates are grouped by `exact_key`, which is hash-partitioned
    (`exact_key mod dedup_partitions`): each partition owns all copies of its keys, so a
    partition can be resolved alone (one reducer each at scale). Near-duplicates are connected
-   components of "shares an LSH band key" (the same rule datasketch's MinHashLSH applies);
+   components of "shares an LSH band key" (the same rule datasketch's MinHashLSH applies),
+   by default only within one customer (`near_duplicate_scope`: short requests worded alike
+   by different customers are different feedback, not copies);
    a band key is likewise a partition key for a distributed union-find. Within a group the
    record with the earliest `created_at` (then the smallest feedback_id) is kept, so the
    result does not depend on how files were sharded or ordered.
@@ -54,6 +56,11 @@ def _hash64(value: str) -> int:
 def exact_key(normalised_text: str, customer_id: Optional[str]) -> int:
     """Same customer, same words: an exact duplicate (a re-submitted form, a double import)."""
     return _hash64(f"{customer_id or ''}\x1f{normalised_text}")
+
+
+def customer_key(customer_id: Optional[str]) -> int:
+    """Who wrote it, as a compact key (records without a customer share one anonymous key, as in exact_key)."""
+    return _hash64(customer_id or "")
 
 
 def text_key(normalised_text: str) -> int:
@@ -123,6 +130,19 @@ class NearDuplicateHasher:
         return keys.view(np.int64)
 
 
+NEAR_DUPLICATE_SCOPES = ("customer", "global")
+
+
+def scoped_band_keys(band_arrays: list[np.ndarray], customers: np.ndarray) -> list[np.ndarray]:
+    """Band keys that only collide for the same customer: (band key, customer key) mixed into one int64.
+
+    Still a plain equality key, so a band key stays a partition key across shards.
+    """
+    customers = customers.astype(np.int64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        return [((band.astype(np.int64).view(np.uint64) * _BAND_MIX) ^ customers).view(np.int64) for band in band_arrays]
+
+
 def band_columns(bands: int) -> list[str]:
     return [f"band_{i}" for i in range(bands)]
 
@@ -146,8 +166,9 @@ def _connected_min_rank(rank: np.ndarray, key_columns: Iterable[np.ndarray], act
 def resolve_duplicates(index: pd.DataFrame, config: Optional[ProcessingConfig] = None) -> pd.DataFrame:
     """Decide kept / duplicate / near_duplicate for every row of the global key table.
 
-    index columns: feedback_id, created_at, exact_key, text_key, near_eligible, band_0..band_{b-1}.
-    Returns the same rows (same order) with `outcome`, `duplicate_of` (kept feedback_id, or None)
+    index columns: feedback_id, created_at, exact_key, text_key, near_eligible, band_0..band_{b-1},
+    and customer_key when `near_duplicate_scope` is "customer" (near-copies only count within
+    one customer's feedback). Returns the same rows (same order) with `outcome`, `duplicate_of` (kept feedback_id, or None)
     and `split_group` (rows sharing a text or an LSH band, i.e. that must not span two splits).
     """
     config = config or ProcessingConfig()
@@ -174,7 +195,15 @@ def resolve_duplicates(index: pd.DataFrame, config: Optional[ProcessingConfig] =
     bands = [c for c in index.columns if c.startswith("band_")]
     band_arrays = [index[c].to_numpy(dtype=np.int64) for c in bands]
     eligible = index["near_eligible"].to_numpy(dtype=bool) & ~is_exact_dup
-    near_root = _connected_min_rank(rank, band_arrays, eligible)
+    near_keys = band_arrays
+    if config.near_duplicate_scope == "customer":
+        if "customer_key" not in index.columns:
+            raise ValueError("near_duplicate_scope='customer' needs a customer_key column in the dedup index")
+        near_keys = scoped_band_keys(band_arrays, index["customer_key"].to_numpy(dtype=np.int64))
+    elif config.near_duplicate_scope != "global":
+        raise ValueError(f"near_duplicate_scope must be one of {NEAR_DUPLICATE_SCOPES}, "
+                         f"got {config.near_duplicate_scope!r}")
+    near_root = _connected_min_rank(rank, near_keys, eligible)
     is_near_dup = eligible & (near_root != rank)
 
     outcome = np.where(is_exact_dup, DUPLICATE, np.where(is_near_dup, NEAR_DUPLICATE, KEPT))

@@ -33,9 +33,10 @@ import pyarrow.parquet as pq
 from processing import lake
 from processing.cleaning import SilverRowBuilder
 from processing.config import ProcessingConfig
-from processing.dedup import (DUPLICATE, KEPT, NEAR_DUPLICATE, NearDuplicateHasher, exact_key, normalised_for_dedup,
-                              resolve_duplicates, text_key)
-from processing.readers import BadRecord, ColumnMapping, InputItem, RawRecord, list_input_files, read_chunks
+from processing.dedup import (DUPLICATE, KEPT, NEAR_DUPLICATE, NearDuplicateHasher, customer_key, exact_key,
+                              normalised_for_dedup, resolve_duplicates, text_key)
+from processing.readers import (IDENTITY, BadRecord, ColumnMapping, InputItem, RawRecord, list_input_files, parse_item,
+                                read_chunks)
 from processing.schema import EXAMPLE_COLUMNS, ReasonCode, RecordValidationError, validate_record
 from processing.sharding import ShardSpec, detect_shard, files_for_shard
 from processing.spam import SpamFilter
@@ -73,9 +74,9 @@ def _quarantine_row(payload: str, reason: str, message: str, field: Optional[str
 
 
 def _guess_channel(item: InputItem) -> Optional[str]:
-    if isinstance(item, RawRecord) and isinstance(item.record, dict) and isinstance(item.record.get("channel"), str):
-        return item.record["channel"]
-    return None
+    record = getattr(item, "record", None)
+    channel = record.get("channel") if type(record) is dict else None
+    return channel if type(channel) is str else None
 
 
 def _id_hash(feedback_id: str) -> int:
@@ -89,9 +90,15 @@ class ChunkOutput:
     quarantined: list
     """Quarantine rows for records that failed parsing, validation or cleaning."""
     candidates: list
-    """(feedback_id, position in chunk, 'staged' | 'spam' | 'quarantine', row) per valid record, in input order."""
+    """(feedback_id, position in chunk, 'staged' | 'spam' | 'quarantine', row) per valid record, in input order;
+    for 'staged' the row is its index in `staged`."""
     pii_counts: Counter
     spam_rules: Counter
+    bronze: Any = None
+    """lake.bronze_table of the whole chunk, in input order (built here so the writer only filters)."""
+    staged: Any = None
+    """Arrow table (staging schema) of the 'staged' candidates, whose candidate row is their index in it.
+    Arrow tables cross the process boundary as buffers: far cheaper than pickling row dicts."""
 
 
 class ChunkTransformer:
@@ -101,16 +108,21 @@ class ChunkTransformer:
     the only run-wide rule, "a feedback_id is accepted once", is applied by the caller.
     """
 
-    def __init__(self, config: ProcessingConfig, shard_index: int, now: datetime):
-        self.config, self.shard_index, self.now = config, shard_index, now
+    def __init__(self, config: ProcessingConfig, shard_index: int, now: datetime,
+                 mapping: ColumnMapping = IDENTITY):
+        self.config, self.shard_index, self.now, self.mapping = config, shard_index, now, mapping
         self.builder = SilverRowBuilder(config)
         self.spam = SpamFilter(config)
         self.hasher = NearDuplicateHasher(config)
+        self.staging_schema = lake.staging_schema(self.hasher.lsh.bands)
 
     def __call__(self, chunk_index: int, chunk: list[InputItem]) -> ChunkOutput:
         out = ChunkOutput([], [], Counter(), Counter())
         staged: list[dict[str, Any]] = []
+        channels: list[Optional[str]] = []
         for position, item in enumerate(chunk):
+            item = parse_item(item, self.mapping)  # JSON lines arrive undecoded (cheaper to send to a worker)
+            channels.append(_guess_channel(item) or None)
             if isinstance(item, BadRecord):
                 out.quarantined.append(_quarantine_row(item.payload, item.reason, item.message, None, None,
                                                        item.source_file, item.line_no, self.now))
@@ -122,7 +134,7 @@ class ChunkTransformer:
                 out.quarantined.append(_quarantine_row(item.payload, exc.reason.value, exc.message, exc.field,
                                                        raw_id, item.source_file, item.line_no, self.now))
                 continue
-            row = self.builder.build(record, item.source_file, item.line_no, out.pii_counts)
+            row = self.builder.build(record, item.source_file, item.line_no, out.pii_counts, detect_language=False)
             if not row["text"]:
                 empty = _quarantine_row(item.payload, ReasonCode.text_empty.value,
                                         "text is empty after removing HTML and invisible characters", "text",
@@ -131,11 +143,16 @@ class ChunkTransformer:
                 continue
             rule = self.spam.reason(row["text"])
             if rule:
+                # Spam never reaches a model: its language is not detected (record's own value kept).
                 out.candidates.append((record.feedback_id, position, "spam", {**row, "spam_rule": rule}))
             else:
+                self.builder.fill_language(row)
+                out.candidates.append((record.feedback_id, position, "staged", len(staged)))
                 staged.append(row)
-                out.candidates.append((record.feedback_id, position, "staged", row))
         self._add_dedup_keys(staged, chunk_index)
+        out.staged = pa.Table.from_pylist(staged, schema=self.staging_schema)
+        out.bronze = lake.bronze_table([item.payload for item in chunk], [item.source_file for item in chunk],
+                                       [item.line_no for item in chunk], channels, self.now, self.shard_index)
         return out
 
     def _add_dedup_keys(self, rows: list[dict[str, Any]], chunk_index: int) -> None:
@@ -147,6 +164,7 @@ class ChunkTransformer:
         for row, text, row_bands in zip(rows, normalised, bands):
             row["exact_key"] = exact_key(text, row["customer_id"])
             row["text_key"] = text_key(text)
+            row["customer_key"] = customer_key(row["customer_id"])
             row["near_eligible"] = text.count(" ") + 1 >= min_tokens
             row["shard_index"] = self.shard_index
             row["chunk_index"] = chunk_index
@@ -157,9 +175,9 @@ class ChunkTransformer:
 _WORKER_TRANSFORMER: Optional[ChunkTransformer] = None
 
 
-def _init_worker(config: ProcessingConfig, shard_index: int, now: datetime) -> None:
+def _init_worker(config: ProcessingConfig, shard_index: int, now: datetime, mapping: ColumnMapping) -> None:
     global _WORKER_TRANSFORMER
-    _WORKER_TRANSFORMER = ChunkTransformer(config, shard_index, now)
+    _WORKER_TRANSFORMER = ChunkTransformer(config, shard_index, now, mapping)
 
 
 def _transform_in_worker(chunk_index: int, chunk: list[InputItem]) -> ChunkOutput:
@@ -170,11 +188,12 @@ def _transform_in_worker(chunk_index: int, chunk: list[InputItem]) -> ChunkOutpu
 class PassOne:
     """Read, bronze, validate, clean, mask, filter spam and stage one shard's records."""
 
-    def __init__(self, lake_dir: Path, config: ProcessingConfig, shard: ShardSpec, now: datetime):
+    def __init__(self, lake_dir: Path, config: ProcessingConfig, shard: ShardSpec, now: datetime,
+                 mapping: ColumnMapping = IDENTITY):
         self.lake_dir, self.config, self.shard, self.now = lake_dir, config, shard, now
-        self.transformer = ChunkTransformer(config, shard.index, now)
+        self.mapping = mapping
+        self.transformer = ChunkTransformer(config, shard.index, now, mapping)
         self.staging_dir = lake_dir / lake.STAGING / f"shard={shard.index:03d}"
-        self.staging_schema = lake.staging_schema(self.transformer.hasher.lsh.bands)
         self.report = lake.RunReport(shards=[shard.index])
         self.clock = lake.StageClock()
         self.seen_ids: set[int] = set()
@@ -204,9 +223,10 @@ class PassOne:
         from concurrent.futures import ProcessPoolExecutor
 
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        self.transformer.builder.languages.preload()  # forked workers share the loaded profiles
         in_flight: list = []
         with ProcessPoolExecutor(self.config.workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(self.config, self.shard.index, self.now)) as pool:
+                                 initargs=(self.config, self.shard.index, self.now, self.mapping)) as pool:
             for chunk_index, chunk in enumerate(chunks):
                 in_flight.append((chunk_index, chunk, pool.submit(_transform_in_worker, chunk_index, chunk)))
                 if len(in_flight) >= 2 * self.config.workers:
@@ -226,13 +246,10 @@ class PassOne:
     def write_chunk(self, chunk_index: int, chunk: list[InputItem], output: ChunkOutput) -> None:
         report, clock = self.report, self.clock
         with clock.stage("bronze", rows=len(chunk)):
-            bronze_rows = [{"payload": item.payload, "source_file": item.source_file, "line_no": item.line_no,
-                            "ingested_at": self.now, "shard_index": self.shard.index, "channel": _guess_channel(item)}
-                           for item in chunk]
-            report.bronze += lake.write_bronze(bronze_rows, self.lake_dir, self.now.date().isoformat(),
-                                               self.shard.index, chunk_index)
+            report.bronze += lake.write_bronze_table(output.bronze, self.lake_dir, self.now.date().isoformat(),
+                                                     self.shard.index, chunk_index)
         quarantined = list(output.quarantined)
-        staged: list[dict[str, Any]] = []
+        staged_keep = np.zeros(output.staged.num_rows, dtype=bool)
         spam_rows: list[dict[str, Any]] = []
         spam_rules = Counter()
         with clock.stage("duplicate_ids", rows=len(output.candidates)):
@@ -247,21 +264,25 @@ class PassOne:
                     continue
                 self.seen_ids.add(key)
                 if kind == "staged":
-                    staged.append(row)
+                    staged_keep[row] = True
                 elif kind == "spam":
                     spam_rows.append(row)
                     spam_rules[row["spam_rule"]] += 1
                 else:
                     quarantined.append(row)
-        with clock.stage("write_pass_one", rows=len(staged) + len(spam_rows) + len(quarantined)):
+        staged = output.staged.filter(pa.array(staged_keep)) if not staged_keep.all() else output.staged
+        with clock.stage("write_pass_one", rows=staged.num_rows + len(spam_rows) + len(quarantined)):
             name = lake.part_name(self.shard.index, chunk_index)
-            lake.write_table(staged, self.staging_schema, self.staging_dir / f"part-c{chunk_index:05d}.parquet")
+            if staged.num_rows:
+                pq.write_table(staged, _ensure(self.staging_dir / f"part-c{chunk_index:05d}.parquet"))
             lake.write_table(spam_rows, lake.SPAM_SCHEMA, self.lake_dir / lake.FILTERED_SPAM / name)
             lake.write_table(quarantined, lake.QUARANTINE_SCHEMA, self.lake_dir / lake.QUARANTINE / name)
-        report.staged += len(staged)
+        report.staged += staged.num_rows
         report.spam += len(spam_rows)
         report.quarantine += len(quarantined)
-        report.languages_detected += sum(1 for r in staged if r["language_detected"] and r["language"])
+        detected = staged.column("language_detected").to_numpy(zero_copy_only=False).astype(bool)
+        has_language = staged.column("language").is_valid().to_numpy(zero_copy_only=False)
+        report.languages_detected += int((detected & has_language).sum())
         report.add_counter("quarantine_reasons", Counter(q["reason"] for q in quarantined))
         report.add_counter("spam_rules", spam_rules)
         report.add_counter("pii_masked", output.pii_counts)
@@ -270,7 +291,7 @@ class PassOne:
 # Silver columns that features, splits and example files need in memory in pass 2.
 PASS_TWO_COLUMNS = list(dict.fromkeys(list(EXAMPLE_COLUMNS) + [
     "customer_id", "sku", "product_category", "region", "split_group"]))
-_INDEX_COLUMNS = ["feedback_id", "created_at", "exact_key", "text_key", "near_eligible", "shard_index",
+_INDEX_COLUMNS = ["feedback_id", "created_at", "exact_key", "text_key", "customer_key", "near_eligible", "shard_index",
                   "chunk_index", "source_file", "line_no"]
 
 
@@ -453,12 +474,13 @@ def run(input_dir: Optional[Path], output_dir: Path, config: ProcessingConfig, s
             raise ValueError("--input-dir is required unless --merge-only")
         files = files_for_shard(list_input_files(input_dir), input_dir, shard)
         log.info("shard %d/%d: %d input files", shard.index, shard.count, len(files))
-        chunks = read_chunks(input_dir, config.chunk_rows, mapping, files=files)
+        # JSON lines are decoded by the transformer (in the workers), not by this reading process.
+        chunks = read_chunks(input_dir, config.chunk_rows, mapping, files=files, parse=False)
         if include_external:
             from processing.readers import iter_chunks
 
             chunks = _chain(chunks, iter_chunks(external_items(include_external), config.chunk_rows))
-        pass_one = PassOne(lake_dir, config, shard, datetime.now(timezone.utc))
+        pass_one = PassOne(lake_dir, config, shard, datetime.now(timezone.utc), mapping or IDENTITY)
         pass_one.report.input_files = [str(f) for f in files]
         shard_report = pass_one.run(chunks)
         log.info("pass 1 done: %s", shard_report.counts())
@@ -498,6 +520,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--chunk-rows", type=int, default=defaults.chunk_rows)
     parser.add_argument("--workers", type=int, default=defaults.workers, help="processes for pass 1 (default 1)")
     parser.add_argument("--near-duplicate-threshold", type=float, default=defaults.near_duplicate_threshold)
+    parser.add_argument("--near-duplicate-scope", choices=("customer", "global"), default=defaults.near_duplicate_scope,
+                        help="near-duplicates within one customer's feedback (default) or across all customers")
     parser.add_argument("--column-mapping", help='JSON: {"fields": {...}, "constants": {...}, "derive_feedback_id": true}')
     parser.add_argument("--include-external", type=Path, help="folder of external data sets read by processing.adapters")
     parser.add_argument("--shard-index", type=int, help="this instance's shard (default: from SageMaker resourceconfig)")
@@ -510,7 +534,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace) -> ProcessingConfig:
     config = ProcessingConfig()
     for name in ("feature_group_name", "taxonomy_version", "validation_fraction", "test_fraction", "split_seed",
-                 "max_text_chars", "chunk_rows", "near_duplicate_threshold", "workers"):
+                 "max_text_chars", "chunk_rows", "near_duplicate_threshold", "near_duplicate_scope", "workers"):
         setattr(config, name, getattr(args, name))
     return config
 

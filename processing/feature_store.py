@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Protocol
 
+import numpy as np
 import pandas as pd
 
 from processing.config import ProcessingConfig
@@ -97,6 +98,52 @@ def to_record(row: dict[str, Any]) -> list[dict[str, str]]:
             text = str(value)
         record.append({"FeatureName": name, "ValueAsString": text})
     return record
+
+
+def format_event_times(values: pd.Series) -> pd.Series:
+    """format_event_time for a whole column (same strings; numpy's C formatter, not strftime per value)."""
+    utc = pd.to_datetime(values, utc=True).dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
+    # Casting to milliseconds floors, as format_event_time's `microsecond // 1000` does.
+    text = np.datetime_as_string(utc.astype("datetime64[ms]"), unit="ms")
+    return pd.Series(np.char.add(text, "Z").astype(object), index=values.index)
+
+
+def _value_strings(column: pd.Series, name: str, kind: str) -> pd.Series:
+    """ValueAsString of a whole column, as to_record makes it per value (missing values are NaN here)."""
+    if name == EVENT_TIME:
+        return format_event_times(column)
+    present = column.dropna()
+    if kind == "Integral":
+        present = present.astype("int64")
+    elif kind == "Fractional":
+        present = present.astype("float64")  # pandas' float -> str is Python's repr (shortest round-trip)
+    return present.astype(str).reindex(column.index)
+
+
+def _record_value_columns(frame: pd.DataFrame) -> tuple[list[str], list[list[Optional[str]]]]:
+    """Per feature present in frame: its ValueAsString strings as to_record makes them (None = missing)."""
+    names, columns = [], []
+    for name, kind in FEATURE_TYPES.items():
+        if name not in frame.columns:
+            continue
+        text = _value_strings(frame[name], name, kind)
+        names.append(name)
+        columns.append(text.astype(object).where(text.notna(), None).tolist())
+    return names, columns
+
+
+def _online_record_json(names: list[str], columns: list[list[Optional[str]]]) -> list[str]:
+    """One JSON object per row, {name: value} for present values (what get_record returns)."""
+    keyed = []
+    for name, values in zip(names, columns):
+        prefix = json.dumps(name) + ": "
+        if name == EVENT_TIME or FEATURE_TYPES[name] != "String":
+            # Formatted numbers and timestamps hold nothing JSON must escape.
+            keyed.append([None if value is None else f'{prefix}"{value}"' for value in values])
+        else:
+            keyed.append([None if value is None else prefix + json.dumps(value, ensure_ascii=False)
+                          for value in values])
+    return ["{" + ", ".join(piece for piece in pieces if piece is not None) + "}" for pieces in zip(*keyed)]
 
 
 # ---------------------------------------------------------------- ingestion report
@@ -280,20 +327,33 @@ class LocalFeatureStore:
         return report
 
     def _write_offline(self, frame: pd.DataFrame, now: pd.Timestamp) -> None:
+        """One Parquet file per event-time hour (SageMaker's partitioning), written from one Arrow table."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         event = frame[EVENT_TIME]
-        keys = pd.DataFrame({"year": event.dt.year, "month": event.dt.month, "day": event.dt.day, "hour": event.dt.hour})
+        hour_key = event.dt.floor("h")
+        order = hour_key.argsort(kind="stable").to_numpy()
+        stored = frame.assign(**{EVENT_TIME: format_event_times(event)}).iloc[order]
+        table = pa.Table.from_pandas(stored, preserve_index=False)
+        sorted_hours = hour_key.iloc[order]
+        # Row offsets where the hour changes: each run of equal hours is one partition file.
+        starts = np.flatnonzero(np.r_[True, sorted_hours.to_numpy()[1:] != sorted_hours.to_numpy()[:-1]])
+        ends = np.r_[starts[1:], len(sorted_hours)]
         file_name = f"{now.strftime('%Y%m%dT%H%M%SZ')}_{uuid.uuid4().hex[:12]}.parquet"
-        stored = frame.assign(**{EVENT_TIME: event.map(format_event_time)})
-        for (year, month, day, hour), part in stored.groupby([keys.year, keys.month, keys.day, keys.hour]):
-            folder = self.offline_dir / f"year={year:04d}" / f"month={month:02d}" / f"day={day:02d}" / f"hour={hour:02d}"
+        for start, end in zip(starts, ends):
+            hour = sorted_hours.iloc[start]
+            folder = (self.offline_dir / f"year={hour.year:04d}" / f"month={hour.month:02d}"
+                      / f"day={hour.day:02d}" / f"hour={hour.hour:02d}")
             folder.mkdir(parents=True, exist_ok=True)
-            part.to_parquet(folder / file_name, index=False)
+            pq.write_table(table.slice(start, end - start), folder / file_name)
 
     def _write_online(self, frame: pd.DataFrame) -> None:
-        rows = []
-        for row in frame.drop(columns=list(OFFLINE_META_COLUMNS)).to_dict("records"):
-            record = {item["FeatureName"]: item["ValueAsString"] for item in to_record(row)}
-            rows.append((str(row[RECORD_IDENTIFIER]), row[EVENT_TIME].timestamp(), record[EVENT_TIME], json.dumps(record)))
+        names, columns = _record_value_columns(frame)
+        records = _online_record_json(names, columns)
+        event_epoch = (frame[EVENT_TIME].astype("int64") / 1e9).tolist()
+        event_text = columns[names.index(EVENT_TIME)]
+        rows = list(zip(frame[RECORD_IDENTIFIER].astype(str).tolist(), event_epoch, event_text, records))
         # Like SageMaker's online store: a record older than the stored one does not replace it.
         self._db.executemany(
             "INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT(feedback_id) DO UPDATE SET"

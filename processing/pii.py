@@ -155,7 +155,7 @@ class PiiMasker:
         digits = len(text) - len(text.translate(_DELETE_DIGITS))
         if digits:
             if digits >= 13:
-                text = _CARD_RE.sub(lambda m: self._card(m, counts), text)
+                text = self._mask_cards(text, counts)
             if any(word in lower for word in _ORDER_WORDS):
                 text = _ORDER_CONTEXT_RE.sub(lambda m: self._id_group(m, counts, ORDER_ID), text)
             if digits >= 4:
@@ -185,11 +185,39 @@ class PiiMasker:
         stripped = found.rstrip(_TRAILING_PUNCT)
         return self._count(counts, URL) + found[len(stripped):]
 
-    def _card(self, match: re.Match, counts: Counter) -> str:
-        digits = _only_digits(match.group(0))
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            return self._count(counts, CARD)
-        return match.group(0)
+    def _mask_cards(self, text: str, counts: Counter) -> str:
+        """Luhn-valid 13-19 digit runs -> [CARD].
+
+        A digit run may join a card to a number before or after it ("555-123-4567 4000-0000-0000-6"):
+        each possible start is tried, with the longest Luhn-valid prefix of its run, so a failed
+        checksum on the joined run does not hide the card inside it.
+        """
+        pieces, done, position = [], 0, 0
+        while True:
+            match = _CARD_RE.search(text, position)
+            if match is None:
+                break
+            length = self._card_prefix_length(match.group(0))
+            if length:
+                pieces += [text[done:match.start()], self._count(counts, CARD)]
+                done = position = match.start() + length
+            else:
+                position = match.start() + 1
+        return "".join(pieces) + text[done:] if pieces else text
+
+    @staticmethod
+    def _card_prefix_length(run: str) -> int:
+        """Characters of the longest prefix of a digit run (digits + single separators), ending at a separator
+        or the run's end, that is a Luhn-valid card number; 0 when there is none."""
+        digit_ends = [index + 1 for index, char in enumerate(run) if char.isdigit()]
+        for count in range(min(len(digit_ends), 19), 12, -1):
+            end = digit_ends[count - 1]
+            if end < len(run) and run[end].isdigit():
+                continue  # a prefix must end at a separator: "12345678901234567" is one id, not a card + "4567"
+            prefix = run[:end]
+            if luhn_valid(_only_digits(prefix)):
+                return len(prefix)
+        return 0
 
     def _id_group(self, match: re.Match, counts: Counter, placeholder: str) -> str:
         identifier = match.group("id")

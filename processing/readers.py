@@ -53,6 +53,11 @@ class ColumnMapping:
         return cls(**raw)
 
     def apply(self, row: dict[str, Any], source_file: str, line_no: int) -> dict[str, Any]:
+        if not (self.fields or self.constants or self.derive_feedback_id):
+            # Identity mapping (our own JSONL): one pass instead of three dict copies per row.
+            if self.empty_as_null:
+                return {k: v for k, v in row.items() if v is not None and v != ""}
+            return dict(row)
         if self.fields:
             record = {ours: row.get(theirs) for ours, theirs in self.fields.items()}
         else:
@@ -82,6 +87,9 @@ class RawRecord:
     source_file: str
     line_no: int
     """1-based line (JSONL), data row (CSV) or row (Parquet) number."""
+    parsed: bool = True
+    """False for a JSON line read with `parse=False`: `record` is None until `parse_item` decodes it
+    (the job decodes in its worker processes: shipping text to a worker is cheaper than shipping dicts)."""
 
 
 @dataclass
@@ -119,8 +127,11 @@ def list_input_files(path: Union[str, Path]) -> list[Path]:
     return files
 
 
-def iter_jsonl(path: Path, mapping: ColumnMapping = IDENTITY) -> Iterator[InputItem]:
-    """One item per non-blank line; bytes are decoded strictly so bad UTF-8 is caught per line."""
+def iter_jsonl(path: Path, mapping: ColumnMapping = IDENTITY, parse: bool = True) -> Iterator[InputItem]:
+    """One item per non-blank line; bytes are decoded strictly so bad UTF-8 is caught per line.
+
+    With `parse=False` valid UTF-8 lines come out unparsed (finish them with `parse_item`).
+    """
     name = str(path)
     with open(path, "rb") as handle:
         for line_no, raw_line in enumerate(handle, start=1):
@@ -133,14 +144,21 @@ def iter_jsonl(path: Path, mapping: ColumnMapping = IDENTITY) -> Iterator[InputI
                 yield BadRecord(line, ReasonCode.invalid_utf8.value,
                                 f"byte {exc.start}: {exc.reason} (line is not valid UTF-8)", name, line_no)
                 continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield BadRecord(text, ReasonCode.invalid_json.value, f"invalid JSON: {exc.msg} at column {exc.colno}",
-                                name, line_no)
-                continue
-            record = mapping.apply(obj, name, line_no) if isinstance(obj, dict) else obj
-            yield RawRecord(record, text, name, line_no)
+            item = RawRecord(None, text, name, line_no, parsed=False)
+            yield parse_item(item, mapping) if parse else item
+
+
+def parse_item(item: InputItem, mapping: ColumnMapping = IDENTITY) -> InputItem:
+    """Decode an unparsed JSON line (RawRecord with parsed=False); anything else is returned as is."""
+    if not isinstance(item, RawRecord) or item.parsed:
+        return item
+    try:
+        obj = json.loads(item.payload)
+    except json.JSONDecodeError as exc:
+        return BadRecord(item.payload, ReasonCode.invalid_json.value, f"invalid JSON: {exc.msg} at column {exc.colno}",
+                         item.source_file, item.line_no)
+    record = mapping.apply(obj, item.source_file, item.line_no) if isinstance(obj, dict) else obj
+    return RawRecord(record, item.payload, item.source_file, item.line_no)
 
 
 def iter_csv(path: Path, mapping: ColumnMapping = IDENTITY) -> Iterator[InputItem]:
@@ -186,10 +204,11 @@ def iter_parquet(path: Path, mapping: ColumnMapping = IDENTITY, batch_rows: int 
             yield RawRecord(mapping.apply(row, name, row_no), payload, name, row_no)
 
 
-def iter_file(path: Path, mapping: ColumnMapping = IDENTITY, batch_rows: int = 10_000) -> Iterator[InputItem]:
+def iter_file(path: Path, mapping: ColumnMapping = IDENTITY, batch_rows: int = 10_000,
+              parse: bool = True) -> Iterator[InputItem]:
     suffix = path.suffix.lower()
     if suffix in JSONL_SUFFIXES:
-        return iter_jsonl(path, mapping)
+        return iter_jsonl(path, mapping, parse)
     if suffix in CSV_SUFFIXES:
         return iter_csv(path, mapping)
     if suffix in PARQUET_SUFFIXES:
@@ -212,14 +231,17 @@ def iter_chunks(items: Iterator[InputItem], chunk_rows: int) -> Iterator[list[In
 
 
 def read_chunks(path: Union[str, Path], chunk_rows: int, mapping: Optional[ColumnMapping] = None,
-                files: Optional[list[Path]] = None) -> Iterator[list[InputItem]]:
-    """Stream every record of a file or folder (or of the given files) in chunks."""
+                files: Optional[list[Path]] = None, parse: bool = True) -> Iterator[list[InputItem]]:
+    """Stream every record of a file or folder (or of the given files) in chunks.
+
+    `parse=False` leaves JSON lines undecoded (see `parse_item`); CSV and Parquet rows are always parsed.
+    """
     mapping = mapping or IDENTITY
     chosen = files if files is not None else list_input_files(path)
 
     def items() -> Iterator[InputItem]:
         for file_path in chosen:
             log.info("reading %s", file_path)
-            yield from iter_file(Path(file_path), mapping, chunk_rows)
+            yield from iter_file(Path(file_path), mapping, chunk_rows, parse)
 
     return iter_chunks(items(), chunk_rows)

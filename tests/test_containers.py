@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from monitoring.schedule import MONITOR_ENTRYPOINT
 import yaml
 
 from pipelines.config import FeedbackBrainConfig, load_config
@@ -113,6 +115,7 @@ def modules_by_image() -> dict[str, set[str]]:
 
     visit(definition["Steps"])
     found["inference"].add(SERVING_MODULE)
+    found["inference"].add(MONITOR_ENTRYPOINT[2])  # the Model Monitor schedule runs in the inference image
     return found
 
 

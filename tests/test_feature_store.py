@@ -206,3 +206,25 @@ def test_point_in_time_join_by_record_id_picks_the_version_valid_at_label_time()
         point_in_time_join(labels, versions, ["nope"])
     with pytest.raises(ValueError, match="labels need"):
         point_in_time_join(labels.drop(columns=["event_time"]), versions, ["star_rating"])
+
+
+def test_vectorised_online_records_equal_to_record_per_row(tmp_path):
+    """The local store builds online records column-wise: same strings as to_record, missing values left out."""
+    import json
+
+    import numpy as np
+
+    from processing.feature_store import format_event_time, format_event_times
+
+    features = _features([
+        {"feedback_id": f"f{i}", "created_at": f"2026-10-0{1 + i % 3}T0{i % 10}:15:00.{i:03d}Z", "text": "ok \"quoted\" é",
+         "channel": "review", "customer_id": None if i % 4 == 0 else f"c{i % 3}", "sku": "S\"1",
+         "star_rating": None if i % 2 else (i % 5) + 1, "intent": "complaint"} for i in range(12)])
+    store = LocalFeatureStore(tmp_path, GROUP)
+    store.put(features)
+    for row in features.to_dict("records"):
+        expected = {item["FeatureName"]: item["ValueAsString"] for item in to_record(row)}
+        assert store.get_record(row["feedback_id"]) == expected
+    store.close()
+    stamps = pd.Series(pd.to_datetime(np.arange(1.75e18, 1.76e18, 7.77e13).astype("int64"), utc=True))
+    assert format_event_times(stamps).tolist() == [format_event_time(t) for t in stamps]

@@ -170,6 +170,17 @@ def test_training_step_names_its_entry_point_and_reads_features(steps, config):
     assert all(not c["ChannelName"].startswith(("code", "sm_drivers")) for c in arguments["InputDataConfig"])
 
 
+def test_training_runs_on_spot_with_resumable_checkpoints(steps):
+    arguments = steps["TrainModel"]["Arguments"]
+    assert arguments["EnableManagedSpotTraining"] is True
+    stopping = arguments["StoppingCondition"]
+    assert stopping["MaxWaitTimeInSeconds"] >= stopping["MaxRuntimeInSeconds"]
+    checkpoints = arguments["CheckpointConfig"]
+    assert checkpoints["LocalPath"] == "/opt/ml/checkpoints"
+    # one prefix per execution: a spot restart of this job finds its own checkpoints, no other run's
+    assert get("Execution.PipelineExecutionId") in checkpoints["S3Uri"]["Std:Join"]["Values"]
+
+
 def test_evaluation_step_wiring_and_property_file(steps, config):
     step = steps["EvaluateModel"]
     app = step["Arguments"]["AppSpecification"]

@@ -48,3 +48,44 @@ def test_language_detection_offline_and_reproducible():
     assert detector.detect("[EMAIL] [PHONE]") is None
     texts = ["Vestido precioso, me queda perfecto", "Ottimo prodotto, spedizione veloce e imballaggio curato"]
     assert [detector.detect(t) for t in texts] == [LanguageDetector().detect(t) for t in texts]
+
+
+LANGUAGE_SAMPLES = [
+    "The jacket is warm and the zip works well",
+    "La chaqueta es muy bonita pero la talla es pequeña",
+    "Je n'arrive pas à me connecter à mon compte.",
+    "Kann ich die Schuhe in Größe 42 umtauschen?",
+    "ehaw dxlcmj cadl dgrbsraqq qjevzwtm bvakbz",  # gibberish: slow to converge, many draws
+    "hello do you ship to Puerto Rico?",
+    "Wann kommt meine Bestellung an? Ich warte seit zwei Wochen.",
+]
+
+
+def test_numpy_langdetect_gives_langdetects_exact_probabilities():
+    """The vectorised detector replays langdetect's random draws: same languages, same floats."""
+    from langdetect import detector_factory
+    from langdetect.detector import Detector
+
+    languages = LanguageDetector()
+    languages.preload()
+    for text in LANGUAGE_SAMPLES:
+        ours, theirs = languages._detector_class(detector_factory._factory), Detector(detector_factory._factory)
+        for detector in (ours, theirs):
+            detector.n_trial = languages.config.langdetect_trials
+            detector.append(text)
+        assert [(p.lang, p.prob) for p in ours.get_probabilities()] == \
+               [(p.lang, p.prob) for p in theirs.get_probabilities()], text
+
+
+def test_stopword_vote_decides_clear_cases_and_leaves_close_calls_to_langdetect():
+    detector = LanguageDetector()
+    assert detector._stopword_vote("Le colis n'est jamais arrivé et personne ne me répond.") == "fr"
+    assert detector._stopword_vote("Quiero devolver el vestido, me queda pequeño y la tela es mala.") == "es"
+    assert detector._stopword_vote("Die Lieferung hat zwei Wochen gedauert und ist nicht gut.") == "de"
+    assert detector._stopword_vote("de la de la de la") is None  # shared words: no clear winner
+    assert detector._stopword_vote("zjwnjfr qjdc zjj ljvqanade") is None  # no stop words at all
+    # the vote agrees with langdetect where it decides
+    calls = []
+    detector._langdetect = lambda text: calls.append(text) or "xx"
+    assert detector.detect("Livraison rapide et emballage soigné, mais le colis est arrivé en retard") == "fr"
+    assert calls == []

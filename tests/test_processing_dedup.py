@@ -41,7 +41,7 @@ def test_band_keys_collide_for_near_copies_only():
 
 
 def _index(rows, hasher):
-    from processing.dedup import exact_key, text_key
+    from processing.dedup import customer_key, exact_key, text_key
 
     texts = [normalised_for_dedup(r[2]) for r in rows]
     bands = hasher.band_keys(hasher.signatures(texts))
@@ -50,6 +50,7 @@ def _index(rows, hasher):
         "created_at": pd.to_datetime([r[1] for r in rows], utc=True),
         "exact_key": [exact_key(t, r[3]) for t, r in zip(texts, rows)],
         "text_key": [text_key(t) for t in texts],
+        "customer_key": [customer_key(r[3]) for r in rows],
         "near_eligible": [len(t.split()) >= 8 for t in texts],
     })
     for b in range(bands.shape[1]):
@@ -62,7 +63,7 @@ def test_resolution_keeps_the_earliest_and_ignores_row_order():
     rows = [
         ("late-copy", "2026-10-03", BASE, "c1"),
         ("original", "2026-10-01", BASE, "c1"),
-        ("near", "2026-10-02", BASE.replace("disappointing", "annoying"), "c2"),
+        ("near", "2026-10-02", BASE.replace("disappointing", "annoying"), "c1"),
         ("other-customer-short", "2026-10-01", "Love it!", "c9"),
         ("same-short", "2026-10-02", "love it", "c8"),
     ]
@@ -75,6 +76,31 @@ def test_resolution_keeps_the_earliest_and_ignores_row_order():
     assert result.loc["other-customer-short", "split_group"] == result.loc["same-short", "split_group"]
     reversed_result = resolve_duplicates(_index(rows[::-1], hasher)).set_index("feedback_id")
     assert reversed_result.sort_index()[["outcome", "duplicate_of"]].equals(result.sort_index()[["outcome", "duplicate_of"]])
+
+
+def test_near_duplicates_count_within_one_customer_unless_scope_is_global():
+    hasher = NearDuplicateHasher()
+    rows = [
+        ("first", "2026-10-01", BASE, "c1"),
+        ("same-customer-edit", "2026-10-02", BASE + " again", "c1"),
+        ("other-customer-alike", "2026-10-03", BASE.replace("disappointing", "annoying"), "c2"),
+        ("anonymous-a", "2026-10-01", BASE.replace("wool", "linen"), None),
+        ("anonymous-b", "2026-10-04", BASE.replace("wool", "linen") + " again", None),
+    ]
+    index = _index(rows, hasher)
+    scoped = resolve_duplicates(index, ProcessingConfig(near_duplicate_scope="customer")).set_index("feedback_id")
+    assert (scoped.loc["same-customer-edit", "outcome"], scoped.loc["same-customer-edit", "duplicate_of"]) == (
+        NEAR_DUPLICATE, "first")
+    assert scoped.loc["other-customer-alike", "outcome"] == KEPT
+    # records without a customer share one anonymous customer (as exact_key does)
+    assert scoped.loc["anonymous-b", "outcome"] == NEAR_DUPLICATE
+    # the kept look-alike still shares a split group with the original: no leakage across splits
+    assert scoped.loc["other-customer-alike", "split_group"] == scoped.loc["first", "split_group"]
+    everyone = resolve_duplicates(index, ProcessingConfig(near_duplicate_scope="global")).set_index("feedback_id")
+    assert everyone.loc["other-customer-alike", "outcome"] == NEAR_DUPLICATE
+    assert ProcessingConfig().near_duplicate_scope == "customer"
+    with pytest.raises(ValueError, match="near_duplicate_scope"):
+        resolve_duplicates(index, ProcessingConfig(near_duplicate_scope="planet"))
 
 
 def _write_jsonl(path: Path, records):
@@ -99,7 +125,7 @@ def test_dedup_is_correct_across_shards(tmp_path, monkeypatch):
     a = _records("a", 1, 4, "c1")
     b = _records("b", 10, 4, "c2")
     copy_of_a0 = {**a[0], "feedback_id": "copy-a0", "created_at": "2026-10-20T10:00:00Z"}
-    near_b1 = {**b[1], "feedback_id": "near-b1", "customer_id": "c3", "created_at": "2026-10-21T10:00:00Z",
+    near_b1 = {**b[1], "feedback_id": "near-b1", "created_at": "2026-10-21T10:00:00Z",
                "text": b[1]["text"] + " indeed"}
     files = {"one.jsonl": a, "two.jsonl": b, "three.jsonl": [copy_of_a0, near_b1], "four.jsonl": [a[2]]}
     raw = tmp_path / "raw"

@@ -56,7 +56,7 @@ def write_malformed_input(folder: Path) -> dict[str, str]:
         _line(_record("exact-a", "Great fit, lovely colour!", customer_id="c-7", star_rating=5)),
         _line(_record("exact-b", "great fit  lovely colour", customer_id="c-7", star_rating=5)),
         _line(_record("near-a", LONG_REVIEW, customer_id="c-1", sku="SKU-3")),
-        _line(_record("near-b", LONG_REVIEW.replace("next week", "next month"), customer_id="c-2", sku="SKU-3")),
+        _line(_record("near-b", LONG_REVIEW.replace("next week", "next month"), customer_id="c-1", sku="SKU-3")),
         _line(_record("ok-1", "Parcel was late and the box was crushed.", sku="SKU-1", region="US",
                       aspects=["shipping_delivery", "packaging"], labeled_tasks=["aspects"])),
         b"\n",
@@ -225,3 +225,32 @@ def test_worker_processes_give_the_same_lake(malformed_run, tmp_path, monkeypatc
     assert "transform_wait" in parallel.stages
     silver = lambda out: lake.read_parquet_folder(out / "lake" / "silver").sort_values("feedback_id")["text"].tolist()
     assert silver(tmp_path / "out") == silver(root / "out")
+
+
+def test_include_external_reads_each_adapters_folder(tmp_path, monkeypatch):
+    """Adapters are found by their folder name (not their data-set name); records reach silver."""
+    from processing.adapters import ADAPTERS
+
+    adapter = ADAPTERS["semeval2016_laptops"]
+    assert adapter.folder != adapter.name  # the bug this guards against: looking for external/<name>
+    folder = tmp_path / "external" / adapter.folder
+    folder.mkdir(parents=True)
+    sentences = [("1:0", "The battery easily lasts a whole working day, really impressed.", "positive"),
+                 ("1:1", "The keyboard started failing after two weeks and support never replied.", "negative"),
+                 ("2:0", "Screen is bright and sharp, colours look great for photo editing.", "positive")]
+    for name, rows in (("train.jsonl", sentences[:2]), ("test_gold.jsonl", sentences[2:])):
+        (folder / name).write_text("".join(json.dumps({"rid": sid.split(":")[0], "id": sid, "text": text, "Opinions": [
+            {"category": "LAPTOP#GENERAL", "polarity": polarity}]}) + "\n" for sid, text, polarity in rows),
+            encoding="utf-8")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "one.jsonl").write_text(json.dumps({"feedback_id": "own-1", "channel": "review",
+                                               "created_at": "2026-10-01T10:00:00Z",
+                                               "text": "Arrived on time and works as described."}) + "\n")
+    monkeypatch.setenv("FBRAIN_LOCAL_FEATURE_STORE", str(tmp_path / "store"))
+    report = run(raw, tmp_path / "out", ProcessingConfig(), ShardSpec(0, 1, "none"),
+                 include_external=tmp_path / "external")
+    assert report.bronze == 4 and report.silver == 4, report.counts()
+    silver = lake.read_parquet_folder(tmp_path / "out" / "lake" / "silver")
+    assert sorted(silver["source_file"].unique()) == sorted(["external/semeval2016_laptops", str(raw / "one.jsonl")])
+    assert report.features["ingest"]["succeeded"] == 4  # the store was written and closed

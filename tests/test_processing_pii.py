@@ -143,3 +143,11 @@ def test_generated_pii_never_survives_masking(parts, tail, glue):
     digits_left = re.sub(r"\[[A-Z_]+\]", "", masked)
     assert not re.search(r"\d{5,}", digits_left), (text, masked)
     assert any(p in masked for p in PLACEHOLDERS)
+
+
+def test_a_card_right_after_another_number_is_still_masked():
+    """The card pattern can join a phone and a card into one digit run; the card inside must not escape."""
+    masker = PiiMasker()
+    assert masker.mask("200-200-1000 4000-0000-0000-6") == "[PHONE] [CARD]"
+    assert masker.mask("4000-0000-0000-6 1234 left") == "[CARD] 1234 left"
+    assert "[CARD]" not in masker.mask("tracking 12345678901234567 thanks")  # one unseparated id, not a card

@@ -74,3 +74,18 @@ def test_clothing_reviews_read_completely(shared_data_dir):
     items = _items(folder, chunk_rows=5000, mapping=MAPPING)
     assert len(items) == 23486
     assert all(isinstance(i, RawRecord) for i in items)
+
+
+def test_unparsed_json_lines_parse_later_to_the_same_items(tmp_path):
+    """The job reads JSON lines undecoded and decodes them in its workers: same items either way."""
+    from processing.readers import parse_item
+
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"feedback_id": "a", "text": "ok", "sku": ""}\n\n{"broken": \n\xc3\x28 "x"\n[1, 2]\n')
+    mapping = ColumnMapping(constants={"channel": "chat"})
+    eager = [item for chunk in read_chunks(path, 10, mapping) for item in chunk]
+    lazy = [item for chunk in read_chunks(path, 10, mapping, parse=False) for item in chunk]
+    assert [type(i).__name__ for i in lazy] == ["RawRecord", "RawRecord", "BadRecord", "RawRecord"]
+    assert lazy[0].record is None and not lazy[0].parsed  # decoding is left to parse_item
+    assert [parse_item(item, mapping) for item in lazy] == eager
+    assert eager[0].record == {"feedback_id": "a", "text": "ok", "channel": "chat"}  # "" is missing

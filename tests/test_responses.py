@@ -145,3 +145,20 @@ def test_no_pii_reaches_bedrock_or_the_reply(before, email, phone, card, after):
     body = json.dumps(response.json())
     for secret in (email, phone, card):
         assert secret not in sent[0] and secret not in body
+
+
+def test_endpoint_scores_then_drafts_in_one_call(tiny_model_dir):
+    import time
+
+    from inference.app import create_app
+
+    with TestClient(create_app(tiny_model_dir)) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/ping").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        response = client.post("/responses", json={"feedback": {"text": "Where is my parcel? jane@x.org"}})
+        assert response.status_code == 200
+        body = response.json()
+        assert body["scores_source"] == "endpoint" and body["draft"]["approval_status"] == "pending_human_review"
+        assert "jane@x.org" not in response.text

