@@ -127,3 +127,5 @@ class GenerativeConfig:
     """Order value (USD) above which an item counts as high value for second-stage scoring."""
     summary_quotes: int = 3
     """Representative quotes per cluster summary."""
+    max_reply_aspects: int = 2
+    """Aspects a template reply addresses at most (most likely first): a reply, not a report."""

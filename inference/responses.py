@@ -41,24 +41,33 @@ def load_prompt(version: str, name: str) -> Template:
 
 
 def normalise_scores(scores: dict[str, Any] | None) -> dict[str, Any]:
-    """Accept the endpoint's response shape or plain labels; return labels + probabilities."""
+    """Accept the endpoint's response shape or plain labels; return labels + probabilities.
+
+    Aspects come most likely first (the endpoint lists them in taxonomy order with scores);
+    flags may be a list of raised flags or the endpoint's {flag: bool} map.
+    """
     scores = scores or {}
 
     def label_of(value):
         return value.get("label") if isinstance(value, dict) else value
 
+    def probabilities_of(value):
+        return value.get("probabilities", {}) if isinstance(value, dict) else {}
+
     aspects = scores.get("aspects") or []
     if isinstance(aspects, dict):
-        aspects = aspects.get("labels", [])
+        ranking = aspects.get("scores", {})
+        aspects = sorted(aspects.get("labels", []), key=lambda name: -ranking.get(name, 0.0))
+    flags = scores.get("flags") or []
+    if isinstance(flags, dict):
+        flags = [name for name, raised in flags.items() if raised]
     return {
         "sentiment": label_of(scores.get("sentiment")) or "neutral",
         "intent": label_of(scores.get("intent")) or "other",
         "aspects": list(aspects),
-        "flags": list(scores.get("flags") or []),
-        "sentiment_probabilities": (scores.get("sentiment") or {}).get("probabilities", {})
-        if isinstance(scores.get("sentiment"), dict) else {},
-        "intent_probabilities": (scores.get("intent") or {}).get("probabilities", {})
-        if isinstance(scores.get("intent"), dict) else {},
+        "flags": list(flags),
+        "sentiment_probabilities": probabilities_of(scores.get("sentiment")),
+        "intent_probabilities": probabilities_of(scores.get("intent")),
     }
 
 
@@ -105,13 +114,15 @@ class ResponseService:
         parts = [book["openers"][scores["sentiment"]][language]]
         if "safety_concern" in scores["flags"]:
             parts.append(book["safety_reply"][language])
-        known = [a for a in scores["aspects"] if a in book["playbooks"]]
-        if scores["intent"] == "praise" and scores["sentiment"] == "positive" and not known:
+        if scores["sentiment"] == "positive":
+            # Praise gets thanks, not the problem playbooks of the aspects it mentions.
             parts.append(book["praise_reply"][language])
-        for aspect in known[:2]:  # two aspects at most: a reply, not a report
-            parts.append(book["playbooks"][aspect]["reply"][language])
-        if len(parts) == 1 or (len(parts) == 2 and "safety_concern" in scores["flags"] and not known):
-            parts.append(book["fallback_reply"][language])
+        else:
+            known = [a for a in scores["aspects"] if a in book["playbooks"]]
+            for aspect in known[: self.config.max_reply_aspects]:
+                parts.append(book["playbooks"][aspect]["reply"][language])
+            if not known:
+                parts.append(book["fallback_reply"][language])
         parts.append(book["sign_off"][language])
         return " ".join(parts)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import subprocess
 import typing
 from pathlib import Path
 from typing import Optional
@@ -139,8 +140,13 @@ def triggers_check(
     workspace: Path = typer.Option(Path(DEFAULT_WORKSPACE)),
     bucket: Optional[str] = typer.Option(None, help="Default: every bucket of the local object store."),
     set_: list[str] = typer.Option([], "--set", help="MonitoringConfig FIELD=VALUE (repeatable)."),
+    run: bool = typer.Option(False, "--run", help="Start the local pipeline run when a trigger fires."),
 ) -> None:
-    """Say whether a local retraining should start (and record it, so it fires once)."""
+    """Say whether a local retraining should start (and record it, so it fires once); --run starts it."""
     _logging()
     decision = check_local_triggers(workspace, monitoring_config(set_), bucket=bucket)
     typer.echo(json.dumps(dataclasses.asdict(decision), indent=2))
+    if run and decision.fire:
+        command = [*decision.command, "--workspace", str(workspace)]
+        typer.echo(f"retraining: {' '.join(command)}")
+        raise typer.Exit(subprocess.run(command, check=False).returncode)

@@ -110,7 +110,7 @@ DEMO_TEXTS = [
 def print_demo(config: FeedbackBrainConfig, workspace: Path) -> None:
     """Score a few texts through the real HTTP endpoint, then draft replies for them."""
     from inference.demo_client import score_over_http
-    from inference.responses import ResponseService
+    from inference.responses import ResponseService, normalise_scores
 
     model_dir, _, _ = serving_setup(config, workspace, None, capture=True)
     scored = score_over_http(model_dir, config.serving, DEMO_TEXTS)
@@ -118,8 +118,8 @@ def print_demo(config: FeedbackBrainConfig, workspace: Path) -> None:
     print("\nscored by the local endpoint, with drafted replies:")
     for text, prediction in zip(DEMO_TEXTS, scored):
         draft = service.draft_reply({"feedback_id": "demo", "text": text, "channel": "review"}, prediction)
-        aspects = ", ".join(prediction.get("aspects", {}).get("labels", [])) or "-"
-        print(f"\n> {text}\n  sentiment={prediction['sentiment']['label']} intent={prediction['intent']['label']} "
-              f"aspects={aspects} flags={prediction.get('flags') or '-'}")
+        summary = normalise_scores(prediction)
+        print(f"\n> {text}\n  sentiment={summary['sentiment']} intent={summary['intent']} "
+              f"aspects={', '.join(summary['aspects']) or '-'} flags={', '.join(summary['flags']) or '-'}")
         print(f"  draft [{draft.generator}, {draft.approval_status}, policy {'ok' if draft.policy.ok else 'REJECTED'}]: "
               f"{draft.text}")

@@ -154,12 +154,17 @@ def _connected_min_rank(rank: np.ndarray, key_columns: Iterable[np.ndarray], act
     if not active.any() or not keys:
         return labels
     index = np.flatnonzero(active)
+    # Hash each key column once; every round is then plain integer array work.
+    groups = [pd.factorize(key[index])[0] for key in keys]
+    current = labels[index]
     while True:
-        before = labels[index].copy()
-        for key in keys:
-            frame = pd.DataFrame({"key": key[index], "label": labels[index]})
-            labels[index] = np.minimum(labels[index], frame.groupby("key")["label"].transform("min").to_numpy())
-        if np.array_equal(before, labels[index]):
+        before = current.copy()
+        for codes in groups:
+            group_min = np.full(codes.max() + 1, np.iinfo(np.int64).max, dtype=np.int64)
+            np.minimum.at(group_min, codes, current)
+            np.minimum(current, group_min[codes], out=current)
+        if np.array_equal(before, current):
+            labels[index] = current
             return labels
 
 

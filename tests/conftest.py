@@ -1,17 +1,10 @@
 """Test-wide settings: offline, no telemetry, no AWS account, and a shared tiny model."""
 import os
 
-for _key, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "SAGEMAKER_VALIDATE_ROLE": "false",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
+from pipelines.local.settings import OFFLINE_ENV  # noqa: E402  (light: no heavy imports)
+
+# Fake credentials: moto and Stubber need some, and no test may reach a real account.
+for _key, _value in {**OFFLINE_ENV, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
     os.environ.setdefault(_key, _value)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 

@@ -162,3 +162,21 @@ def test_endpoint_scores_then_drafts_in_one_call(tiny_model_dir):
         body = response.json()
         assert body["scores_source"] == "endpoint" and body["draft"]["approval_status"] == "pending_human_review"
         assert "jane@x.org" not in response.text
+
+
+def test_endpoint_flag_map_and_aspect_ranking_drive_the_template():
+    scores = {"sentiment": {"label": "negative"}, "intent": {"label": "complaint"},
+              "aspects": {"labels": ["product_quality", "packaging", "pricing_value"],
+                          "scores": {"product_quality": 0.6, "packaging": 0.9, "pricing_value": 0.55}},
+              "flags": {"urgency": False, "safety_concern": False, "refund_intent": True, "profanity": False}}
+    draft = ResponseService(GenerativeConfig()).draft_reply({"text": "box crushed, mug chipped"}, scores)
+    assert "stop using the product" not in draft.text  # safety_concern is False in the map
+    assert draft.text.index("arrived in poor condition") < draft.text.index("did not hold up")
+    assert "pricing" not in draft.text  # only the two most likely aspects are addressed
+
+
+def test_praise_is_thanked_not_answered_with_problem_playbooks():
+    draft = ResponseService(GenerativeConfig()).draft_reply(
+        {"text": "Love them, true to size"},
+        {"sentiment": "positive", "intent": "praise", "aspects": ["sizing_fit", "product_quality"]})
+    assert "delighted" in draft.text and "did not hold up" not in draft.text
