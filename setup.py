@@ -49,6 +49,6 @@ setup(
         "pipelines": ["local/*.md"],
     },
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest", "hypothesis", "moto==5.2.5"]},
+    extras_require={"test": ["pytest", "hypothesis", "moto==5.2.5", "jsonpath-ng"]},  # jsonpath-ng: moto routes EventBridge events
     entry_points={"console_scripts": ["fbrain=pipelines.cli:app"]},
 )

@@ -97,10 +97,6 @@ class ResponseService:
         self.playbooks = load_playbooks(config.playbook_version)
         self.taxonomy = load_taxonomy(self.playbooks["taxonomy_version"])
 
-    @classmethod
-    def from_config(cls, config: GenerativeConfig, workspace: Path | None = None) -> "ResponseService":
-        return cls(config)
-
     def _language(self, record: dict[str, Any]) -> str:
         language = (record.get("language") or "en").lower()[:2]
         return language if language in REPLY_LANGUAGES else "en"

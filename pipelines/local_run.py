@@ -114,7 +114,7 @@ def print_demo(config: FeedbackBrainConfig, workspace: Path) -> None:
 
     model_dir, _, _ = serving_setup(config, workspace, None, capture=True)
     scored = score_over_http(model_dir, config.serving, DEMO_TEXTS)
-    service = ResponseService.from_config(config.generative, workspace=workspace)
+    service = ResponseService(config.generative)
     print("\nscored by the local endpoint, with drafted replies:")
     for text, prediction in zip(DEMO_TEXTS, scored):
         draft = service.draft_reply({"feedback_id": "demo", "text": text, "channel": "review"}, prediction)
