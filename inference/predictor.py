@@ -184,6 +184,30 @@ class FlagRules:
         return raised
 
 
+def plan_length_groups(sorted_lengths: Sequence[int], call_overhead_tokens: float,
+                       max_group_size: int) -> list[tuple[int, int]]:
+    """Cut ascending lengths into contiguous groups [start, end) with the least total cost.
+
+    A group costs `call_overhead_tokens + size * its longest length` (a model call is padded to
+    its longest text); dynamic programming over the cut points, O(n * max_group_size).
+    """
+    n = len(sorted_lengths)
+    limit = max(1, max_group_size)
+    best = [0.0] + [float("inf")] * n
+    cut = [0] * (n + 1)
+    for end in range(1, n + 1):
+        longest = sorted_lengths[end - 1]
+        for start in range(max(0, end - limit), end):
+            cost = best[start] + call_overhead_tokens + (end - start) * longest
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    groups, end = [], n
+    while end > 0:
+        groups.append((cut[end], end))
+        end = cut[end]
+    return groups[::-1]
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
@@ -227,16 +251,17 @@ class BasePredictor:
         return self.encoder.token_count(text)
 
     def forward_sorted(self, encodings: Sequence) -> dict[str, np.ndarray]:
-        """Run texts in length-sorted groups of `sub_batch_size` and restore the input order.
+        """Run texts in length-sorted groups (`plan_length_groups`) and restore the input order.
 
         Mixed-length traffic padded to its longest text wastes most of the compute (feedback
-        is ~20 tokens at the median, ~110 at the top); sorted groups cut that waste ~3x.
+        is ~25 tokens at the median, ~110 at the top).
         """
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
-        group_size = max(1, self.config.sub_batch_size)
+        groups = plan_length_groups([len(encodings[i].ids) for i in order], self.config.group_call_overhead_tokens,
+                                    self.config.sub_batch_size)
         collected: dict[str, list] = {}
-        for start in range(0, len(order), group_size):
-            members = order[start : start + group_size]
+        for start, end in groups:
+            members = order[start:end]
             outputs = self.forward(self.encoder.pad([encodings[i] for i in members]))
             for name, values in outputs.items():
                 slots = collected.setdefault(name, [None] * len(encodings))

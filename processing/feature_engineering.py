@@ -35,6 +35,7 @@ from processing.cleaning import SilverRowBuilder
 from processing.config import ProcessingConfig
 from processing.dedup import (DUPLICATE, KEPT, NEAR_DUPLICATE, NearDuplicateHasher, customer_key, exact_key,
                               normalised_for_dedup, resolve_duplicates, text_key)
+from processing.features import TEXT_STATISTICS, text_statistics
 from processing.readers import (IDENTITY, BadRecord, ColumnMapping, InputItem, RawRecord, list_input_files, parse_item,
                                 read_chunks)
 from processing.schema import EXAMPLE_COLUMNS, ReasonCode, RecordValidationError, validate_record
@@ -150,10 +151,20 @@ class ChunkTransformer:
                 out.candidates.append((record.feedback_id, position, "staged", len(staged)))
                 staged.append(row)
         self._add_dedup_keys(staged, chunk_index)
-        out.staged = pa.Table.from_pylist(staged, schema=self.staging_schema)
+        out.staged = self._with_text_statistics(pa.Table.from_pylist(staged, schema=self.staging_schema), staged)
         out.bronze = lake.bronze_table([item.payload for item in chunk], [item.source_file for item in chunk],
                                        [item.line_no for item in chunk], channels, self.now, self.shard_index)
         return out
+
+    def _with_text_statistics(self, table: pa.Table, rows: list[dict[str, Any]]) -> pa.Table:
+        if not rows:
+            return table
+        statistics = text_statistics(pd.Series([row["text"] for row in rows], dtype=object))
+        for name in TEXT_STATISTICS:
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, table.schema.field(index),
+                                     pa.array(statistics[name].to_numpy(), type=table.schema.field(index).type))
+        return table
 
     def _add_dedup_keys(self, rows: list[dict[str, Any]], chunk_index: int) -> None:
         if not rows:
@@ -288,16 +299,28 @@ class PassOne:
         report.add_counter("pii_masked", output.pii_counts)
 
 
-# Silver columns that features, splits and example files need in memory in pass 2.
-PASS_TWO_COLUMNS = list(dict.fromkeys(list(EXAMPLE_COLUMNS) + [
-    "customer_id", "sku", "product_category", "region", "split_group"]))
+# What pass 2 keeps in memory per silver row: the columns of history features and splits, plus the
+# text statistics computed part by part. Texts stay on disk and are streamed again for the examples.
+HISTORY_COLUMNS = ["feedback_id", "created_at", "channel", "customer_id", "sku", "star_rating", "intent",
+                   "sentiment", "split_group"]
 _INDEX_COLUMNS = ["feedback_id", "created_at", "exact_key", "text_key", "customer_key", "near_eligible", "shard_index",
                   "chunk_index", "source_file", "line_no"]
 
 
+@dataclass
+class MergedSilver:
+    """Pass 2's view of silver: narrow columns in memory, the part files (same row order) on disk."""
+
+    narrow: pd.DataFrame
+    """HISTORY_COLUMNS + processing.features.TEXT_STATISTICS, one row per silver record."""
+    parts: list
+    """Silver part files in the order of `narrow`'s rows."""
+
+
 def merge_staging(lake_dir: Path, config: ProcessingConfig, clock: lake.StageClock,
-                  keep_staging: bool = False) -> tuple[lake.RunReport, pd.DataFrame]:
+                  keep_staging: bool = False) -> tuple[lake.RunReport, MergedSilver]:
     """Pass 2: global dedup over all shards' staging -> silver, filtered/duplicates, gold, run report."""
+
     now = datetime.now(timezone.utc)
     report = lake.RunReport()
     shard_dirs = sorted((lake_dir / lake.STAGING).glob("shard=*"))
@@ -331,7 +354,8 @@ def merge_staging(lake_dir: Path, config: ProcessingConfig, clock: lake.StageClo
 
     gold = lake.GoldAccumulator(load_taxonomy(config.taxonomy_version).label_maps(), config.gold_time_grain)
     quarantined: list[dict[str, Any]] = []
-    silver_frames: list[pd.DataFrame] = []
+    narrow_frames: list[pd.DataFrame] = []
+    silver_parts: list[Path] = []
     offset = 0
     with clock.stage("silver_write", rows=len(index)):
         for part, length in zip(parts, part_lengths):
@@ -341,8 +365,10 @@ def merge_staging(lake_dir: Path, config: ProcessingConfig, clock: lake.StageClo
                                      pa.array(split_group[offset:offset + length], type=pa.string(), from_pandas=True))
             shard_index = table.column("shard_index")[0].as_py()
             name = part.name.replace("part-", f"part-s{int(shard_index):03d}-")
-            silver_table = table.filter(pa.array(part_outcome == KEPT)).select(lake.SILVER_SCHEMA.names)
-            pq.write_table(silver_table.cast(lake.SILVER_SCHEMA), _ensure(lake_dir / lake.SILVER / name))
+            kept = table.filter(pa.array(part_outcome == KEPT))
+            silver_table = kept.select(lake.SILVER_SCHEMA.names)
+            silver_parts.append(_ensure(lake_dir / lake.SILVER / name))
+            pq.write_table(silver_table.cast(lake.SILVER_SCHEMA), silver_parts[-1])
             is_removed = np.isin(part_outcome, [DUPLICATE, NEAR_DUPLICATE])
             if is_removed.any():
                 removed = table.filter(pa.array(is_removed)).select(
@@ -361,7 +387,7 @@ def merge_staging(lake_dir: Path, config: ProcessingConfig, clock: lake.StageClo
                     "feedback_id", clash["feedback_id"], clash["source_file"], int(clash["line_no"]), now))
             silver = silver_table.to_pandas()
             gold.add(silver)
-            silver_frames.append(silver[PASS_TWO_COLUMNS])  # the rest stays on disk: bounds pass 2's memory
+            narrow_frames.append(pd.concat([silver[HISTORY_COLUMNS], kept.select(TEXT_STATISTICS).to_pandas()], axis=1))
             report.silver += len(silver)
             report.duplicates += int((part_outcome == DUPLICATE).sum())
             report.near_duplicates += int((part_outcome == NEAR_DUPLICATE).sum())
@@ -374,10 +400,12 @@ def merge_staging(lake_dir: Path, config: ProcessingConfig, clock: lake.StageClo
         gold.write(lake_dir / lake.GOLD)
     if not keep_staging:
         shutil.rmtree(lake_dir / lake.STAGING)
-    silver_all = (pd.concat(silver_frames, ignore_index=True) if silver_frames
-                  else lake.SILVER_SCHEMA.empty_table().to_pandas()[PASS_TWO_COLUMNS])
+    if narrow_frames:
+        narrow = pd.concat(narrow_frames, ignore_index=True)
+    else:
+        narrow = lake.staging_schema(0).empty_table().to_pandas()[HISTORY_COLUMNS + list(TEXT_STATISTICS)]
     report.check_books()
-    return report, silver_all
+    return report, MergedSilver(narrow, silver_parts)
 
 
 def _ensure(path: Path) -> Path:
@@ -399,32 +427,76 @@ def external_items(external_dir: Path) -> Iterator[InputItem]:
             yield RawRecord(record, json.dumps(record, ensure_ascii=False, default=str), f"external/{name}", line_no)
 
 
-def write_features(silver: pd.DataFrame, feature_group_name: str, report: lake.RunReport,
-                   clock: lake.StageClock) -> Optional[pd.DataFrame]:
-    """compute_features + Feature Store ingestion (processing.features / processing.feature_store)."""
-    try:
-        from processing.features import compute_features
-    except ImportError as exc:  # the features module is being written concurrently
-        log.warning("processing.features is not available (%s): no features computed", exc)
-        report.features = {"status": "skipped", "reason": str(exc)}
-        return None
-    with clock.stage("features", rows=len(silver)):
-        features = compute_features(silver)
+def compute_silver_features(silver: MergedSilver, report: lake.RunReport, clock: lake.StageClock) -> pd.DataFrame:
+    """processing.features over pass 2's narrow columns (text statistics came from pass 1)."""
+    from processing.features import compute_features
+
+    narrow = silver.narrow
+    with clock.stage("features", rows=len(narrow)):
+        features = compute_features(narrow[HISTORY_COLUMNS], text_stats=narrow[list(TEXT_STATISTICS)])
     report.features = {"status": "computed", "rows": len(features), "columns": len(features.columns)}
-    try:
-        from processing.feature_store import open_feature_store
-    except ImportError as exc:
-        log.warning("processing.feature_store is not available (%s): features not ingested", exc)
-        report.features["ingest"] = f"skipped: {exc}"
-        return features
-    with clock.stage("feature_store_ingest", rows=len(features)):
-        store = open_feature_store(feature_group_name)
-        try:
-            ingest_report = store.ingest(features)
-        finally:
-            store.close()
-    report.features["ingest"] = _jsonable(ingest_report)
     return features
+
+
+def _ingest(features: pd.DataFrame, feature_group_name: str) -> tuple[Any, float]:
+    from processing.feature_store import open_feature_store
+
+    started = time.perf_counter()
+    store = open_feature_store(feature_group_name)
+    try:
+        ingest_report = store.ingest(features)
+    finally:
+        store.close()
+    return _jsonable(ingest_report), time.perf_counter() - started
+
+
+def _ingest_in_child(features: pd.DataFrame, feature_group_name: str, results: Any) -> None:
+    try:
+        results.put(("ok", *_ingest(features, feature_group_name)))
+    except BaseException as exc:  # reported to the parent, which fails the run with it
+        import traceback
+
+        results.put(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", 0.0))
+
+
+class FeatureIngestion:
+    """Feature Store ingestion of the features frame: in a forked process when `background`, so the
+    examples are written meanwhile (ingestion needs only `features`; both are single-threaded)."""
+
+    def __init__(self, features: pd.DataFrame, feature_group_name: str, background: bool):
+        import multiprocessing
+
+        self.rows = len(features)
+        self.process = None
+        self.result: Optional[tuple[Any, float]] = None
+        if background and "fork" in multiprocessing.get_all_start_methods():
+            context = multiprocessing.get_context("fork")  # the child shares the frame copy-on-write
+            self.results = context.Queue()
+            self.process = context.Process(target=_ingest_in_child, args=(features, feature_group_name, self.results),
+                                           name="feature-store-ingest", daemon=True)
+            self.process.start()
+        else:
+            self.result = _ingest(features, feature_group_name)
+
+    def wait(self) -> tuple[Any, float]:
+        """(ingestion report as JSON-able data, seconds the ingestion took); raises if it failed."""
+        if self.process is None:
+            assert self.result is not None
+            return self.result
+        import queue
+
+        while True:
+            try:
+                status, payload, seconds = self.results.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not self.process.is_alive():
+                    raise RuntimeError(f"feature store ingestion process died (exit code {self.process.exitcode}) "
+                                       f"before reporting; no ingestion report") from None
+        self.process.join()
+        if status != "ok":
+            raise RuntimeError(f"feature store ingestion failed: {payload}")
+        return payload, seconds
 
 
 def _jsonable(value: Any) -> Any:
@@ -437,29 +509,49 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def write_examples(silver: pd.DataFrame, features: Optional[pd.DataFrame], output_dir: Path,
+def write_examples(silver: MergedSilver, features: Optional[pd.DataFrame], output_dir: Path,
                    config: ProcessingConfig) -> dict[str, int]:
-    """`<output>/<split>/examples.jsonl` with EXAMPLE_COLUMNS (+ numeric feature columns)."""
-    split = assign_splits(silver, config.validation_fraction, config.test_fraction, config.split_seed)
-    frame = silver[list(EXAMPLE_COLUMNS)].copy()
-    frame["star_rating"] = silver["star_rating"].astype("Int64")
+    """`<output>/<split>/examples.jsonl` with EXAMPLE_COLUMNS (+ numeric feature columns), streamed part by part."""
+    narrow = silver.narrow
+    split = assign_splits(narrow, config.validation_fraction, config.test_fraction, config.split_seed).to_numpy()
+    numeric: list[str] = []
     if features is not None and len(features):
         numeric = [c for c in features.columns
                    if c not in EXAMPLE_COLUMNS and c != "event_time" and pd.api.types.is_numeric_dtype(features[c])
                    and not pd.api.types.is_bool_dtype(features[c])]
-        frame = frame.merge(features[["feedback_id"] + numeric], on="feedback_id", how="left")
-    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).map(lambda t: t.isoformat())
-    for column in ("aspects", "labeled_tasks"):
-        frame[column] = frame[column].map(lambda v: None if v is None else [str(x) for x in v])
-    counts = {}
-    for name in SPLITS:
-        rows = frame[(split == name).to_numpy()]
-        path = _ensure(output_dir / name / "examples.jsonl")
-        # pandas' C JSON writer: NaN -> null, lists as arrays; ~10x faster than json.dumps per row.
-        text = rows.to_json(orient="records", lines=True, force_ascii=False) if len(rows) else ""
-        path.write_text(text if not text or text.endswith("\n") else text + "\n", encoding="utf-8")
-        counts[name] = len(rows)
+    counts = dict.fromkeys(SPLITS, 0)
+    handles = {name: _ensure(output_dir / name / "examples.jsonl").open("w", encoding="utf-8") for name in SPLITS}
+    offset = 0
+    try:
+        for part in silver.parts:
+            frame = pq.read_table(part, columns=list(EXAMPLE_COLUMNS)).to_pandas()
+            rows = slice(offset, offset + len(frame))
+            if not np.array_equal(frame["feedback_id"].to_numpy(), narrow["feedback_id"].to_numpy()[rows]):
+                raise RuntimeError(f"silver part {part} does not line up with pass 2's index: was the lake changed?")
+            frame["star_rating"] = frame["star_rating"].astype("Int64")
+            for column in numeric:
+                frame[column] = features[column].to_numpy()[rows]
+            frame["created_at"] = _isoformat_utc(frame["created_at"])
+            part_split = split[rows]
+            for name in SPLITS:
+                chosen = frame[part_split == name]
+                if len(chosen):
+                    # pandas' C JSON writer: NaN -> null, lists as arrays; ~10x faster than json.dumps per row.
+                    text = chosen.to_json(orient="records", lines=True, force_ascii=False)
+                    handles[name].write(text if text.endswith("\n") else text + "\n")
+                    counts[name] += len(chosen)
+            offset += len(frame)
+    finally:
+        for handle in handles.values():
+            handle.close()
     return counts
+
+
+def _isoformat_utc(values: pd.Series) -> np.ndarray:
+    """`Timestamp.isoformat()` strings of UTC times, vectorised (microseconds shown only when a value has them)."""
+    times = pd.to_datetime(values, utc=True).dt.tz_convert(None).to_numpy(dtype="datetime64[us]")
+    unit = "s" if (times.astype("int64") % 1_000_000 == 0).all() else "us"
+    return np.char.add(np.datetime_as_string(times, unit=unit), "+00:00").astype(object)
 
 
 def run(input_dir: Optional[Path], output_dir: Path, config: ProcessingConfig, shard: ShardSpec,
@@ -489,9 +581,13 @@ def run(input_dir: Optional[Path], output_dir: Path, config: ProcessingConfig, s
                      shard.index, shard.count)
             return shard_report
     report, silver = merge_staging(lake_dir, config, clock, keep_staging)
-    features = write_features(silver, config.feature_group_name, report, clock)
-    with clock.stage("splits_examples", rows=len(silver)):
+    features = compute_silver_features(silver, report, clock)
+    ingestion = FeatureIngestion(features, config.feature_group_name, background=config.workers > 1)
+    with clock.stage("splits_examples", rows=len(silver.narrow)):
         report.splits = write_examples(silver, features, output_dir, config)
+    with clock.stage("feature_store_wait"):
+        report.features["ingest"], ingest_seconds = ingestion.wait()
+    clock.stages["feature_store_ingest"] = lake.StageTiming(ingest_seconds, ingestion.rows)
     report.stages = clock.as_dict()
     report.wall_seconds = round(time.perf_counter() - started, 3)
     report.rows_per_second = round(report.bronze / report.wall_seconds, 1) if report.wall_seconds else 0.0

@@ -12,6 +12,7 @@ exponential backoff on throttling and 5xx errors, and every record that still fa
 from __future__ import annotations
 
 import json
+import re
 import logging
 import math
 import os
@@ -120,30 +121,33 @@ def _value_strings(column: pd.Series, name: str, kind: str) -> pd.Series:
     return present.astype(str).reindex(column.index)
 
 
-def _record_value_columns(frame: pd.DataFrame) -> tuple[list[str], list[list[Optional[str]]]]:
+def _record_value_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Per feature present in frame: its ValueAsString strings as to_record makes them (None = missing)."""
-    names, columns = [], []
-    for name, kind in FEATURE_TYPES.items():
-        if name not in frame.columns:
-            continue
-        text = _value_strings(frame[name], name, kind)
-        names.append(name)
-        columns.append(text.astype(object).where(text.notna(), None).tolist())
-    return names, columns
+    return pd.DataFrame({name: _value_strings(frame[name], name, kind).astype(object)
+                         for name, kind in FEATURE_TYPES.items() if name in frame.columns}, index=frame.index)
 
 
-def _online_record_json(names: list[str], columns: list[list[Optional[str]]]) -> list[str]:
-    """One JSON object per row, {name: value} for present values (what get_record returns)."""
-    keyed = []
-    for name, values in zip(names, columns):
-        prefix = json.dumps(name) + ": "
-        if name == EVENT_TIME or FEATURE_TYPES[name] != "String":
-            # Formatted numbers and timestamps hold nothing JSON must escape.
-            keyed.append([None if value is None else f'{prefix}"{value}"' for value in values])
-        else:
-            keyed.append([None if value is None else prefix + json.dumps(value, ensure_ascii=False)
-                          for value in values])
-    return ["{" + ", ".join(piece for piece in pieces if piece is not None) + "}" for pieces in zip(*keyed)]
+# A missing feature is left out of the online record, as GetRecord leaves it out. Only the known names
+# are matched, so a string value that contains `"x":null` (escaped inside its quotes) is never touched.
+_NULL_MEMBER = re.compile("|".join(f'"{re.escape(name)}":null,' for name in FEATURE_TYPES))
+_NULL_LAST = re.compile(",?(?:" + "|".join(f'"{re.escape(name)}":null' for name in FEATURE_TYPES) + ")}")
+
+
+def _online_record_json(values: pd.DataFrame) -> list[str]:
+    """One JSON object per row, {name: value} for present values (what get_record returns); pandas' C
+    writer for the whole frame, then missing members removed from the one string."""
+    if values.empty:
+        return []
+    text = values.to_json(orient="records", lines=True, force_ascii=False)
+    text = _NULL_LAST.sub("}", _NULL_MEMBER.sub("", text))
+    # Only "\n" separates records (newlines inside values are escaped); str.splitlines would also
+    # split on U+2028 and friends, which the writer leaves raw.
+    records = text.split("\n")
+    if records and records[-1] == "":
+        records.pop()
+    if len(records) != len(values):
+        raise RuntimeError(f"online records: {len(records)} JSON lines for {len(values)} rows")
+    return records
 
 
 # ---------------------------------------------------------------- ingestion report
@@ -349,10 +353,10 @@ class LocalFeatureStore:
             pq.write_table(table.slice(start, end - start), folder / file_name)
 
     def _write_online(self, frame: pd.DataFrame) -> None:
-        names, columns = _record_value_columns(frame)
-        records = _online_record_json(names, columns)
+        values = _record_value_frame(frame)
+        records = _online_record_json(values)
         event_epoch = (frame[EVENT_TIME].astype("int64") / 1e9).tolist()
-        event_text = columns[names.index(EVENT_TIME)]
+        event_text = values[EVENT_TIME].tolist()
         rows = list(zip(frame[RECORD_IDENTIFIER].astype(str).tolist(), event_epoch, event_text, records))
         # Like SageMaker's online store: a record older than the stored one does not replace it.
         self._db.executemany(

@@ -8,6 +8,7 @@ never carries information from the row's own moment or its future. Everything is
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -45,7 +46,12 @@ REQUIRED_COLUMNS = ("feedback_id", "created_at", "text")
 _PLACEHOLDER_RE = "|".join(re.escape(p) for p in PLACEHOLDERS)
 
 
-def _text_statistics(text: pd.Series) -> pd.DataFrame:
+TEXT_STATISTICS = ("text_chars", "text_words", "exclamation_count", "question_count", "uppercase_ratio",
+                   "pii_placeholder_count")
+
+
+def text_statistics(text: pd.Series) -> pd.DataFrame:
+    """The row-level text features (no history): computable chunk by chunk, then passed to compute_features."""
     text = text.fillna("").astype(str)
     letters = text.str.count(r"[^\W\d_]")
     uppercase = text.str.count(r"[A-Z\u00C0-\u00DE]")
@@ -90,30 +96,35 @@ def _prior_history(frame: pd.DataFrame, entity: str, prefix: str) -> pd.DataFram
     return result
 
 
-def compute_features(silver: pd.DataFrame) -> pd.DataFrame:
+def compute_features(silver: pd.DataFrame, text_stats: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """One row per feedback_id (silver's order) with the columns of FEATURE_TYPES.
 
-    `silver` needs feedback_id, created_at, text; channel, customer_id, sku, star_rating and
+    `silver` needs feedback_id, created_at and text; channel, customer_id, sku, star_rating and
     intent are used when present. Later copies of a feedback_id are rejected, not merged.
+    `text_stats` (text_statistics of the same rows, in the same order) replaces `text`: the
+    processing job computes it part by part, so the history features never need the texts in memory.
     """
-    missing = [c for c in REQUIRED_COLUMNS if c not in silver.columns]
+    required = [c for c in REQUIRED_COLUMNS if c != "text" or text_stats is None]
+    missing = [c for c in required if c not in silver.columns]
     if missing:
         raise ValueError(f"compute_features needs columns {missing}; got {list(silver.columns)}")
+    if text_stats is not None and len(text_stats) != len(silver):
+        raise ValueError(f"text_stats has {len(text_stats)} rows for {len(silver)} silver rows")
     duplicated = silver["feedback_id"].duplicated()
     if duplicated.any():
         raise ValueError(f"feedback_id must be unique; repeated: {silver.loc[duplicated, 'feedback_id'].head(5).tolist()}")
-    frame = silver.reset_index(drop=True).copy()
-    for optional in ("channel", "customer_id", "sku", "star_rating", "intent"):
-        if optional not in frame.columns:
-            frame[optional] = None
+    frame = silver.reset_index(drop=True)
+    frame = frame.assign(**{optional: None for optional in ("channel", "customer_id", "sku", "star_rating", "intent")
+                            if optional not in frame.columns})
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     frame["star_rating"] = pd.to_numeric(frame["star_rating"], errors="coerce").astype(float)
+    stats = text_statistics(frame["text"]) if text_stats is None else text_stats.reset_index(drop=True)
 
     features = pd.concat([
         frame[["feedback_id"]],
         pd.DataFrame({EVENT_TIME: frame["created_at"]}),
         frame[["channel", "customer_id", "sku"]],
-        _text_statistics(frame["text"]),
+        stats[list(TEXT_STATISTICS)],
         frame[["star_rating"]],
         _prior_history(frame, "customer_id", "customer"),
         _prior_history(frame, "sku", "sku"),

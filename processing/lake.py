@@ -28,6 +28,8 @@ from typing import Any, Iterable, Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from processing.features import TEXT_STATISTICS
+
 log = logging.getLogger(__name__)
 
 BRONZE = "bronze"
@@ -94,7 +96,9 @@ def staging_schema(bands: int) -> pa.Schema:
             pa.field("near_eligible", pa.bool_()),
             pa.field("shard_index", pa.int32()), pa.field("chunk_index", pa.int32())]
     keys += [pa.field(f"band_{i}", pa.int64()) for i in range(bands)]
-    return pa.schema(list(SILVER_SCHEMA) + keys)
+    # Row-level text features ride along from pass 1 (parallel) so pass 2 never re-reads the texts for them.
+    statistics = [pa.field(name, pa.float64() if name == "uppercase_ratio" else pa.int64()) for name in TEXT_STATISTICS]
+    return pa.schema(list(SILVER_SCHEMA) + keys + statistics)
 
 
 def part_name(shard_index: int, chunk_index: int) -> str:
@@ -297,7 +301,9 @@ class GoldAccumulator:
     def _indicators(self, silver):
         import pandas as pd
 
-        frame = pd.DataFrame({"day": silver["created_at"].dt.tz_convert("UTC").dt.floor(self.time_grain).dt.date})
+        # Naive UTC timestamps floored to the grain (what `write` stores), not Python date objects: vectorised.
+        frame = pd.DataFrame({"day": silver["created_at"].dt.tz_convert("UTC").dt.floor(self.time_grain)
+                              .dt.tz_localize(None)})
         for dim in GOLD_DIMENSIONS:
             frame[dim] = silver[dim].fillna(UNKNOWN_VALUE).astype(str)
         frame["overall"] = "all"
@@ -310,10 +316,11 @@ class GoldAccumulator:
         frame["intent_labeled"] = silver["intent"].notna().astype(int)
         for label in self.label_maps["intent"]:
             frame[f"intent_{label}"] = (silver["intent"] == label).astype(int)
-        aspects = silver["aspects"].map(lambda v: set(v) if v is not None else None)
-        frame["aspects_labeled"] = aspects.notna().astype(int)
+        frame["aspects_labeled"] = silver["aspects"].notna().astype(int)
+        mentioned = silver["aspects"].explode()  # one row per (record, aspect); the record's index repeats
         for label in self.label_maps["aspects"]:
-            frame[f"aspect_{label}"] = aspects.map(lambda s, label=label: int(s is not None and label in s))
+            hit = (mentioned == label).groupby(level=0).any()
+            frame[f"aspect_{label}"] = hit.reindex(silver.index, fill_value=False).astype(int)
         return frame
 
     def add(self, silver) -> None:

@@ -228,3 +228,13 @@ def test_vectorised_online_records_equal_to_record_per_row(tmp_path):
     store.close()
     stamps = pd.Series(pd.to_datetime(np.arange(1.75e18, 1.76e18, 7.77e13).astype("int64"), utc=True))
     assert format_event_times(stamps).tolist() == [format_event_time(t) for t in stamps]
+
+
+def test_online_records_survive_values_that_look_like_json_members():
+    from processing.feature_store import _online_record_json
+
+    values = pd.DataFrame({"feedback_id": ["a\u2028b", "c"], "sku": [None, 'x/y\n"sku":null,'],
+                           "channel": ["review", None]})
+    records = [json.loads(r) for r in _online_record_json(values)]
+    # Missing features are left out (as GetRecord does); a value holding `"sku":null,` is kept whole.
+    assert records == [{"feedback_id": "a\u2028b", "channel": "review"}, {"feedback_id": "c", "sku": 'x/y\n"sku":null,'}]

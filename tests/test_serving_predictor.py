@@ -97,3 +97,18 @@ def test_flag_rules_are_data_driven(tmp_path: Path):
     assert rules.evaluate("please respond", "refund_request", 0.7, [])["refund_intent"]
     assert not rules.evaluate("please respond", "refund_request", 0.5, [])["refund_intent"]  # below the intent threshold
     assert not rules.evaluate("scrappy little shop", "other", 0.9, [])["profanity"]  # whole words only
+
+
+def test_length_groups_cut_where_padding_costs_more_than_a_call():
+    from inference.predictor import plan_length_groups
+
+    # Two clusters of lengths: one call each beats one padded call and beats a call per length.
+    lengths = [10, 10, 11, 12, 60, 61, 64]
+    assert plan_length_groups(lengths, call_overhead_tokens=16, max_group_size=32) == [(0, 4), (4, 7)]
+    # Free calls: one group per distinct length; very dear calls: as few groups as the size cap allows.
+    assert len(plan_length_groups(lengths, 0, 32)) == 6
+    assert len(plan_length_groups(lengths, 1e9, 3)) == 3
+    groups = plan_length_groups(list(range(100)), 16, 8)
+    assert groups[0][0] == 0 and groups[-1][1] == 100 and all(a[1] == b[0] for a, b in zip(groups, groups[1:]))
+    assert max(end - start for start, end in groups) <= 8
+    assert plan_length_groups([], 16, 8) == []
