@@ -1,4 +1,5 @@
 """Feature group definition (moto), PutRecord ingestion (Stubber), local store, point-in-time joins."""
+import json
 import re
 
 import boto3
