@@ -127,27 +127,28 @@ def _record_value_frame(frame: pd.DataFrame) -> pd.DataFrame:
                          for name, kind in FEATURE_TYPES.items() if name in frame.columns}, index=frame.index)
 
 
-# A missing feature is left out of the online record, as GetRecord leaves it out. Only the known names
-# are matched, so a string value that contains `"x":null` (escaped inside its quotes) is never touched.
-_NULL_MEMBER = re.compile("|".join(f'"{re.escape(name)}":null,' for name in FEATURE_TYPES))
-_NULL_LAST = re.compile(",?(?:" + "|".join(f'"{re.escape(name)}":null' for name in FEATURE_TYPES) + ")}")
-
-
 def _online_record_json(values: pd.DataFrame) -> list[str]:
-    """One JSON object per row, {name: value} for present values (what get_record returns); pandas' C
-    writer for the whole frame, then missing members removed from the one string."""
+    """One JSON object per row, {name: value} for present values (what get_record returns, as GetRecord
+    leaves missing features out). Rows are grouped by which features they have, and each group is
+    written by pandas' C JSON writer with just those columns: no per-row Python."""
     if values.empty:
         return []
-    text = values.to_json(orient="records", lines=True, force_ascii=False)
-    text = _NULL_LAST.sub("}", _NULL_MEMBER.sub("", text))
-    # Only "\n" separates records (newlines inside values are escaped); str.splitlines would also
-    # split on U+2028 and friends, which the writer leaves raw.
-    records = text.split("\n")
-    if records and records[-1] == "":
-        records.pop()
-    if len(records) != len(values):
-        raise RuntimeError(f"online records: {len(records)} JSON lines for {len(values)} rows")
-    return records
+    present = values.notna().to_numpy()
+    pattern = present.astype(np.int64) @ (np.int64(1) << np.arange(present.shape[1], dtype=np.int64))
+    records = np.empty(len(values), dtype=object)
+    for code in np.unique(pattern):
+        rows = np.flatnonzero(pattern == code)
+        columns = [name for i, name in enumerate(values.columns) if (int(code) >> i) & 1]
+        text = values.iloc[rows][columns].to_json(orient="records", lines=True, force_ascii=False)
+        # Only "\n" separates records (newlines inside values are escaped); str.splitlines would also
+        # split on U+2028 and friends, which the writer leaves raw.
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if len(lines) != len(rows):
+            raise RuntimeError(f"online records: {len(lines)} JSON lines for {len(rows)} rows")
+        records[rows] = lines
+    return records.tolist()
 
 
 # ---------------------------------------------------------------- ingestion report
