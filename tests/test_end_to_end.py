@@ -12,7 +12,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from e2e_support import fbrain
+from e2e_support import fbrain, run_pipeline_locally
 from pipelines.local_run import DEMO_CORPUS
 
 EXPECTED_STEPS = {"FeatureEngineering": "Succeeded", "TrainModel": "Succeeded", "EvaluateModel": "Succeeded",
@@ -85,6 +85,16 @@ def test_local_endpoint_answers_with_the_registered_model(local_run):
         assert prediction["sentiment"]["label"] == "negative"
         assert "shipping_delivery" in prediction["aspects"]["labels"]
         assert prediction["model"]["version"] == str(version)
+
+
+def test_second_run_reuses_cached_steps(local_run):
+    again = run_pipeline_locally(local_run.workspace)
+    assert again.returncode == 0, again.output[-3000:]
+    from pipelines.local import load_execution
+
+    record = load_execution(local_run.workspace, again.execution_id)
+    hits = {step.name for step in record.steps if step.cache_hit}
+    assert {"FeatureEngineering", "TrainModel", "ComputeMonitorBaseline"} <= hits, hits
 
 
 @pytest.mark.parametrize("command", [["pipeline", "definition"], ["pipeline", "validate"]])
