@@ -253,8 +253,10 @@ def load_test(server: ServerProcess, texts: list[str], clients: int, seconds: fl
     return asyncio.run(_load(server, texts, clients, seconds))
 
 
-def int8_vs_fp32(model_dir: Path, rows: list[dict]) -> dict:
-    """Label agreement and, where rows carry labels, macro-F1 of int8 and fp32 (in this process)."""
+def int8_vs_fp32(model_dir: Path, rows: list[dict], overrides: list[str]) -> dict:
+    """Label agreement and, where rows carry labels, macro-F1 of int8 and fp32 (in this process), both with
+    the candidate's `--set` overrides (int8 scores depend on how texts are grouped into model calls)."""
+    import dataclasses
     from sklearn.metrics import f1_score
 
     from inference.predictor import load_predictor
@@ -262,7 +264,12 @@ def int8_vs_fp32(model_dir: Path, rows: list[dict]) -> dict:
     texts = [r["text"] for r in rows]
     results = {}
     for runtime in ("onnx", "onnx-int8"):
-        predictor = load_predictor(model_dir, ServingConfig(runtime=runtime))
+        config = ServingConfig(runtime=runtime)
+        for item in overrides:
+            name, _, value = item.partition("=")
+            field_type = type(getattr(config, name))
+            config = dataclasses.replace(config, **{name: field_type(value) if field_type is not bool else value == "true"})
+        predictor = load_predictor(model_dir, config)
         predictions = []
         for start in range(0, len(texts), 32):
             predictions += predictor.predict(texts[start : start + 32])
@@ -308,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"model_dir": str(model_dir), "untrained_heads": untrained, "cpus": psutil.cpu_count(),
                      "load_average_at_start": os.getloadavg()}
     # The baseline pads each model batch to its longest text, as transformers.pipeline(batch_size=N) does.
-    baseline_overrides = [f"sub_batch_size={args.batch_size}", "max_batch_wait_ms=0"]
+    baseline_overrides = [f"sub_batch_size={args.batch_size}", "group_call_overhead_tokens=0", "max_batch_wait_ms=0"]
     servers = [("candidate", "onnx-int8", args.overrides)] + ([] if args.no_baseline else [("baseline", "torch", baseline_overrides)])
     for role, runtime, overrides in servers:
         server = ServerProcess(model_dir, runtime, overrides, work)
@@ -324,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["load"] = load.__dict__
         finally:
             server.stop()
-    results["quality"] = int8_vs_fp32(Path(model_dir), rows)
+    results["quality"] = int8_vs_fp32(Path(model_dir), rows, args.overrides)
     results["load_average_at_end"] = os.getloadavg()
     print_report(results, args)
     if args.json_out:

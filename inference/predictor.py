@@ -190,9 +190,12 @@ def plan_length_groups(sorted_lengths: Sequence[int], call_overhead_tokens: floa
 
     A group costs `call_overhead_tokens + size * its longest length` (a model call is padded to
     its longest text); dynamic programming over the cut points, O(n * max_group_size).
+    `call_overhead_tokens <= 0` gives fixed groups of `max_group_size`.
     """
     n = len(sorted_lengths)
     limit = max(1, max_group_size)
+    if call_overhead_tokens <= 0:
+        return [(start, min(start + limit, n)) for start in range(0, n, limit)]
     best = [0.0] + [float("inf")] * n
     cut = [0] * (n + 1)
     for end in range(1, n + 1):

@@ -105,8 +105,9 @@ def test_length_groups_cut_where_padding_costs_more_than_a_call():
     # Two clusters of lengths: one call each beats one padded call and beats a call per length.
     lengths = [10, 10, 11, 12, 60, 61, 64]
     assert plan_length_groups(lengths, call_overhead_tokens=16, max_group_size=32) == [(0, 4), (4, 7)]
-    # Free calls: one group per distinct length; very dear calls: as few groups as the size cap allows.
-    assert len(plan_length_groups(lengths, 0, 32)) == 6
+    # Cheap calls: one group per distinct length; very dear calls: as few groups as the size cap allows.
+    assert len(plan_length_groups(lengths, 1e-6, 32)) == 6
+    assert plan_length_groups(lengths, 0, 3) == [(0, 3), (3, 6), (6, 7)]  # 0: fixed groups
     assert len(plan_length_groups(lengths, 1e9, 3)) == 3
     groups = plan_length_groups(list(range(100)), 16, 8)
     assert groups[0][0] == 0 and groups[-1][1] == 100 and all(a[1] == b[0] for a, b in zip(groups, groups[1:]))
