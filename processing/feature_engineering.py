@@ -4,10 +4,12 @@
         --output-dir /opt/ml/processing/output [--feature-group-name ...] [--split-seed ...]
 
 Pass 1 (per shard, streaming in chunks): read -> bronze -> validate (quarantine) -> clean,
-mask PII, pseudonymise ids, detect language -> spam rules -> staged candidates with dedup keys.
+mask PII, pseudonymise ids, detect language -> spam rules -> staged candidates with dedup keys
+and text statistics.
 Pass 2 (merge, over every shard's staging): resolve exact / near duplicates globally ->
-silver + gold + run report (books must balance) -> features -> Feature Store -> splits ->
-`<output>/<split>/examples.jsonl`.
+silver + gold + run report (books must balance) -> history features over narrow columns ->
+Feature Store (own process) while the examples are streamed part by part into
+`<output>/<split>/examples.jsonl`. Texts are never all in memory at once.
 
 With several instances (`--shard-count N` or SageMaker's resourceconfig), each instance runs
 pass 1 only; one `--merge-only` run over the combined lake does pass 2 (docs/processing.md).
