@@ -37,7 +37,7 @@ from processing.cleaning import SilverRowBuilder
 from processing.config import ProcessingConfig
 from processing.dedup import (DUPLICATE, KEPT, NEAR_DUPLICATE, NearDuplicateHasher, customer_key, exact_key,
                               normalised_for_dedup, resolve_duplicates, text_key)
-from processing.features import TEXT_STATISTICS, text_statistics
+from processing.features import TEXT_STATISTICS, compute_features, text_statistics
 from processing.readers import (IDENTITY, BadRecord, ColumnMapping, InputItem, RawRecord, list_input_files, parse_item,
                                 read_chunks)
 from processing.schema import EXAMPLE_COLUMNS, ReasonCode, RecordValidationError, validate_record
@@ -322,7 +322,6 @@ class MergedSilver:
 def merge_staging(lake_dir: Path, config: ProcessingConfig, clock: lake.StageClock,
                   keep_staging: bool = False) -> tuple[lake.RunReport, MergedSilver]:
     """Pass 2: global dedup over all shards' staging -> silver, filtered/duplicates, gold, run report."""
-
     now = datetime.now(timezone.utc)
     report = lake.RunReport()
     shard_dirs = sorted((lake_dir / lake.STAGING).glob("shard=*"))
@@ -431,8 +430,6 @@ def external_items(external_dir: Path) -> Iterator[InputItem]:
 
 def compute_silver_features(silver: MergedSilver, report: lake.RunReport, clock: lake.StageClock) -> pd.DataFrame:
     """processing.features over pass 2's narrow columns (text statistics came from pass 1)."""
-    from processing.features import compute_features
-
     narrow = silver.narrow
     with clock.stage("features", rows=len(narrow)):
         features = compute_features(narrow[HISTORY_COLUMNS], text_stats=narrow[list(TEXT_STATISTICS)])

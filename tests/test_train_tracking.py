@@ -31,6 +31,22 @@ def test_tracker_logs_to_mlflow_when_a_tracking_uri_is_set(tmp_path, monkeypatch
     assert run.data.metrics == {"val_macro_f1": 0.75} and run.data.params["epochs"] == "3"
 
 
+def test_local_store_artifacts_stay_beside_the_database(tmp_path, monkeypatch):
+    # MLflow's own default would be ./mlruns in whatever folder the job happens to run from.
+    store, elsewhere = tmp_path / "store", tmp_path / "cwd"
+    store.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    artifact = tmp_path / "parity.json"
+    artifact.write_text("{}")
+    tracker = Tracker("artifact-experiment", run_name="unit")
+    tracker.log_artifact(str(artifact))
+    tracker.end()
+    assert not (elsewhere / "mlruns").exists()
+    assert list((store / "mlartifacts").rglob("parity.json"))
+
+
 def test_tracker_on_other_ranks_is_silent(monkeypatch, capsys):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     Tracker("x", "y", enabled=False).log_metrics({"val_macro_f1": 1.0})

@@ -12,11 +12,14 @@ import logging
 import math
 import os
 import sys
+from pathlib import Path
 from typing import Any, Mapping
 
 logger = logging.getLogger(__name__)
 
 METRIC_LINE_PREFIX = "metric: "
+LOCAL_ARTIFACTS_DIR = "mlartifacts"
+"""Artifacts of a local (SQLite) MLflow store live in this folder beside the database."""
 NUMBER_REGEX = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 TRAINING_METRICS = (
@@ -63,6 +66,13 @@ class Tracker:
         try:
             import mlflow
 
+            uri = os.environ["MLFLOW_TRACKING_URI"]
+            if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(experiment) is None:
+                # MLflow's default artifact root for a database store is ./mlruns in the *current* folder;
+                # keep a local store's artifacts beside its database instead (where the registry puts them).
+                database = Path(uri[len("sqlite:///"):])
+                mlflow.create_experiment(
+                    experiment, artifact_location=(database.parent / LOCAL_ARTIFACTS_DIR / experiment).resolve().as_uri())
             mlflow.set_experiment(experiment)
             run = mlflow.start_run(run_name=run_name)
             self.run_id = run.info.run_id

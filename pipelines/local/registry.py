@@ -25,10 +25,11 @@ from pipelines.local.expressions import to_text
 from pipelines.local.jobs import LOCAL_ACCOUNT_ID, StepFailure, extract_tar_gz
 from pipelines.local.object_store import ObjectStore, ObjectStoreError
 from pipelines.local.settings import RunnerSettings
+from training.tracking import LOCAL_ARTIFACTS_DIR
 
 LOG = logging.getLogger("fbrain.runner")
 REGISTRY_DB = "mlflow.db"
-ARTIFACTS_DIR = "mlartifacts"
+ARTIFACTS_DIR = LOCAL_ARTIFACTS_DIR
 RECORDS_DIR = "registry"
 PACKAGE_RECORD = "model_package.json"
 APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
