@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 TAXONOMY_DIR = Path(__file__).resolve().parent / "taxonomy"
@@ -32,7 +32,7 @@ class Taxonomy:
     remediation_statuses: tuple[str, ...]
     descriptions: dict[str, str]
 
-    @property
+    @cached_property  # checked for every record's aspects during validation
     def aspect_names(self) -> tuple[str, ...]:
         return tuple(a.name for a in self.aspects)
 
