@@ -1,6 +1,7 @@
 """The feedback-brain SageMaker pipeline, built with SageMaker Python SDK v3.
 
-FeatureEngineering -> TrainModel -> EvaluateModel -> CheckModelGate
+FeatureEngineering (pass 1, N instances) -> MergeFeatureShards (pass 2, one instance)
+    -> TrainModel -> EvaluateModel -> CheckModelGate
     -> true:  ComputeMonitorBaseline -> RegisterModel
     -> false: ModelGateFailed
 
@@ -61,6 +62,7 @@ IMAGE_REPOSITORY_PREFIX = "feedback-brain-"
 
 # Step names (contract).
 FEATURE_ENGINEERING = "FeatureEngineering"
+MERGE_FEATURE_SHARDS = "MergeFeatureShards"
 TRAIN_MODEL = "TrainModel"
 EVALUATE_MODEL = "EvaluateModel"
 CHECK_MODEL_GATE = "CheckModelGate"
@@ -76,6 +78,7 @@ EVALUATION_MODULE = "training.evaluate"
 MONITOR_BASELINE_MODULE = "monitoring.baseline"
 STEP_MODULES = {
     FEATURE_ENGINEERING: FEATURE_ENGINEERING_MODULE,
+    MERGE_FEATURE_SHARDS: FEATURE_ENGINEERING_MODULE,
     TRAIN_MODEL: TRAINING_MODULE,
     EVALUATE_MODEL: EVALUATION_MODULE,
     COMPUTE_MONITOR_BASELINE: MONITOR_BASELINE_MODULE,
@@ -88,6 +91,7 @@ MLFLOW_STEPS = (TRAIN_MODEL, EVALUATE_MODEL)
 """Steps that talk to the MLflow tracking server / registry."""
 STEP_IMAGE_KINDS: dict[str, ImageKind] = {
     FEATURE_ENGINEERING: "processing",
+    MERGE_FEATURE_SHARDS: "processing",
     TRAIN_MODEL: "training",
     EVALUATE_MODEL: "processing",
     COMPUTE_MONITOR_BASELINE: "processing",
@@ -97,6 +101,7 @@ STEP_IMAGE_KINDS: dict[str, ImageKind] = {
 # Container paths (contract).
 PROCESSING_ROOT = "/opt/ml/processing"
 RAW_INPUT_DIR = f"{PROCESSING_ROOT}/input/raw"
+STAGED_LAKE_DIR = f"{PROCESSING_ROOT}/input/lake"
 FEATURE_OUTPUT_DIR = f"{PROCESSING_ROOT}/output"
 MODEL_DIR = f"{PROCESSING_ROOT}/model"
 TEST_DIR = f"{PROCESSING_ROOT}/test"
@@ -199,12 +204,12 @@ def job_environment(config: FeedbackBrainConfig, step_name: str) -> Optional[dic
     return None
 
 
-def _processor(config, session, params: PipelineParameters, step_name: str) -> Processor:
+def _processor(config, session, params: PipelineParameters, step_name: str, instance_count=None) -> Processor:
     kms_key = config.aws.kms_key_id or None
     return Processor(
         role=config.aws.role_arn,
         image_uri=image_uri(config, STEP_IMAGE_KINDS[step_name]),
-        instance_count=params.processing_instance_count,
+        instance_count=instance_count or params.processing_instance_count,
         instance_type=params.processing_instance_type,
         entrypoint=module_command(STEP_MODULES[step_name]),
         volume_size_in_gb=config.aws.processing_volume_size_gb,
@@ -217,27 +222,42 @@ def _processor(config, session, params: PipelineParameters, step_name: str) -> P
     )
 
 
-def _feature_engineering_step(config, session, params) -> ProcessingStep:
+def _processing_arguments(config, params) -> list:
     processing = config.processing
-    processor = _processor(config, session, params, FEATURE_ENGINEERING)
-    outputs = [
-        _s3_output(config, FEATURE_ENGINEERING, split, f"{FEATURE_OUTPUT_DIR}/{split}") for split in SPLITS
+    return [
+        "--feature-group-name", params.feature_group_name,
+        "--taxonomy-version", str(processing.taxonomy_version),
+        "--validation-fraction", str(processing.validation_fraction),
+        "--test-fraction", str(processing.test_fraction),
+        "--split-seed", str(processing.split_seed),
     ]
-    outputs.append(_s3_output(config, FEATURE_ENGINEERING, LAKE_OUTPUT, f"{FEATURE_OUTPUT_DIR}/{LAKE_OUTPUT}"))
+
+
+def _feature_engineering_step(config, session, params) -> ProcessingStep:
+    """Pass 1 on `ProcessingInstanceCount` instances, each on its share of the input files (by path hash)."""
+    processor = _processor(config, session, params, FEATURE_ENGINEERING)
     step_args = processor.run(
         inputs=[_s3_input("raw", params.input_data_uri, RAW_INPUT_DIR)],
-        outputs=outputs,
-        arguments=[
-            "--input-dir", RAW_INPUT_DIR,
-            "--output-dir", FEATURE_OUTPUT_DIR,
-            "--feature-group-name", params.feature_group_name,
-            "--taxonomy-version", str(processing.taxonomy_version),
-            "--validation-fraction", str(processing.validation_fraction),
-            "--test-fraction", str(processing.test_fraction),
-            "--split-seed", str(processing.split_seed),
-        ],
+        outputs=[_s3_output(config, FEATURE_ENGINEERING, LAKE_OUTPUT, f"{FEATURE_OUTPUT_DIR}/{LAKE_OUTPUT}")],
+        arguments=["--input-dir", RAW_INPUT_DIR, "--output-dir", FEATURE_OUTPUT_DIR, "--stage-only",
+                   *_processing_arguments(config, params)],
     )
     return ProcessingStep(name=FEATURE_ENGINEERING, step_args=step_args)
+
+
+def _merge_step(config, session, params, feature_step: ProcessingStep) -> ProcessingStep:
+    """Pass 2 on one instance over every shard's staging: global dedup, silver, gold, features, splits."""
+    processor = _processor(config, session, params, MERGE_FEATURE_SHARDS, instance_count=1)
+    outputs = [_s3_output(config, MERGE_FEATURE_SHARDS, split, f"{FEATURE_OUTPUT_DIR}/{split}") for split in SPLITS]
+    outputs.append(_s3_output(config, MERGE_FEATURE_SHARDS, LAKE_OUTPUT, f"{FEATURE_OUTPUT_DIR}/{LAKE_OUTPUT}"))
+    staged = feature_step.properties.ProcessingOutputConfig.Outputs[LAKE_OUTPUT].S3Output.S3Uri
+    step_args = processor.run(
+        inputs=[_s3_input(LAKE_OUTPUT, staged, STAGED_LAKE_DIR)],
+        outputs=outputs,
+        arguments=["--merge-only", "--staged-lake-dir", STAGED_LAKE_DIR, "--output-dir", FEATURE_OUTPUT_DIR,
+                   *_processing_arguments(config, params)],
+    )
+    return ProcessingStep(name=MERGE_FEATURE_SHARDS, step_args=step_args)
 
 
 def _split_uri(feature_step: ProcessingStep, split: str):
@@ -392,7 +412,8 @@ def _assemble_pipeline(config: FeedbackBrainConfig):
     params = build_parameters(config)
     report = PropertyFile(name=EVALUATION_REPORT, output_name=EVALUATION_OUTPUT, path=EVALUATION_FILE)
 
-    feature_step = _feature_engineering_step(config, session, params)
+    staging_step = _feature_engineering_step(config, session, params)
+    feature_step = _merge_step(config, session, params, staging_step)
     train_step = _train_step(config, session, params, feature_step)
     evaluate_step = _evaluate_step(config, session, params, feature_step, train_step, report)
     baseline_step = _baseline_step(config, session, params, feature_step, train_step)
@@ -415,7 +436,7 @@ def _assemble_pipeline(config: FeedbackBrainConfig):
     return Pipeline(
         name=config.aws.pipeline_name,
         parameters=params.all(),
-        steps=[feature_step, train_step, evaluate_step, gate_step],
+        steps=[staging_step, feature_step, train_step, evaluate_step, gate_step],
         sagemaker_session=session,
         pipeline_experiment_config=None,
     )

@@ -320,13 +320,16 @@ class MergedSilver:
 
 
 def merge_staging(lake_dir: Path, config: ProcessingConfig, clock: lake.StageClock,
-                  keep_staging: bool = False) -> tuple[lake.RunReport, MergedSilver]:
-    """Pass 2: global dedup over all shards' staging -> silver, filtered/duplicates, gold, run report."""
+                  keep_staging: bool = False, staged_lake_dir: Optional[Path] = None) -> tuple[lake.RunReport, MergedSilver]:
+    """Pass 2: global dedup over all shards' staging -> silver, filtered/duplicates, gold, run report.
+
+    Staging is read from `staged_lake_dir` (default: `lake_dir`, where everything else is written)."""
     now = datetime.now(timezone.utc)
     report = lake.RunReport()
-    shard_dirs = sorted((lake_dir / lake.STAGING).glob("shard=*"))
+    staging_root = (staged_lake_dir or lake_dir) / lake.STAGING
+    shard_dirs = sorted(staging_root.glob("shard=*"))
     if not shard_dirs:
-        raise FileNotFoundError(f"no staged shards under {lake_dir / lake.STAGING}: run pass 1 first")
+        raise FileNotFoundError(f"no staged shards under {staging_root}: run pass 1 first")
     for shard_dir in shard_dirs:
         shard_report = lake.read_report(shard_dir / lake.SHARD_REPORT)
         for name in ("bronze", "spam", "quarantine", "languages_detected"):
@@ -399,8 +402,8 @@ def merge_staging(lake_dir: Path, config: ProcessingConfig, clock: lake.StageClo
         report.add_counter("quarantine_reasons", Counter(q["reason"] for q in quarantined))
     with clock.stage("gold", rows=report.silver):
         gold.write(lake_dir / lake.GOLD)
-    if not keep_staging:
-        shutil.rmtree(lake_dir / lake.STAGING)
+    if not keep_staging and staged_lake_dir is None:
+        shutil.rmtree(staging_root)
     if narrow_frames:
         narrow = pd.concat(narrow_frames, ignore_index=True)
     else:
@@ -555,7 +558,8 @@ def _isoformat_utc(values: pd.Series) -> np.ndarray:
 
 def run(input_dir: Optional[Path], output_dir: Path, config: ProcessingConfig, shard: ShardSpec,
         mapping: Optional[ColumnMapping] = None, include_external: Optional[Path] = None,
-        merge_only: bool = False, keep_staging: bool = False) -> lake.RunReport:
+        merge_only: bool = False, keep_staging: bool = False, stage_only: bool = False,
+        staged_lake_dir: Optional[Path] = None) -> lake.RunReport:
     """The whole step; returns the run report (also written to <output>/lake/run_report.json)."""
     started = time.perf_counter()
     lake_dir = output_dir / "lake"
@@ -575,11 +579,11 @@ def run(input_dir: Optional[Path], output_dir: Path, config: ProcessingConfig, s
         pass_one.report.input_files = [str(f) for f in files]
         shard_report = pass_one.run(chunks)
         log.info("pass 1 done: %s", shard_report.counts())
-        if shard.count > 1:
+        if stage_only or shard.count > 1:
             log.info("shard %d of %d staged; run --merge-only over the combined lake folder for silver and splits",
                      shard.index, shard.count)
             return shard_report
-    report, silver = merge_staging(lake_dir, config, clock, keep_staging)
+    report, silver = merge_staging(lake_dir, config, clock, keep_staging, staged_lake_dir)
     features = compute_silver_features(silver, report, clock)
     ingestion = FeatureIngestion(features, config.feature_group_name, background=config.workers > 1)
     with clock.stage("splits_examples", rows=len(silver.narrow)):
@@ -623,6 +627,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--shard-count", type=int, help="number of shards (default: from SageMaker resourceconfig)")
     parser.add_argument("--merge-only", action="store_true", help="skip pass 1; merge every staged shard under --output-dir")
     parser.add_argument("--keep-staging", action="store_true", help="keep lake/staging after the merge (debugging)")
+    parser.add_argument("--stage-only", action="store_true",
+                        help="pass 1 only, even with one shard (the pipeline merges in its own step)")
+    parser.add_argument("--staged-lake-dir", type=Path,
+                        help="with --merge-only: read lake/staging from this lake folder (default: <output-dir>/lake)")
     return parser.parse_args(argv)
 
 
@@ -640,7 +648,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     mapping = ColumnMapping.from_json(args.column_mapping) if args.column_mapping else None
     shard = detect_shard(args.shard_index, args.shard_count)
     report = run(args.input_dir, args.output_dir, config_from_args(args), shard, mapping, args.include_external,
-                 args.merge_only, args.keep_staging)
+                 args.merge_only, args.keep_staging, args.stage_only, args.staged_lake_dir)
     print(json.dumps({"counts": report.counts(), "splits": report.splits, "rows_per_second": report.rows_per_second}))
     return 0
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from e2e_support import fbrain, run_pipeline_locally
 from pipelines.local_run import DEMO_CORPUS
 
-EXPECTED_STEPS = {"FeatureEngineering": "Succeeded", "TrainModel": "Succeeded", "EvaluateModel": "Succeeded",
+EXPECTED_STEPS = {"FeatureEngineering": "Succeeded", "MergeFeatureShards": "Succeeded", "TrainModel": "Succeeded", "EvaluateModel": "Succeeded",
                   "CheckModelGate": "Succeeded", "ComputeMonitorBaseline": "Succeeded", "RegisterModel": "Succeeded",
                   "ModelGateFailed": "NotExecuted"}
 
@@ -94,7 +94,7 @@ def test_second_run_reuses_cached_steps(local_run):
 
     record = load_execution(local_run.workspace, again.execution_id)
     hits = {step.name for step in record.steps if step.cache_hit}
-    assert {"FeatureEngineering", "TrainModel", "ComputeMonitorBaseline"} <= hits, hits
+    assert {"FeatureEngineering", "MergeFeatureShards", "TrainModel", "ComputeMonitorBaseline"} <= hits, hits
 
 
 @pytest.mark.parametrize("command", [["pipeline", "definition"], ["pipeline", "validate"]])

@@ -74,6 +74,7 @@ def test_step_names_types_and_graph(definition, steps):
     assert definition["Version"] == "2020-12-01"
     assert [(s["Name"], s["Type"]) for s in definition["Steps"]] == [
         ("FeatureEngineering", "Processing"),
+        ("MergeFeatureShards", "Processing"),
         ("TrainModel", "Training"),
         ("EvaluateModel", "Processing"),
         ("CheckModelGate", "Condition"),
@@ -114,19 +115,30 @@ def test_feature_engineering_step(steps, config):
     app = arguments["AppSpecification"]
     assert app["ImageUri"] == image_uri(config, "processing")
     assert app["ContainerEntrypoint"] == ["python3", "-m", "processing.feature_engineering"]
-    assert app["ContainerArguments"] == [
-        "--input-dir", "/opt/ml/processing/input/raw",
-        "--output-dir", "/opt/ml/processing/output",
+    shared = [
         "--feature-group-name", get("Parameters.FeatureGroupName"),
         "--taxonomy-version", config.processing.taxonomy_version,
         "--validation-fraction", str(config.processing.validation_fraction),
         "--test-fraction", str(config.processing.test_fraction),
         "--split-seed", str(config.processing.split_seed),
     ]
+    assert app["ContainerArguments"] == [
+        "--input-dir", "/opt/ml/processing/input/raw", "--output-dir", "/opt/ml/processing/output", "--stage-only",
+        *shared]
     raw = inputs_by_name(steps["FeatureEngineering"])["raw"]
     assert raw["S3Uri"] == get("Parameters.InputDataUri")
     assert raw["LocalPath"] == "/opt/ml/processing/input/raw"
-    outputs = outputs_by_name(steps["FeatureEngineering"])
+    assert {name: o["LocalPath"] for name, o in outputs_by_name(steps["FeatureEngineering"]).items()} == {
+        "lake": "/opt/ml/processing/output/lake"}
+    # Pass 2 runs once, on one instance, over every shard's staging: the splits come from it.
+    merge = steps["MergeFeatureShards"]["Arguments"]
+    assert merge["AppSpecification"]["ContainerEntrypoint"] == ["python3", "-m", "processing.feature_engineering"]
+    assert merge["AppSpecification"]["ContainerArguments"] == [
+        "--merge-only", "--staged-lake-dir", "/opt/ml/processing/input/lake", "--output-dir", "/opt/ml/processing/output",
+        *shared]
+    assert merge["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+    assert inputs_by_name(steps["MergeFeatureShards"])["lake"]["S3Uri"] == output_uri("FeatureEngineering", "lake")
+    outputs = outputs_by_name(steps["MergeFeatureShards"])
     assert {name: o["LocalPath"] for name, o in outputs.items()} == {
         "train": "/opt/ml/processing/output/train",
         "validation": "/opt/ml/processing/output/validation",
@@ -135,7 +147,7 @@ def test_feature_engineering_step(steps, config):
     }
     assert outputs["train"]["S3Uri"] == {"Std:Join": {"On": "/", "Values": [
         "s3:/", config.aws.bucket, config.aws.pipeline_name, get("Execution.PipelineExecutionId"),
-        "FeatureEngineering", "train"]}}
+        "MergeFeatureShards", "train"]}}
     cluster = arguments["ProcessingResources"]["ClusterConfig"]
     assert cluster["InstanceType"] == get("Parameters.ProcessingInstanceType")
     assert cluster["InstanceCount"] == get("Parameters.ProcessingInstanceCount")
@@ -161,8 +173,8 @@ def test_training_step_names_its_entry_point_and_reads_features(steps, config):
     }
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in arguments["InputDataConfig"]}
     assert channels == {
-        "train": output_uri("FeatureEngineering", "train"),
-        "validation": output_uri("FeatureEngineering", "validation"),
+        "train": output_uri("MergeFeatureShards", "train"),
+        "validation": output_uri("MergeFeatureShards", "validation"),
     }
     assert arguments["ResourceConfig"]["InstanceType"] == get("Parameters.TrainingInstanceType")
     assert arguments["ResourceConfig"]["InstanceCount"] == get("Parameters.TrainingInstanceCount")
@@ -197,8 +209,8 @@ def test_evaluation_step_wiring_and_property_file(steps, config):
     inputs = inputs_by_name(step)
     assert inputs["model"]["S3Uri"] == get("Steps.TrainModel.ModelArtifacts.S3ModelArtifacts")
     assert inputs["model"]["LocalPath"] == "/opt/ml/processing/model"
-    assert inputs["test"]["S3Uri"] == output_uri("FeatureEngineering", "test")
-    assert inputs["train"]["S3Uri"] == output_uri("FeatureEngineering", "train")
+    assert inputs["test"]["S3Uri"] == output_uri("MergeFeatureShards", "test")
+    assert inputs["train"]["S3Uri"] == output_uri("MergeFeatureShards", "train")
     assert outputs_by_name(step)["evaluation"]["LocalPath"] == "/opt/ml/processing/evaluation"
     assert step["PropertyFiles"] == [
         {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"}
@@ -225,7 +237,7 @@ def test_monitor_baseline_step(steps):
         "--train-dir", "/opt/ml/processing/train",
         "--output-dir", "/opt/ml/processing/baseline",
     ]
-    assert inputs_by_name(step)["train"]["S3Uri"] == output_uri("FeatureEngineering", "train")
+    assert inputs_by_name(step)["train"]["S3Uri"] == output_uri("MergeFeatureShards", "train")
     assert outputs_by_name(step)["baseline"]["LocalPath"] == "/opt/ml/processing/baseline"
 
 
