@@ -174,7 +174,7 @@ def _step_output_uri(config: FeedbackBrainConfig, step_name: str, output_name: s
     )
 
 
-def _s3_input(name: str, source, local_path: str) -> ProcessingInput:
+def _s3_input(name: str, source, local_path: str, distribution: str = "FullyReplicated") -> ProcessingInput:
     return ProcessingInput(
         input_name=name,
         s3_input=ProcessingS3Input(
@@ -182,6 +182,7 @@ def _s3_input(name: str, source, local_path: str) -> ProcessingInput:
             local_path=local_path,
             s3_data_type="S3Prefix",
             s3_input_mode="File",
+            s3_data_distribution_type=distribution,
         ),
     )
 
@@ -237,7 +238,8 @@ def _feature_engineering_step(config, session, params) -> ProcessingStep:
     """Pass 1 on `ProcessingInstanceCount` instances, each on its share of the input files (by path hash)."""
     processor = _processor(config, session, params, FEATURE_ENGINEERING)
     step_args = processor.run(
-        inputs=[_s3_input("raw", params.input_data_uri, RAW_INPUT_DIR)],
+        # Each instance downloads only its share of the files; processing.sharding then reads all it sees.
+        inputs=[_s3_input("raw", params.input_data_uri, RAW_INPUT_DIR, distribution="ShardedByS3Key")],
         outputs=[_s3_output(config, FEATURE_ENGINEERING, LAKE_OUTPUT, f"{FEATURE_OUTPUT_DIR}/{LAKE_OUTPUT}")],
         arguments=["--input-dir", RAW_INPUT_DIR, "--output-dir", FEATURE_OUTPUT_DIR, "--stage-only",
                    *_processing_arguments(config, params)],

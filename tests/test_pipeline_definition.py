@@ -128,6 +128,8 @@ def test_feature_engineering_step(steps, config):
     raw = inputs_by_name(steps["FeatureEngineering"])["raw"]
     assert raw["S3Uri"] == get("Parameters.InputDataUri")
     assert raw["LocalPath"] == "/opt/ml/processing/input/raw"
+    # Instances get disjoint file sets (detect_shard then reads all it sees); the merge sees every shard.
+    assert raw["S3DataDistributionType"] == "ShardedByS3Key"
     assert {name: o["LocalPath"] for name, o in outputs_by_name(steps["FeatureEngineering"]).items()} == {
         "lake": "/opt/ml/processing/output/lake"}
     # Pass 2 runs once, on one instance, over every shard's staging: the splits come from it.
@@ -137,7 +139,9 @@ def test_feature_engineering_step(steps, config):
         "--merge-only", "--staged-lake-dir", "/opt/ml/processing/input/lake", "--output-dir", "/opt/ml/processing/output",
         *shared]
     assert merge["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
-    assert inputs_by_name(steps["MergeFeatureShards"])["lake"]["S3Uri"] == output_uri("FeatureEngineering", "lake")
+    staged = inputs_by_name(steps["MergeFeatureShards"])["lake"]
+    assert staged["S3Uri"] == output_uri("FeatureEngineering", "lake")
+    assert staged["S3DataDistributionType"] == "FullyReplicated"
     outputs = outputs_by_name(steps["MergeFeatureShards"])
     assert {name: o["LocalPath"] for name, o in outputs.items()} == {
         "train": "/opt/ml/processing/output/train",
