@@ -256,20 +256,19 @@ def load_test(server: ServerProcess, texts: list[str], clients: int, seconds: fl
 def int8_vs_fp32(model_dir: Path, rows: list[dict], overrides: list[str]) -> dict:
     """Label agreement and, where rows carry labels, macro-F1 of int8 and fp32 (in this process), both with
     the candidate's `--set` overrides (int8 scores depend on how texts are grouped into model calls)."""
-    import dataclasses
     from sklearn.metrics import f1_score
 
     from inference.predictor import load_predictor
+    from inference.serve import ENV_PREFIX, config_from_env
+
+    # The same FIELD=VALUE conversion as the server's --set.
+    settings = {ENV_PREFIX + key.strip().upper(): value.strip()
+                for key, _, value in (item.partition("=") for item in overrides)}
 
     texts = [r["text"] for r in rows]
     results = {}
     for runtime in ("onnx", "onnx-int8"):
-        config = ServingConfig(runtime=runtime)
-        for item in overrides:
-            name, _, value = item.partition("=")
-            field_type = type(getattr(config, name))
-            config = dataclasses.replace(config, **{name: field_type(value) if field_type is not bool else value == "true"})
-        predictor = load_predictor(model_dir, config)
+        predictor = load_predictor(model_dir, config_from_env(ServingConfig(runtime=runtime), settings))
         predictions = []
         for start in range(0, len(texts), 32):
             predictions += predictor.predict(texts[start : start + 32])

@@ -235,7 +235,7 @@ def _processing_arguments(config, params) -> list:
 
 
 def _feature_engineering_step(config, session, params) -> ProcessingStep:
-    """Pass 1 on `ProcessingInstanceCount` instances, each on its share of the input files (by path hash)."""
+    """Pass 1 on `ProcessingInstanceCount` instances, each on the input files SageMaker shards to it."""
     processor = _processor(config, session, params, FEATURE_ENGINEERING)
     step_args = processor.run(
         # Each instance downloads only its share of the files; processing.sharding then reads all it sees.

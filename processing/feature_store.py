@@ -12,7 +12,6 @@ exponential backoff on throttling and 5xx errors, and every record that still fa
 from __future__ import annotations
 
 import json
-import re
 import logging
 import math
 import os
@@ -122,7 +121,7 @@ def _value_strings(column: pd.Series, name: str, kind: str) -> pd.Series:
 
 
 def _record_value_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per feature present in frame: its ValueAsString strings as to_record makes them (None = missing)."""
+    """Per feature present in frame: its ValueAsString strings as to_record makes them (NaN = missing)."""
     return pd.DataFrame({name: _value_strings(frame[name], name, kind).astype(object)
                          for name, kind in FEATURE_TYPES.items() if name in frame.columns}, index=frame.index)
 

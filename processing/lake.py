@@ -28,7 +28,7 @@ from typing import Any, Iterable, Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from processing.features import TEXT_STATISTICS
+from processing.features import FEATURE_TYPES, TEXT_STATISTICS
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ def staging_schema(bands: int) -> pa.Schema:
             pa.field("shard_index", pa.int32()), pa.field("chunk_index", pa.int32())]
     keys += [pa.field(f"band_{i}", pa.int64()) for i in range(bands)]
     # Row-level text features ride along from pass 1 (parallel) so pass 2 never re-reads the texts for them.
-    statistics = [pa.field(name, pa.float64() if name == "uppercase_ratio" else pa.int64()) for name in TEXT_STATISTICS]
+    arrow_types = {"Integral": pa.int64(), "Fractional": pa.float64()}
+    statistics = [pa.field(name, arrow_types[FEATURE_TYPES[name]]) for name in TEXT_STATISTICS]
     return pa.schema(list(SILVER_SCHEMA) + keys + statistics)
 
 
