@@ -95,10 +95,14 @@ def run_trainer(args: argparse.Namespace, workdir: Path) -> dict:
     from transformers import Trainer, TrainingArguments
 
     from training.data import collate, read_examples, tokenize_examples
-    from training.train import build_model, seed_everything
+    from training.train import build_model, loss_settings, seed_everything
 
     seed_everything(args.seed)
-    model = build_model(shared_config(args))
+    config = shared_config(args)
+    model = build_model(config)
+    # The same loss as our loop (task weights; class weighting is off on both sides), so the
+    # final losses compare.
+    model.set_loss_settings(loss_settings(config))
     examples = read_examples(workdir / "train", model.label_maps).examples
     tokenize_examples(examples, model.tokenizer, args.max_seq_length)
     # Trainer's length grouping reads `input_ids` off each item; the example rides along.

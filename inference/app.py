@@ -2,7 +2,8 @@
 
 `GET /ping` answers 200 only once the model is loaded (503 before), `POST /invocations`
 scores `application/json`, `application/jsonlines` or `text/csv` bodies and answers JSON or
-JSON lines, `GET /metrics` exposes request counts, latency and batch-size histograms in
+JSON lines (a JSON item may carry a `title`: the model reads it in front of the text, as in
+training), `GET /metrics` exposes request counts, latency and batch-size histograms in
 the Prometheus text format. Every bad request gets a JSON error
 `{"error": {"code", "message", "index"?}}` with a 4xx status, and the server keeps serving.
 """
@@ -30,6 +31,7 @@ from inference.capture import CaptureWriter
 from inference.config import GenerativeConfig, ServingConfig
 from inference.predictor import Predictor, load_predictor
 from inference.responses_api import build_router
+from processing.schema import model_input_text
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("fbrain.access")
@@ -98,7 +100,11 @@ def _text_of(item: Any, index: int) -> str:
     if isinstance(item, dict) and "text" in item:
         if not isinstance(item["text"], str):
             raise RequestError(400, "invalid_text", f"item {index}: 'text' must be a string, got {type(item['text']).__name__}", index)
-        return item["text"]
+        title = item.get("title")
+        if title is not None and not isinstance(title, str):
+            raise RequestError(400, "invalid_title", f"item {index}: 'title' must be a string, got {type(title).__name__}", index)
+        # An empty text stays empty (and gets its 400) even when a title comes with it.
+        return model_input_text(item["text"], title) if item["text"].strip() else item["text"]
     raise RequestError(400, "invalid_instance", f'item {index}: expected a string or an object with "text"', index)
 
 

@@ -26,6 +26,7 @@ from monitoring.model_monitor_format import build_constraints
 from monitoring.prediction_features import columns_from_probabilities
 from monitoring.scoring import ModelScorer
 from monitoring.text_descriptors import TOKENIZER_FILE, TextDescriber
+from processing.schema import model_input_text
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ def read_training_texts(train_dir: Path) -> tuple[list[str], list[dict]]:
                 if not isinstance(text, str) or not text.strip():
                     quarantined.append({**where, "reason": "text_empty", "message": "no non-empty 'text' field"})
                     continue
-                texts.append(text)
+                title = row.get("title")
+                # The endpoint composes title + text the same way, so captured and baseline texts compare.
+                texts.append(model_input_text(text, title if isinstance(title, str) else None))
     logger.info("read %d training texts from %d file(s), %d quarantined", len(texts), len(files), len(quarantined))
     return texts, quarantined
 

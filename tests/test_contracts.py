@@ -1,6 +1,6 @@
 import pytest
 
-from processing.schema import FeedbackRecord, ReasonCode, RecordValidationError, validate_record
+from processing.schema import FeedbackRecord, ReasonCode, RecordValidationError, model_input_text, validate_record
 from processing.taxonomy import load_taxonomy
 from pipelines.config import ConfigError, load_config
 
@@ -51,3 +51,14 @@ def test_config_overrides_are_typed_and_checked():
         load_config(overrides=["training.epochs=many"])
     with pytest.raises(ConfigError, match="unknown setting"):
         load_config(overrides=["training.nope=1"])
+
+
+@pytest.mark.parametrize("title,expected", [
+    (None, "It tore."),
+    ("", "It tore."),
+    ("  Poor quality ", "Poor quality. It tore."),
+    ("Never again!", "Never again! It tore."),
+    ("Verdict:", "Verdict: It tore."),
+])
+def test_model_input_puts_the_title_in_front_of_the_text(title, expected):
+    assert model_input_text("It tore.", title) == expected

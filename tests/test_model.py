@@ -144,6 +144,22 @@ def test_malformed_rows_are_quarantined_with_a_reason(tmp_path):
     assert [q.line for q in result.quarantined] == [2, 3, 4, 5, 6, 7]
 
 
+def test_title_is_read_in_front_of_the_text_and_a_bad_title_is_quarantined(tmp_path):
+    label_maps = load_taxonomy().label_maps()
+    good = tiny_example_rows()["validation"][0]
+    lines = [
+        json.dumps({**good, "feedback_id": "t1", "title": "Runs small", "text": "Had to return it."}),
+        json.dumps({**good, "feedback_id": "t2", "title": "Love it!", "text": "Soft fabric."}),
+        json.dumps({**good, "feedback_id": "t3", "title": None, "text": "No title here."}),
+        json.dumps({**good, "feedback_id": "t4", "title": 5, "text": "Numeric title."}),
+    ]
+    (tmp_path / "examples.jsonl").write_text("\n".join(lines) + "\n")
+    result = read_examples(tmp_path, label_maps)
+    assert [e.text for e in result.examples] == ["Runs small. Had to return it.", "Love it! Soft fabric.", "No title here."]
+    assert [(q.line, q.reason) for q in result.quarantined] == [(4, ReasonCode.wrong_type.value)]
+    assert "title" in result.quarantined[0].message
+
+
 def test_missing_channel_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no \\*.jsonl files"):
         read_examples(tmp_path, load_taxonomy().label_maps())

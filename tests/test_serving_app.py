@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from inference.app import create_app
 from inference.config import ServingConfig
 from inference.predictor import load_predictor
+from processing.schema import model_input_text
 from processing.taxonomy import load_taxonomy
 
 READY_TIMEOUT_S = 30
@@ -97,6 +98,17 @@ def test_json_single_text_instances_and_list(client: TestClient):
         assert_prediction(item)
 
 
+def test_a_title_is_read_in_front_of_the_text_as_in_training(client: TestClient):
+    text, title = "The seams came apart after one wash.", "Disappointed"
+    with_title = client.post("/invocations", json={"instances": [{"text": text, "title": title}, {"text": text}]})
+    as_one_text = client.post("/invocations", json=[model_input_text(text, title), text])
+    assert with_title.status_code == 200, with_title.text
+    assert with_title.json() == as_one_text.json()
+    # The title reaches the model: the scores differ from the text alone.
+    first, second = with_title.json()["predictions"]
+    assert first["sentiment"]["probabilities"] != second["sentiment"]["probabilities"]
+
+
 def test_jsonlines_in_and_out(client: TestClient):
     body = '{"text": "Great value"}\n\n"Too small, returning it"\n'
     response = client.post(
@@ -135,6 +147,8 @@ BAD_REQUESTS = [
     ("jsonlines_bad_line", b'{"text": "ok"}\n{nope\n', "application/jsonlines", None, 400, "malformed_json"),
     ("csv_two_fields", b"fine\nfast, cheap\n", "text/csv", None, 400, "malformed_csv"),
     ("wrong_accept", b'{"text": "hi"}', "application/json", "text/html", 406, "not_acceptable"),
+    ("non_string_title", json.dumps({"text": "ok", "title": ["a"]}).encode(), "application/json", None, 400, "invalid_title"),
+    ("empty_text_with_title", json.dumps({"text": " ", "title": "Great"}).encode(), "application/json", None, 400, "empty_text"),
     ("json_without_text", b'{"review": "hi"}', "application/json", None, 400, "invalid_body"),
     ("no_texts", b'{"instances": []}', "application/json", None, 400, "no_texts"),
     ("other_charset", b'{"text": "hi"}', "application/json; charset=latin-1", None, 415, "unsupported_charset"),

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from processing.schema import TASKS, ReasonCode
+from processing.schema import TASKS, ReasonCode, model_input_text
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ UNLABELED = -1
 class Example:
     feedback_id: str
     text: str
+    """What the model reads: `processing.schema.model_input_text(text, title)`."""
     source: str
     sentiment: int
     """Index into label_maps["sentiment"], or UNLABELED."""
@@ -87,6 +88,9 @@ def _parse_row(raw: Any, label_maps: dict[str, list[str]]) -> Example | None:
         raise ExampleError(ReasonCode.wrong_type, f"text must be a string, got {type(text).__name__}")
     if not text.strip():
         raise ExampleError(ReasonCode.text_empty, "text is empty")
+    title = raw.get("title")
+    if title is not None and not isinstance(title, str):
+        raise ExampleError(ReasonCode.wrong_type, f"title must be a string or null, got {type(title).__name__}")
     tasks = raw.get("labeled_tasks") or []
     if not isinstance(tasks, list):
         raise ExampleError(ReasonCode.wrong_type, "labeled_tasks must be a list")
@@ -117,7 +121,7 @@ def _parse_row(raw: Any, label_maps: dict[str, list[str]]) -> Example | None:
         return None
     return Example(
         feedback_id=str(raw.get("feedback_id") or ""),
-        text=text,
+        text=model_input_text(text, title),
         source=str(raw.get("source") or "unknown"),
         sentiment=indices["sentiment"],
         intent=indices["intent"],

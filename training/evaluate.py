@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from processing.schema import TASKS, ReasonCode
+from processing.schema import TASKS, ReasonCode, example_model_input
 from training.config import EvaluationConfig
 from training.gate import GATE_TASKS, decide_gate
 from training.metrics import multi_label_report, sagemaker_multiclass_metrics, single_label_report
@@ -98,6 +98,8 @@ def _check_example(raw_line: bytes, label_maps: Mapping[str, Sequence[str]]) -> 
         raise _BadExample(ReasonCode.missing_field if text is None else ReasonCode.wrong_type, "text must be a string")
     if not text.strip():
         raise _BadExample(ReasonCode.text_empty, "text is empty")
+    if row.get("title") is not None and not isinstance(row["title"], str):
+        raise _BadExample(ReasonCode.wrong_type, "title must be a string or null")
     labeled = row.get("labeled_tasks") or []
     if not isinstance(labeled, list):
         raise _BadExample(ReasonCode.wrong_type, "labeled_tasks must be a list")
@@ -239,7 +241,7 @@ def _score_model(
     if stored != {task: list(label_maps[task]) for task in stored}:
         raise ValueError(f"model at {loaded.path} was trained with label maps {stored}, the test split uses {dict(label_maps)}")
     probabilities = predict_probabilities(
-        loaded, [e["text"] for e in examples], config.prediction_batch_size, config.max_seq_length,
+        loaded, [example_model_input(e) for e in examples], config.prediction_batch_size, config.max_seq_length,
         config.progress_every_batches,
     )
     return probabilities, score_tasks(examples, probabilities, label_maps, config)
@@ -325,7 +327,7 @@ def evaluate(
             train_rows = len(train_examples)
             log.info("fitting the TF-IDF baseline on %d training rows", train_rows)
             baseline = TfidfBaseline(label_maps, config).fit(train_examples)
-            baseline_probabilities = baseline.predict_proba([e["text"] for e in examples])
+            baseline_probabilities = baseline.predict_proba([example_model_input(e) for e in examples])
         else:
             log.warning("no training split given (--train-dir %s): baseline is null", train_dir)
 

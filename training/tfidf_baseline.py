@@ -16,6 +16,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
+from processing.schema import example_model_input
 from training.config import EvaluationConfig
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class TfidfBaseline:
                 log.info("baseline: no training rows labeled for %s; task skipped", task)
                 continue
             started = time.perf_counter()
-            texts = [examples[i]["text"] for i in rows]
+            texts = [example_model_input(examples[i]) for i in rows]
             vectoriser = self._vectoriser()
             features = vectoriser.fit_transform(texts)
             if task == "aspects":

@@ -287,6 +287,15 @@ def build_model(config: TrainingConfig) -> MultiTaskClassifier:
     )
 
 
+def loss_settings(config: TrainingConfig, class_weights_by_task: dict | None = None) -> LossSettings:
+    """The configured per-task loss weights, with class weights when class weighting is on."""
+    return LossSettings(
+        task_weights={"sentiment": config.sentiment_loss_weight, "intent": config.intent_loss_weight,
+                      "aspects": config.aspect_loss_weight},
+        class_weights=class_weights_by_task or {},
+    )
+
+
 def load_split(directory: str, name: str, model: MultiTaskClassifier, config: TrainingConfig, output_dir: Path) -> ExampleSet:
     examples = read_examples(directory, model.label_maps)
     if examples.quarantined:
@@ -388,11 +397,7 @@ def train(config: TrainingConfig, paths: RunPaths) -> TrainResult:
     validation_set = load_split(paths.validation_dir, "validation", model, config, output_dir)
     train_examples, validation_examples = train_set.examples, validation_set.examples
     weights = class_weights(train_examples, model.label_maps, config.max_class_weight) if config.class_weighting else {}
-    model.set_loss_settings(LossSettings(
-        task_weights={"sentiment": config.sentiment_loss_weight, "intent": config.intent_loss_weight,
-                      "aspects": config.aspect_loss_weight},
-        class_weights=weights,
-    ))
+    model.set_loss_settings(loss_settings(config, weights))
     model.to(runtime.device)
     model.train()
 
