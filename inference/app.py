@@ -324,7 +324,8 @@ def create_app(
             logger.exception("model failed to load")
             return
         batcher = MicroBatcher(
-            predictor.predict, config.max_batch_size, config.max_batch_wait_ms / 1000.0, config.max_queue_texts, metrics.record_batch
+            predictor.predict, config.max_batch_size, config.max_batch_wait_ms / 1000.0, config.max_queue_texts,
+            metrics.record_batch, adaptive_wait=config.adaptive_batch_wait,
         )
         await batcher.start()
         state.batcher, state.predictor = batcher, predictor

@@ -4,7 +4,9 @@ One worker task owns the model: it takes the oldest waiting request, then keeps 
 requests until the batch holds `max_batch_size` texts or the oldest request has waited
 `max_wait_s`. While a batch runs (in a single worker thread, so ONNX Runtime keeps its own
 threads to itself), new requests queue up and form the next batch; under load, batches
-fill without any waiting, and a lone request pays at most `max_wait_s`.
+fill without any waiting, and a lone request pays at most `max_wait_s`. With `adaptive_wait`
+it pays nothing while traffic is sequential: the wait applies only after a batch that held
+more than one request, i.e. once requests overlap.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ class MicroBatcher:
         max_wait_s: float,
         max_queue_texts: int,
         on_batch: BatchObserver | None = None,
+        adaptive_wait: bool = False,
     ):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
@@ -51,6 +54,9 @@ class MicroBatcher:
         self.max_wait_s = max(0.0, max_wait_s)
         self.max_queue_texts = max_queue_texts
         self.on_batch = on_batch
+        self.adaptive_wait = adaptive_wait
+        self._requests_overlap = False
+        """Whether the last batch merged several requests (adaptive_wait waits only then)."""
         self.queued_texts = 0
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task | None = None
@@ -104,7 +110,8 @@ class MicroBatcher:
         assert self._queue is not None
         first = await self._queue.get()
         batch, size = [first], len(first.texts)
-        deadline = first.enqueued_at + self.max_wait_s
+        wait = self.max_wait_s if self._requests_overlap or not self.adaptive_wait else 0.0
+        deadline = first.enqueued_at + wait
         while size < self.max_batch_size:
             if not self._queue.empty():
                 candidate = self._queue._queue[0]  # peek: a request that does not fit starts the next batch
@@ -128,6 +135,7 @@ class MicroBatcher:
                 break
             batch.append(nxt)
             size += len(nxt.texts)
+        self._requests_overlap = len(batch) > 1
         return batch
 
     async def _run(self) -> None:

@@ -45,6 +45,8 @@ class ServingConfig:
     """Texts merged into one model call across concurrent requests."""
     max_batch_wait_ms: float = 1.0
     """How long the first queued text waits for others before its batch runs."""
+    adaptive_batch_wait: bool = True
+    """Wait only while requests overlap (the last batch merged several); a lone client's requests run at once."""
     max_queue_texts: int = 4096
     """Texts waiting for the model at most; beyond it requests get 503 (back-pressure)."""
 

@@ -65,13 +65,3 @@ class SpamFilter:
             if vowels / latin < cfg.spam_min_vowel_ratio:
                 return "low_vowel_ratio"
         return None
-        tokens = text.split()
-        non_words = sum(not any(ch.isalnum() for ch in token) for token in tokens)
-        if tokens and non_words / len(tokens) > cfg.spam_max_non_word_ratio:
-            return "non_word_ratio"
-        latin = [ch for ch in letters if ch.isascii()]
-        if len(latin) >= cfg.spam_min_letters_for_ratio_rules:
-            vowels = sum(ch in _VOWELS for ch in latin)
-            if vowels / len(latin) < cfg.spam_min_vowel_ratio:
-                return "low_vowel_ratio"
-        return None

@@ -93,6 +93,31 @@ def test_queue_limit_answers_with_back_pressure():
     assert [r["text"] for r in run(scenario())] == ["a", "b", "c", "d"]
 
 
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_adaptive_wait_runs_sequential_requests_at_once_and_waits_once_they_overlap(adaptive):
+    model = RecordingModel()
+    gap_s = 0.05  # far inside the 5 s window: a waiting batch would take the second request in
+
+    async def arrive_apart(batcher: MicroBatcher, first: str, second: str):
+        early = asyncio.create_task(batcher.submit([first]))
+        await asyncio.sleep(gap_s)
+        await asyncio.gather(early, batcher.submit([second]))
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=2, max_wait_s=5.0, max_queue_texts=100, adaptive_wait=adaptive)
+        await batcher.start()
+        await arrive_apart(batcher, "a", "b")  # sequential traffic so far
+        await asyncio.gather(batcher.submit(["c"]), batcher.submit(["d"]))  # overlapping requests
+        await arrive_apart(batcher, "e", "f")
+        await batcher.stop()
+
+    run(scenario())
+    if adaptive:
+        assert model.batches == [["a"], ["b"], ["c", "d"], ["e", "f"]]
+    else:
+        assert model.batches == [["a", "b"], ["c", "d"], ["e", "f"]]
+
+
 def test_rejects_a_zero_batch_size():
     with pytest.raises(ValueError, match="max_batch_size"):
         MicroBatcher(RecordingModel(), max_batch_size=0, max_wait_s=0, max_queue_texts=1)
