@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from inference.config import ServingConfig  # noqa: E402
+from processing.schema import model_input_text  # noqa: E402
 
 logger = logging.getLogger("serving_latency")
 
@@ -74,6 +75,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------- inputs
+
+
+def model_inputs(rows: list[dict]) -> list[str]:
+    """What the model reads of each row: a review's title in front of its text, as the endpoint composes it."""
+    return [model_input_text(r["text"], r.get("title") if isinstance(r.get("title"), str) else None) for r in rows]
 
 
 def load_rows(path: Path) -> list[dict]:
@@ -265,7 +271,7 @@ def int8_vs_fp32(model_dir: Path, rows: list[dict], overrides: list[str]) -> dic
     settings = {ENV_PREFIX + key.strip().upper(): value.strip()
                 for key, _, value in (item.partition("=") for item in overrides)}
 
-    texts = [r["text"] for r in rows]
+    texts = model_inputs(rows)
     results = {}
     for runtime in ("onnx", "onnx-int8"):
         predictor = load_predictor(model_dir, config_from_env(ServingConfig(runtime=runtime), settings))
@@ -305,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.load_seconds <= MAX_LOAD_SECONDS:
         raise SystemExit(f"--load-seconds must be within (0, {MAX_LOAD_SECONDS}]")
     rows = load_rows(args.texts)
-    texts = [r["text"] for r in rows]
+    texts = model_inputs(rows)
     work = Path(tempfile.mkdtemp(prefix="fbrain-serving-bench-"))
     untrained = args.model_dir is None
     model_dir = build_untrained_model_dir(args.export_dir or work) if untrained else args.model_dir
