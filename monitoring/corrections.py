@@ -7,70 +7,34 @@ marks when the model last retrained; when the corrections since then reach
 `corrections_threshold`, `record_correction` sends one `feedback-brain.corrections`
 `CorrectionsThresholdReached` event to EventBridge (when given an events client), and marks
 it, so each training period announces once.
+
+The record contract (`Correction`, its validation, `parse_timestamp`, `CorrectionError`, the
+folder reader) lives in `processing.corrections`, because the processing job applies
+corrections to the training labels and processing may not import monitoring; it is
+re-exported here so callers keep importing it from `monitoring.corrections`.
 """
 from __future__ import annotations
 
 import json
 import logging
-import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Optional, Protocol
 
 from monitoring.config import MonitoringConfig
-from processing.schema import TASKS
-from processing.taxonomy import load_taxonomy
+from processing.corrections import (STATE_DIR, Correction, CorrectionError, correction_from_json, parse_timestamp,
+                                    read_corrections)
+
+__all__ = ["STATE_DIR", "LAST_TRAINING_MARKER", "THRESHOLD_EVENT_MARKER", "Correction", "CorrectionError",
+           "parse_timestamp", "CorrectionStore", "LocalCorrectionStore", "S3CorrectionStore", "last_training_time",
+           "mark_training_started", "count_corrections", "count_since_last_training", "CorrectionReceipt",
+           "corrections_event_entry", "record_correction"]
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = "_state"
 LAST_TRAINING_MARKER = "last_training.json"
 THRESHOLD_EVENT_MARKER = "threshold_event.json"
-
-
-class CorrectionError(ValueError):
-    """A correction that cannot be recorded (unknown label, no labels, missing reviewer)."""
-
-
-@dataclass
-class Correction:
-    feedback_id: str
-    reviewer: str
-    labels: dict[str, Any]
-    """Corrected labels by task: sentiment / intent (a label), aspects (a list of aspects)."""
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
-    correction_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    note: str = ""
-    taxonomy_version: str = "1"
-
-    def validate(self) -> "Correction":
-        if not self.feedback_id.strip():
-            raise CorrectionError("feedback_id is empty")
-        if not self.reviewer.strip():
-            raise CorrectionError("reviewer is empty: every correction names who made it")
-        if not self.labels:
-            raise CorrectionError("a correction needs at least one corrected label")
-        taxonomy = load_taxonomy(self.taxonomy_version)
-        allowed = {"sentiment": taxonomy.sentiments, "intent": taxonomy.intents}
-        for task, value in self.labels.items():
-            if task not in TASKS:
-                raise CorrectionError(f"unknown task {task!r}; tasks are {list(TASKS)}")
-            if task == "aspects":
-                if not isinstance(value, list) or any(a not in taxonomy.aspect_names for a in value):
-                    raise CorrectionError(f"aspects must be a list of {list(taxonomy.aspect_names)}, got {value!r}")
-            elif value not in allowed[task]:
-                raise CorrectionError(f"{task}={value!r} is not in taxonomy v{taxonomy.version}: {list(allowed[task])}")
-        parse_timestamp(self.created_at)
-        return self
-
-
-def parse_timestamp(value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise CorrectionError(f"timestamp {value!r} is not ISO 8601") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 class CorrectionStore(Protocol):
@@ -102,16 +66,13 @@ class LocalCorrectionStore:
         return str(path)
 
     def iter_corrections(self) -> Iterator[Correction]:
-        for path in sorted(self.root.rglob("*.jsonl")):
-            if STATE_DIR in path.parts:
-                continue
-            with path.open(encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if line.strip():
-                        try:
-                            yield Correction(**json.loads(line))
-                        except (json.JSONDecodeError, TypeError) as error:
-                            logger.warning("skipping unreadable correction %s:%d (%s)", path, number, error)
+        """Stored corrections, as recorded (not re-validated: counting towards a retrain does not depend on
+        today's taxonomy). Unreadable ones are logged here; the processing job reports them with reasons."""
+        read = read_corrections(self.root, validate=False)
+        for item in read.invalid:
+            logger.warning("skipping unreadable correction %s/%s (%s: %s)", self.root, item.source, item.reason,
+                           item.message)
+        yield from read.corrections
 
     def read_state(self, name: str) -> Optional[dict[str, Any]]:
         path = self.root / STATE_DIR / name
@@ -144,7 +105,10 @@ class S3CorrectionStore:
                 if f"/{STATE_DIR}/" in item["Key"]:
                     continue
                 body = self.s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
-                yield Correction(**json.loads(body))
+                try:
+                    yield correction_from_json(body)
+                except CorrectionError as error:
+                    logger.warning("skipping unreadable correction s3://%s/%s (%s)", self.bucket, item["Key"], error)
 
     def read_state(self, name: str) -> Optional[dict[str, Any]]:
         try:

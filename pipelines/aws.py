@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, TypedDict
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pipelines.config import FeedbackBrainConfig
 
@@ -41,6 +41,10 @@ TERMINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
 
 class PipelineAwsError(RuntimeError):
     """An AWS call for the pipeline failed; the message names the call and the cause."""
+
+
+CORRECTIONS_PLACEHOLDER = "_state/prefix.json"
+"""Object under the corrections prefix that keeps it from being empty (readers skip `_state/`)."""
 
 
 class UpsertResult(TypedDict):
@@ -203,6 +207,31 @@ def _allow_rule_to_invoke(config: FeedbackBrainConfig, session, rule_name: str, 
         logger.info("deploy Lambda already allows %s", rule_arn)
 
 
+def ensure_corrections_prefix(config: FeedbackBrainConfig, session=None) -> Optional[str]:
+    """Put a placeholder under the default CorrectionsUri when it holds no object; returns its URI, else None.
+
+    MergeFeatureShards reads that prefix as an S3Prefix input, and SageMaker refuses an input
+    prefix with no objects, which is the case before the first correction is recorded. A failure
+    here is logged, not raised: upserting the pipeline must not depend on this bucket."""
+    from pipelines.parameters import default_corrections_uri
+
+    bucket, _, prefix = default_corrections_uri(config).removeprefix("s3://").partition("/")
+    key = f"{prefix}{CORRECTIONS_PLACEHOLDER}"
+    try:
+        s3 = _client(config, session, "s3")
+        if s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount", 0):
+            return None
+        s3.put_object(Bucket=bucket, Key=key, ContentType="application/json", Body=json.dumps({
+            "note": "keeps this prefix non-empty for the MergeFeatureShards input; corrections never live in _state/"
+        }).encode("utf-8"))
+    except (ClientError, BotoCoreError) as error:
+        logger.warning("could not check or seed s3://%s/%s (%s): MergeFeatureShards fails while no object lies "
+                       "under it", bucket, prefix, error)
+        return None
+    logger.info("seeded empty corrections prefix with s3://%s/%s", bucket, key)
+    return f"s3://{bucket}/{key}"
+
+
 def upsert_pipeline(
     config: FeedbackBrainConfig,
     session=None,
@@ -211,8 +240,9 @@ def upsert_pipeline(
 ) -> UpsertResult:
     """Create or update the pipeline from our definition (built here unless given).
 
-    Also makes sure the model package group exists (RegisterModel writes into it) and, when
-    `wire_deploy` and a deploy Lambda is configured, wires deploy-on-approval.
+    Also makes sure the model package group exists (RegisterModel writes into it), that the
+    corrections prefix is not empty (ensure_corrections_prefix) and, when `wire_deploy` and a
+    deploy Lambda is configured, wires deploy-on-approval.
     """
     if definition is None:
         from pipelines.definition import definition_json
@@ -221,6 +251,7 @@ def upsert_pipeline(
     sagemaker = _client(config, session, "sagemaker")
     name = config.aws.pipeline_name
     group_arn = ensure_model_package_group(config, session)
+    ensure_corrections_prefix(config, session)
     request = {
         "PipelineName": name,
         "PipelineDefinition": definition,

@@ -102,6 +102,7 @@ STEP_IMAGE_KINDS: dict[str, ImageKind] = {
 PROCESSING_ROOT = "/opt/ml/processing"
 RAW_INPUT_DIR = f"{PROCESSING_ROOT}/input/raw"
 STAGED_LAKE_DIR = f"{PROCESSING_ROOT}/input/lake"
+CORRECTIONS_DIR = f"{PROCESSING_ROOT}/input/corrections"
 FEATURE_OUTPUT_DIR = f"{PROCESSING_ROOT}/output"
 MODEL_DIR = f"{PROCESSING_ROOT}/model"
 TEST_DIR = f"{PROCESSING_ROOT}/test"
@@ -111,6 +112,7 @@ BASELINE_DIR = f"{PROCESSING_ROOT}/baseline"
 
 SPLITS = ("train", "validation", "test")
 LAKE_OUTPUT = "lake"
+CORRECTIONS_INPUT = "corrections"
 EVALUATION_OUTPUT = "evaluation"
 BASELINE_OUTPUT = "baseline"
 EVALUATION_REPORT = "EvaluationReport"
@@ -248,16 +250,20 @@ def _feature_engineering_step(config, session, params) -> ProcessingStep:
 
 
 def _merge_step(config, session, params, feature_step: ProcessingStep) -> ProcessingStep:
-    """Pass 2 on one instance over every shard's staging: global dedup, silver, gold, features, splits."""
+    """Pass 2 on one instance over every shard's staging: global dedup, reviewers' corrections, silver, gold,
+    features, splits."""
     processor = _processor(config, session, params, MERGE_FEATURE_SHARDS, instance_count=1)
     outputs = [_s3_output(config, MERGE_FEATURE_SHARDS, split, f"{FEATURE_OUTPUT_DIR}/{split}") for split in SPLITS]
     outputs.append(_s3_output(config, MERGE_FEATURE_SHARDS, LAKE_OUTPUT, f"{FEATURE_OUTPUT_DIR}/{LAKE_OUTPUT}"))
     staged = feature_step.properties.ProcessingOutputConfig.Outputs[LAKE_OUTPUT].S3Output.S3Uri
     step_args = processor.run(
-        inputs=[_s3_input(LAKE_OUTPUT, staged, STAGED_LAKE_DIR)],
+        # The whole corrections prefix (markers under _state/ included: the job skips them), so every
+        # correction recorded up to the start of the job reaches the labels.
+        inputs=[_s3_input(LAKE_OUTPUT, staged, STAGED_LAKE_DIR),
+                _s3_input(CORRECTIONS_INPUT, params.corrections_uri, CORRECTIONS_DIR)],
         outputs=outputs,
         arguments=["--merge-only", "--staged-lake-dir", STAGED_LAKE_DIR, "--output-dir", FEATURE_OUTPUT_DIR,
-                   *_processing_arguments(config, params)],
+                   "--corrections-dir", CORRECTIONS_DIR, *_processing_arguments(config, params)],
     )
     return ProcessingStep(name=MERGE_FEATURE_SHARDS, step_args=step_args)
 

@@ -23,10 +23,11 @@ def _definition(config: FeedbackBrainConfig) -> dict:
     return json.loads(definition_json(config))
 
 
-def _input_uri(definition: dict, parameters: dict[str, str]) -> str | None:
+def _input_uri(definition: dict, parameters: dict[str, str], name: str = "InputDataUri") -> str | None:
+    """The value an S3 URI parameter takes in this run (the --param override, else its default)."""
     for parameter in definition.get("Parameters", []):
-        if parameter["Name"] == "InputDataUri":
-            return parameters.get("InputDataUri", parameter.get("DefaultValue"))
+        if parameter["Name"] == name:
+            return parameters.get(name, parameter.get("DefaultValue"))
     return None
 
 
@@ -37,12 +38,16 @@ def run_locally(config: FeedbackBrainConfig, workspace: Path, parameters: dict[s
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     definition = _definition(config)
     input_uri = _input_uri(definition, parameters)
+    # Corrections recorded with `fbrain monitor corrections add` lie under this prefix of the local object
+    # store; before the first one it does not exist, and MergeFeatureShards then reads an empty folder.
+    corrections_uri = _input_uri(definition, parameters, "CorrectionsUri")
     seed = Path(config.local.demo_data) if config.local.demo_data else DEMO_CORPUS
     workspace.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     record = run_pipeline(definition, workspace, parameters=parameters, resume_execution_id=resume,
                           seed_inputs={input_uri: seed} if input_uri else None, no_cache=no_cache,
-                          settings=dataclasses.replace(config.runner, pipeline_name=config.aws.pipeline_name))
+                          settings=dataclasses.replace(config.runner, pipeline_name=config.aws.pipeline_name),
+                          empty_prefixes=[corrections_uri] if corrections_uri else None)
     print(f"\nexecution {record.execution_id}: {record.status} in {time.monotonic() - started:.0f}s")
     for step in record.steps:
         note = " (cache hit)" if getattr(step, "cache_hit", False) else ""

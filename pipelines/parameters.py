@@ -23,11 +23,19 @@ def default_input_data_uri(config: FeedbackBrainConfig) -> str:
     return f"s3://{config.aws.bucket}/{config.aws.input_prefix.strip('/')}"
 
 
+def default_corrections_uri(config: FeedbackBrainConfig) -> str:
+    """S3 prefix where reviewers' corrections are recorded (`monitoring.corrections`), read by MergeFeatureShards.
+
+    The trailing slash keeps S3Prefix matching to this folder (not `corrections-old/...`)."""
+    return f"s3://{config.aws.bucket}/{config.monitoring.corrections_prefix.strip('/')}/"
+
+
 @dataclass(frozen=True)
 class PipelineParameters:
     """All pipeline parameters, one attribute each; `all()` keeps the definition's order."""
 
     input_data_uri: ParameterString
+    corrections_uri: ParameterString
     processing_instance_type: ParameterString
     processing_instance_count: ParameterInteger
     training_instance_type: ParameterString
@@ -54,6 +62,7 @@ def build_parameters(config: FeedbackBrainConfig) -> PipelineParameters:
     """Pipeline parameters whose defaults come from the configuration sections."""
     return PipelineParameters(
         input_data_uri=ParameterString("InputDataUri", default_value=default_input_data_uri(config)),
+        corrections_uri=ParameterString("CorrectionsUri", default_value=default_corrections_uri(config)),
         processing_instance_type=ParameterString(
             "ProcessingInstanceType", default_value=config.aws.processing_instance_type
         ),

@@ -7,7 +7,8 @@ Pass 1 (per shard, streaming in chunks): read -> bronze -> validate (quarantine)
 mask PII, pseudonymise ids, detect language -> spam rules -> staged candidates with dedup keys
 and text statistics.
 Pass 2 (merge, over every shard's staging): resolve exact / near duplicates globally ->
-silver + gold + run report (books must balance) -> history features over narrow columns ->
+reviewers' corrections (`--corrections-dir`) override labels -> silver + gold + run report
+(books must balance) -> history features over narrow columns ->
 Feature Store (own process) while the examples are streamed part by part into
 `<output>/<split>/examples.jsonl`. Texts are never all in memory at once.
 
@@ -35,6 +36,7 @@ import pyarrow.parquet as pq
 from processing import lake
 from processing.cleaning import SilverRowBuilder
 from processing.config import ProcessingConfig
+from processing.corrections import CorrectionIndex, CorrectionsRead, read_corrections, write_outcomes
 from processing.dedup import (DUPLICATE, KEPT, NEAR_DUPLICATE, NearDuplicateHasher, customer_key, exact_key,
                               normalised_for_dedup, resolve_duplicates, text_key)
 from processing.features import TEXT_STATISTICS, compute_features, text_statistics
@@ -319,11 +321,28 @@ class MergedSilver:
     """Silver part files in the order of `narrow`'s rows."""
 
 
-def merge_staging(lake_dir: Path, config: ProcessingConfig, clock: lake.StageClock,
-                  keep_staging: bool = False, staged_lake_dir: Optional[Path] = None) -> tuple[lake.RunReport, MergedSilver]:
-    """Pass 2: global dedup over all shards' staging -> silver, filtered/duplicates, gold, run report.
+def load_corrections(corrections_dir: Optional[Path], taxonomy_version: str) -> CorrectionIndex:
+    """The reviewers' corrections to apply in pass 2 (none when no folder is given or it holds none)."""
+    if corrections_dir is None:
+        log.info("corrections: no --corrections-dir given; labels stay as ingested")
+        return CorrectionIndex(CorrectionsRead(), taxonomy_version)
+    read = read_corrections(corrections_dir)
+    if not read.total:
+        log.info("corrections: none under %s; labels stay as ingested", corrections_dir)
+    else:
+        log.info("corrections: %d read from %s (%d invalid)", read.total, corrections_dir, len(read.invalid))
+    return CorrectionIndex(read, taxonomy_version)
 
-    Staging is read from `staged_lake_dir` (default: `lake_dir`, where everything else is written)."""
+
+def merge_staging(lake_dir: Path, config: ProcessingConfig, clock: lake.StageClock,
+                  keep_staging: bool = False, staged_lake_dir: Optional[Path] = None,
+                  corrections: Optional[CorrectionIndex] = None,
+                  corrections_source: Optional[str] = None) -> tuple[lake.RunReport, MergedSilver]:
+    """Pass 2: global dedup over all shards' staging -> corrections -> silver, filtered/duplicates, gold, run report.
+
+    Staging is read from `staged_lake_dir` (default: `lake_dir`, where everything else is written).
+    `corrections` (load_corrections) override silver's labels; what became of each one is counted in the
+    report and written under lake/corrections/."""
     now = datetime.now(timezone.utc)
     report = lake.RunReport()
     staging_root = (staged_lake_dir or lake_dir) / lake.STAGING
@@ -370,7 +389,12 @@ def merge_staging(lake_dir: Path, config: ProcessingConfig, clock: lake.StageClo
             shard_index = table.column("shard_index")[0].as_py()
             name = part.name.replace("part-", f"part-s{int(shard_index):03d}-")
             kept = table.filter(pa.array(part_outcome == KEPT))
-            silver_table = kept.select(lake.SILVER_SCHEMA.names)
+            ingested = kept.select(lake.SILVER_SCHEMA.names)
+            # Silver, gold and the example files carry the corrected labels. The history features keep the
+            # labels as ingested: a correction is made after the fact (created_at of the correction >
+            # the row's), so feeding it into later rows' "prior complaint" counts would leak a label that
+            # was not known at those rows' event time. Ingested labels are never newer than their row.
+            silver_table = corrections.apply(ingested) if corrections is not None else ingested
             silver_parts.append(_ensure(lake_dir / lake.SILVER / name))
             pq.write_table(silver_table.cast(lake.SILVER_SCHEMA), silver_parts[-1])
             is_removed = np.isin(part_outcome, [DUPLICATE, NEAR_DUPLICATE])
@@ -391,7 +415,8 @@ def merge_staging(lake_dir: Path, config: ProcessingConfig, clock: lake.StageClo
                     "feedback_id", clash["feedback_id"], clash["source_file"], int(clash["line_no"]), now))
             silver = silver_table.to_pandas()
             gold.add(silver)
-            narrow_frames.append(pd.concat([silver[HISTORY_COLUMNS], kept.select(TEXT_STATISTICS).to_pandas()], axis=1))
+            history = silver if silver_table is ingested else ingested.select(HISTORY_COLUMNS).to_pandas()
+            narrow_frames.append(pd.concat([history[HISTORY_COLUMNS], kept.select(TEXT_STATISTICS).to_pandas()], axis=1))
             report.silver += len(silver)
             report.duplicates += int((part_outcome == DUPLICATE).sum())
             report.near_duplicates += int((part_outcome == NEAR_DUPLICATE).sum())
@@ -402,6 +427,11 @@ def merge_staging(lake_dir: Path, config: ProcessingConfig, clock: lake.StageClo
         report.add_counter("quarantine_reasons", Counter(q["reason"] for q in quarantined))
     with clock.stage("gold", rows=report.silver):
         gold.write(lake_dir / lake.GOLD)
+    if corrections is not None:
+        outcomes = corrections.finish()
+        write_outcomes(outcomes, lake_dir / lake.CORRECTIONS)
+        report.corrections = outcomes.summary(corrections_source)
+        log.info("corrections: %s", {k: v for k, v in report.corrections.items() if k != "source"})
     if not keep_staging and staged_lake_dir is None:
         shutil.rmtree(staging_root)
     if narrow_frames:
@@ -559,8 +589,10 @@ def _isoformat_utc(values: pd.Series) -> np.ndarray:
 def run(input_dir: Optional[Path], output_dir: Path, config: ProcessingConfig, shard: ShardSpec,
         mapping: Optional[ColumnMapping] = None, include_external: Optional[Path] = None,
         merge_only: bool = False, keep_staging: bool = False, stage_only: bool = False,
-        staged_lake_dir: Optional[Path] = None) -> lake.RunReport:
-    """The whole step; returns the run report (also written to <output>/lake/run_report.json)."""
+        staged_lake_dir: Optional[Path] = None, corrections_dir: Optional[Path] = None) -> lake.RunReport:
+    """The whole step; returns the run report (also written to <output>/lake/run_report.json).
+
+    `corrections_dir`: reviewers' corrections (processing.corrections layout) applied in pass 2."""
     started = time.perf_counter()
     lake_dir = output_dir / "lake"
     clock = lake.StageClock()
@@ -583,7 +615,9 @@ def run(input_dir: Optional[Path], output_dir: Path, config: ProcessingConfig, s
             log.info("shard %d of %d staged; run --merge-only over the combined lake folder for silver and splits",
                      shard.index, shard.count)
             return shard_report
-    report, silver = merge_staging(lake_dir, config, clock, keep_staging, staged_lake_dir)
+    corrections = load_corrections(corrections_dir, config.taxonomy_version)
+    report, silver = merge_staging(lake_dir, config, clock, keep_staging, staged_lake_dir, corrections,
+                                   str(corrections_dir) if corrections_dir is not None else None)
     features = compute_silver_features(silver, report, clock)
     ingestion = FeatureIngestion(features, config.feature_group_name, background=config.workers > 1)
     with clock.stage("splits_examples", rows=len(silver.narrow)):
@@ -631,6 +665,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="pass 1 only, even with one shard (the pipeline merges in its own step)")
     parser.add_argument("--staged-lake-dir", type=Path,
                         help="with --merge-only: read lake/staging from this lake folder (default: <output-dir>/lake)")
+    parser.add_argument("--corrections-dir", type=Path,
+                        help="reviewers' corrections (*.jsonl / *.json, _state/ skipped) applied to labels in pass 2; "
+                             "absent or empty: none")
     return parser.parse_args(argv)
 
 
@@ -648,7 +685,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     mapping = ColumnMapping.from_json(args.column_mapping) if args.column_mapping else None
     shard = detect_shard(args.shard_index, args.shard_count)
     report = run(args.input_dir, args.output_dir, config_from_args(args), shard, mapping, args.include_external,
-                 args.merge_only, args.keep_staging, args.stage_only, args.staged_lake_dir)
+                 args.merge_only, args.keep_staging, args.stage_only, args.staged_lake_dir, args.corrections_dir)
     print(json.dumps({"counts": report.counts(), "splits": report.splits, "rows_per_second": report.rows_per_second}))
     return 0
 

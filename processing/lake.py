@@ -9,6 +9,8 @@ Layout under the job's `lake` output (the same keys under s3://.../lake/ on AWS)
     silver/part-s<shard>-c<chunk>.parquet           cleaned, PII-masked, deduplicated
     filtered/spam/..., filtered/duplicates/...      what silver left out, and why
     gold/daily_by_<dimension>.parquet               counts and label rates per day
+    corrections/{applied,unmatched,invalid}.jsonl   reviewers' corrections: label changes, and those not
+                                                    applied with their reason (restricted: reviewer names)
     run_report.json
 
 Bronze and quarantine hold records as received, PII included: they are the restricted zone
@@ -39,6 +41,7 @@ SILVER = "silver"
 FILTERED_SPAM = "filtered/spam"
 FILTERED_DUPLICATES = "filtered/duplicates"
 GOLD = "gold"
+CORRECTIONS = "corrections"
 RUN_REPORT = "run_report.json"
 SHARD_REPORT = "shard_report.json"
 UNKNOWN_CHANNEL = "unknown"
@@ -235,6 +238,9 @@ class RunReport:
     input_files: list[str] = field(default_factory=list)
     splits: dict[str, int] = field(default_factory=dict)
     features: dict[str, Any] = field(default_factory=dict)
+    corrections: dict[str, Any] = field(default_factory=dict)
+    """Reviewers' corrections (pass 2; processing.corrections.CorrectionOutcomes.summary): read, applied,
+    superseded, unmatched, invalid (+ reasons), rows corrected / labels changed / tasks added per task."""
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     wall_seconds: float = 0.0
     rows_per_second: float = 0.0
@@ -256,6 +262,11 @@ class RunReport:
             raise BooksDoNotBalance(f"bronze={self.bronze} but {formula}={accounted}: {self.counts()}")
         if sum(self.quarantine_reasons.values()) != self.quarantine:
             raise BooksDoNotBalance(f"quarantine={self.quarantine} but reasons sum to {self.quarantine_reasons}")
+        if self.corrections:
+            c = self.corrections
+            if c["read"] != c["applied"] + c["superseded"] + c["unmatched"] + c["invalid"]:
+                raise BooksDoNotBalance(f"corrections read={c['read']} but applied + superseded + unmatched + "
+                                        f"invalid = {c['applied'] + c['superseded'] + c['unmatched'] + c['invalid']}")
 
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in ("bronze", "silver", "duplicates", "near_duplicates", "spam", "quarantine", "staged")}

@@ -280,3 +280,57 @@ def test_cache_key_tracks_inputs_code_and_champion_but_not_execution_ids(tmp_pat
     (package / "other.py").write_text("y = 2")
     assert code_hash(["python3", "-m", "pkg.mod"], tmp_path, RunnerSettings()) != before
     assert entry_module({"AppSpecification": {"ContainerEntrypoint": ["python3", "-m", "training.evaluate"]}}) == "training.evaluate"
+
+
+def _corrections_definition(script: Path) -> dict:
+    """One Processing step that reads the CorrectionsUri prefix, as MergeFeatureShards does, and lists what it got."""
+    return {"Version": "2020-12-01", "Metadata": {},
+            "Parameters": [{"Name": "CorrectionsUri", "Type": "String", "DefaultValue": "s3://bucket/corrections/"}],
+            "Steps": [{"Name": "Merge", "Type": "Processing", "Arguments": {
+                "ProcessingResources": {"ClusterConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1,
+                                                          "VolumeSizeInGB": 30}},
+                "AppSpecification": {"ImageUri": "x.dkr.ecr.us-east-1.amazonaws.com/feedback-brain-processing:latest",
+                                     "ContainerEntrypoint": ["python3", str(script)],
+                                     "ContainerArguments": ["--corrections-dir", "/opt/ml/processing/input/corrections",
+                                                            "--out", "/opt/ml/processing/output/seen"]},
+                "RoleArn": "arn:aws:iam::111122223333:role/x",
+                "ProcessingInputs": [{"InputName": "corrections", "S3Input": {
+                    "S3Uri": {"Get": "Parameters.CorrectionsUri"}, "LocalPath": "/opt/ml/processing/input/corrections",
+                    "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}],
+                "ProcessingOutputConfig": {"Outputs": [{"OutputName": "seen", "S3Output": {
+                    "S3Uri": "s3://bucket/out/seen", "LocalPath": "/opt/ml/processing/output/seen",
+                    "S3UploadMode": "EndOfJob"}}]}}}]}
+
+
+def test_corrections_prefix_is_the_monitor_store_folder_and_may_be_empty(tmp_path):
+    """The local run maps CorrectionsUri to <workspace>/s3/<bucket>/corrections (where `fbrain monitor corrections
+    add` writes); before any correction exists the step still runs, on an empty folder."""
+    from monitoring.cli import DEFAULT_BUCKET, _store
+    from monitoring.config import MonitoringConfig
+    from pipelines.config import FeedbackBrainConfig
+    from pipelines.local import run_pipeline
+    from pipelines.local_run import _definition, _input_uri
+
+    real = _input_uri(_definition(FeedbackBrainConfig()), {}, "CorrectionsUri")
+    workspace = tmp_path / "ws"
+    assert ObjectStore(workspace / "s3").path(real) == _store(workspace, DEFAULT_BUCKET, MonitoringConfig()).root.resolve()
+
+    script = tmp_path / "merge.py"
+    script.write_text("import json, pathlib, sys\n"
+                      "args = dict(zip(sys.argv[1::2], sys.argv[2::2]))\n"
+                      "found = sorted(p.name for p in pathlib.Path(args['--corrections-dir']).rglob('*') if p.is_file())\n"
+                      "out = pathlib.Path(args['--out']); out.mkdir(parents=True, exist_ok=True)\n"
+                      "(out / 'seen.json').write_text(json.dumps(found))\n")
+    definition = _corrections_definition(script)
+    missing = run_pipeline(definition, tmp_path / "strict", no_cache=True)
+    assert missing.status == "Failed" and "no object or prefix" in missing.steps[0].failure_reason
+    empty = run_pipeline(definition, workspace, no_cache=True, empty_prefixes=["s3://bucket/corrections/"])
+    assert empty.status == "Succeeded"
+    assert json.loads((workspace / "s3" / "bucket" / "out" / "seen" / "seen.json").read_text()) == []
+    (workspace / "s3" / "bucket" / "corrections" / "2026" / "11" / "23").mkdir(parents=True)
+    (workspace / "s3" / "bucket" / "corrections" / "2026" / "11" / "23" / "09.jsonl").write_text("{}\n")
+    again = run_pipeline(definition, workspace, empty_prefixes=["s3://bucket/corrections/"])
+    assert again.status == "Succeeded" and not again.steps[0].cache_hit, "new corrections change the cache key"
+    assert json.loads((workspace / "s3" / "bucket" / "out" / "seen" / "seen.json").read_text()) == ["09.jsonl"]
+    with pytest.raises(ObjectStoreError, match="not a prefix"):
+        ObjectStore(workspace / "s3").ensure_prefix("s3://bucket/corrections/2026/11/23/09.jsonl")

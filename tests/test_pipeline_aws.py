@@ -241,3 +241,19 @@ def test_wiring_without_a_lambda_is_refused():
     config.aws.deploy_lambda_arn = ""
     with pytest.raises(PipelineAwsError, match="deploy_lambda_arn is empty"):
         wire_deploy_on_approval(config)
+
+
+def test_upsert_keeps_the_corrections_prefix_non_empty(aws):
+    """MergeFeatureShards reads CorrectionsUri as an S3Prefix input, which SageMaker refuses while it holds no
+    object: upsert seeds a placeholder under _state/ (which no corrections reader takes for a correction)."""
+    from monitoring.corrections import S3CorrectionStore
+    from pipelines.aws import ensure_corrections_prefix
+
+    config, session = aws
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket=config.aws.bucket)
+    upsert_pipeline(config, session=session, wire_deploy=False)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=config.aws.bucket, Prefix="corrections/")["Contents"]]
+    assert keys == ["corrections/_state/prefix.json"]
+    assert list(S3CorrectionStore(s3, config.aws.bucket, "corrections").iter_corrections()) == []
+    assert ensure_corrections_prefix(config, session) is None, "a prefix with objects is left alone"

@@ -89,10 +89,30 @@ def test_step_names_types_and_graph(definition, steps):
     assert definition["PipelineExperimentConfig"] is None
 
 
+def test_merge_step_reads_the_corrections_prefix(definition, steps, config):
+    """Reviewers' corrections reach the labels: MergeFeatureShards mounts the CorrectionsUri prefix and says where."""
+    merge = steps["MergeFeatureShards"]["Arguments"]
+    corrections = inputs_by_name(steps["MergeFeatureShards"])["corrections"]
+    assert corrections == {
+        "S3Uri": get("Parameters.CorrectionsUri"), "LocalPath": "/opt/ml/processing/input/corrections",
+        "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated",
+        "S3CompressionType": "None",
+    }
+    arguments = merge["AppSpecification"]["ContainerArguments"]
+    flag = arguments.index("--corrections-dir")
+    assert arguments[flag + 1] == corrections["LocalPath"]
+    declared = {p["Name"]: p for p in definition["Parameters"]}["CorrectionsUri"]
+    # The prefix `fbrain monitor corrections add` writes to (local object store: <workspace>/s3/<bucket>/corrections).
+    assert declared == {"Name": "CorrectionsUri", "Type": "String",
+                        "DefaultValue": f"s3://{config.aws.bucket}/{config.monitoring.corrections_prefix}/"}
+    assert "corrections" not in inputs_by_name(steps["FeatureEngineering"]), "pass 1 never needs labels"
+
+
 def test_parameters_are_typed_with_defaults_from_config(definition, config):
     parameters = {p["Name"]: (p["Type"], p.get("DefaultValue")) for p in definition["Parameters"]}
     assert parameters == {
         "InputDataUri": ("String", f"s3://{config.aws.bucket}/{config.aws.input_prefix}"),
+        "CorrectionsUri": ("String", f"s3://{config.aws.bucket}/{config.monitoring.corrections_prefix}/"),
         "ProcessingInstanceType": ("String", config.aws.processing_instance_type),
         "ProcessingInstanceCount": ("Integer", config.aws.processing_instance_count),
         "TrainingInstanceType": ("String", config.aws.training_instance_type),
@@ -137,7 +157,7 @@ def test_feature_engineering_step(steps, config):
     assert merge["AppSpecification"]["ContainerEntrypoint"] == ["python3", "-m", "processing.feature_engineering"]
     assert merge["AppSpecification"]["ContainerArguments"] == [
         "--merge-only", "--staged-lake-dir", "/opt/ml/processing/input/lake", "--output-dir", "/opt/ml/processing/output",
-        *shared]
+        "--corrections-dir", "/opt/ml/processing/input/corrections", *shared]
     assert merge["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
     staged = inputs_by_name(steps["MergeFeatureShards"])["lake"]
     assert staged["S3Uri"] == output_uri("FeatureEngineering", "lake")

@@ -45,6 +45,16 @@ class ObjectStore:
             return False
         return not target.is_dir() or not any(p.is_file() for p in target.rglob("*"))
 
+    def ensure_prefix(self, uri: str) -> Path:
+        """Make the prefix exist, empty if nothing lies there yet, so an S3Prefix input of it downloads
+        as an empty folder instead of failing (S3 has no empty folders: on AWS such a prefix holds a
+        placeholder object instead, see pipelines.aws.ensure_corrections_prefix)."""
+        target = self.path(uri)
+        if target.is_file():
+            raise ObjectStoreError(f"{uri} is an object, not a prefix")
+        target.mkdir(parents=True, exist_ok=True)
+        return target
+
     def upload(self, local: Path, uri: str, replace: bool = False) -> str:
         """Copy a local file, or a folder's content, to the URI; returns the URI.
 

@@ -404,13 +404,15 @@ def _resumed_record(definition: dict, workspace: Path, execution_id: str, parame
 def run_pipeline(definition: dict, workspace: Path, parameters: dict[str, str] | None = None,
                  resume_execution_id: str | None = None, seed_inputs: dict[str, Path] | None = None,
                  no_cache: bool = False, settings: RunnerSettings | None = None,
-                 code_root: Path | None = None) -> ExecutionRecord:
+                 code_root: Path | None = None, empty_prefixes: list[str] | None = None) -> ExecutionRecord:
     """Execute the definition; returns the final record (status Succeeded or Failed).
 
     parameters: `Name -> value` overrides (strings from `--param` are converted per parameter type).
     resume_execution_id: continue that failed execution from its failed step (succeeded steps kept).
     seed_inputs: `S3 URI -> local file or folder`, copied into the object store when the URI is empty.
-    no_cache: run every step even when a cached result exists."""
+    no_cache: run every step even when a cached result exists.
+    empty_prefixes: S3 prefixes a job reads that may hold no objects yet (e.g. reviewers' corrections):
+    created empty when missing, so the job gets an empty input folder."""
     settings = settings or RunnerSettings()
     workspace = Path(workspace).resolve()
     workspace.mkdir(parents=True, exist_ok=True)
@@ -425,7 +427,10 @@ def run_pipeline(definition: dict, workspace: Path, parameters: dict[str, str] |
     record.directory.mkdir(parents=True, exist_ok=True)
     (record.directory / DEFINITION_FILE).write_text(json.dumps(definition, indent=2), encoding="utf-8")
     record.save()
-    _seed(ObjectStore(workspace / OBJECT_STORE_DIR), seed_inputs)
+    store = ObjectStore(workspace / OBJECT_STORE_DIR)
+    _seed(store, seed_inputs)
+    for uri in empty_prefixes or []:
+        store.ensure_prefix(uri)
     execution = _Execution(definition, workspace, record, specs, settings, no_cache, code_root or CODE_ROOT)
     return execution.run()
 

@@ -1,0 +1,221 @@
+"""Reviewers' corrections flow back into the training data (processing.corrections + the merge pass)."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from processing import lake
+from processing.config import ProcessingConfig
+from processing.corrections import Correction, CorrectionIndex, read_corrections
+from processing.feature_engineering import main, run
+from processing.sharding import ShardSpec
+from test_processing_lake import write_malformed_input
+
+import monitoring.corrections as monitoring_corrections
+from monitoring.corrections import LocalCorrectionStore, S3CorrectionStore, mark_training_started
+
+SPLITS = ("train", "validation", "test")
+
+
+def _examples(out: Path) -> dict[str, dict]:
+    rows = {}
+    for split in SPLITS:
+        for line in (out / split / "examples.jsonl").read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            rows[row["feedback_id"]] = row
+    return rows
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+def record_corrections(folder: Path) -> None:
+    """Corrections as `fbrain monitor corrections add` stores them, plus a few no one can use."""
+    store = LocalCorrectionStore(folder)
+    # pii-1 is labeled for sentiment only (negative): two corrections, the later one wins for sentiment,
+    # and it adds intent, which the row was not labeled for.
+    store.append(Correction("pii-1", "ana", {"sentiment": "positive"}, created_at="2026-11-01T10:00:00+00:00",
+                            correction_id="a-first"))
+    store.append(Correction("pii-1", "bo", {"sentiment": "neutral", "intent": "complaint"},
+                            created_at="2026-11-02T10:00:00+00:00", correction_id="b-later"))
+    # Same instant: the larger correction_id decides, whatever the file order.
+    store.append(Correction("ok-1", "bo", {"aspects": ["product_quality"]}, created_at="2026-11-03T10:00:00Z",
+                            correction_id="z-tie"))
+    store.append(Correction("ok-1", "ana", {"aspects": ["packaging"]}, created_at="2026-11-03T10:00:00Z",
+                            correction_id="a-tie"))
+    # Not in silver: unknown id, spam, and a near-duplicate removed by the merge.
+    for feedback_id in ("no-such-id", "spam-1", "near-b"):
+        store.append(Correction(feedback_id, "cy", {"sentiment": "negative"}, created_at="2026-11-04T10:00:00Z"))
+    (folder / "2026" / "11" / "05").mkdir(parents=True)
+    (folder / "2026" / "11" / "05" / "broken.jsonl").write_text(
+        'not json\n{"feedback_id": "ok-1", "reviewer": "dee", "labels": {"sentiment": "furious"}}\n'
+        '{"feedback_id": "ok-1", "labels": {"sentiment": "positive"}}\n', encoding="utf-8")
+    # Another taxonomy version: valid there, but its labels are not this run's.
+    store.append(Correction("dup-id", "ed", {"sentiment": "negative"}, created_at="2026-11-05T10:00:00Z",
+                            taxonomy_version="0"))
+    mark_training_started(store)  # markers under _state/ are never read as corrections
+
+
+@pytest.fixture(scope="module")
+def corrected_run(tmp_path_factory):
+    """Pass 1 (--stage-only), then the pipeline's merge (--merge-only --corrections-dir) through the entry point."""
+    root = tmp_path_factory.mktemp("corrected")
+    write_malformed_input(root / "raw")
+    record_corrections(root / "corrections")
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("FBRAIN_LOCAL_FEATURE_STORE", str(root / "feature_store"))
+    try:
+        config = ProcessingConfig(validation_fraction=0.2, test_fraction=0.2)
+        run(root / "raw", root / "staged", config, ShardSpec(0, 1, "none"), stage_only=True)
+        assert main(["--merge-only", "--staged-lake-dir", str(root / "staged" / "lake"), "--output-dir",
+                     str(root / "out"), "--corrections-dir", str(root / "corrections"),
+                     "--validation-fraction", "0.2", "--test-fraction", "0.2"]) == 0
+    finally:
+        monkeypatch.undo()
+    return root, lake.read_report(root / "out" / "lake" / lake.RUN_REPORT)
+
+
+def test_latest_correction_wins_and_adds_unlabeled_tasks(corrected_run):
+    root, _ = corrected_run
+    examples = _examples(root / "out")
+    pii = examples["pii-1"]
+    assert (pii["sentiment"], pii["intent"]) == ("neutral", "complaint")
+    assert pii["labeled_tasks"] == ["sentiment", "intent"], "intent was added, in task order"
+    ok = examples["ok-1"]
+    assert ok["aspects"] == ["product_quality"] and ok["labeled_tasks"] == ["aspects"]
+    assert examples["dup-id"]["sentiment"] == "positive", "a correction of another taxonomy version is not applied"
+    untouched = examples["exact-a"]
+    assert untouched["labeled_tasks"] == [] and untouched["sentiment"] is None
+    silver = lake.read_parquet_folder(root / "out" / "lake" / "silver").set_index("feedback_id")
+    assert silver.loc["pii-1", "intent"] == "complaint" and list(silver.loc["pii-1", "labeled_tasks"]) == [
+        "sentiment", "intent"]
+
+
+def test_gold_counts_the_corrected_labels(corrected_run):
+    root, _ = corrected_run
+    by_sku = pd.read_parquet(root / "out" / "lake" / "gold" / "daily_by_sku.parquet").set_index("sku")
+    assert by_sku.loc["SKU-1", "sentiment_neutral_rate"] == 1.0 and by_sku.loc["SKU-1", "sentiment_negative"] == 0
+    assert by_sku.loc["SKU-1", "intent_labeled"] == 1 and by_sku.loc["SKU-1", "aspect_product_quality"] == 1
+
+
+def test_unmatched_and_invalid_corrections_are_counted_and_kept_with_reasons(corrected_run):
+    root, report = corrected_run
+    summary = report.corrections
+    assert summary["source"] == str(root / "corrections")
+    assert (summary["read"], summary["applied"], summary["superseded"], summary["unmatched"], summary["invalid"]) == (
+        11, 2, 2, 3, 4)
+    assert summary["invalid_reasons"] == {"invalid_json": 1, "unknown_label": 1, "invalid_fields": 1,
+                                          "taxonomy_version_mismatch": 1}
+    assert summary["rows_corrected"] == {"sentiment": 1, "intent": 1, "aspects": 1}
+    assert summary["tasks_added"] == {"sentiment": 0, "intent": 1, "aspects": 0}
+    folder = root / "out" / "lake" / lake.CORRECTIONS
+    unmatched = _jsonl(folder / "unmatched.jsonl")
+    assert sorted(u["correction"]["feedback_id"] for u in unmatched) == ["near-b", "no-such-id", "spam-1"]
+    assert {u["reason"] for u in unmatched} == {"unknown_feedback_id"}
+    invalid = _jsonl(folder / "invalid.jsonl")
+    assert sorted(i["reason"] for i in invalid) == sorted(summary["invalid_reasons"])
+    assert {i["source"] for i in invalid if i["reason"] != "taxonomy_version_mismatch"} == {
+        "2026/11/05/broken.jsonl:1", "2026/11/05/broken.jsonl:2", "2026/11/05/broken.jsonl:3"}
+    assert next(i for i in invalid if i["reason"] == "unknown_label")["feedback_id"] == "ok-1"
+    applied = _jsonl(folder / "applied.jsonl")
+    assert {(a["feedback_id"], a["task"], a["correction_id"]) for a in applied} == {
+        ("pii-1", "sentiment", "b-later"), ("pii-1", "intent", "b-later"), ("ok-1", "aspects", "z-tie")}
+    assert next(a for a in applied if a["task"] == "sentiment")["previous"] == "negative"
+
+
+def test_books_still_balance_with_corrections(corrected_run):
+    root, report = corrected_run
+    report.check_books()
+    assert report.bronze == report.silver + report.duplicates + report.near_duplicates + report.spam + report.quarantine
+    assert report.silver == 5 and sum(report.splits.values()) == report.silver
+    broken = lake.RunReport.from_dict({**report.to_dict(), "corrections": {**report.corrections, "applied": 0}})
+    with pytest.raises(lake.BooksDoNotBalance, match="corrections"):
+        broken.check_books()
+
+
+def test_history_features_keep_the_labels_known_at_event_time(tmp_path, monkeypatch):
+    """A correction made later must not leak into a later row's as-of "prior complaints" feature."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    records = [
+        {"feedback_id": "early", "text": "The strap came off after one day of normal use at work.", "channel": "review",
+         "created_at": "2026-10-01T09:00:00Z", "sku": "SKU-9", "intent": "question", "labeled_tasks": ["intent"]},
+        {"feedback_id": "late", "text": "Ordered the blue one and it is a lovely shade, very happy overall.",
+         "channel": "review", "created_at": "2026-10-05T09:00:00Z", "sku": "SKU-9"},
+    ]
+    (raw / "feedback.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    LocalCorrectionStore(tmp_path / "corrections").append(
+        Correction("early", "ana", {"intent": "complaint"}, created_at="2026-11-20T09:00:00Z"))
+    monkeypatch.setenv("FBRAIN_LOCAL_FEATURE_STORE", str(tmp_path / "store"))
+    config = ProcessingConfig(validation_fraction=0.0, test_fraction=0.0)
+    run(raw, tmp_path / "out", config, ShardSpec(0, 1, "none"), corrections_dir=tmp_path / "corrections")
+    examples = _examples(tmp_path / "out")
+    assert examples["early"]["intent"] == "complaint", "the training label is corrected"
+    assert examples["late"]["sku_prior_feedback_count"] == 1
+    assert examples["late"]["sku_prior_complaint_count"] == 0, "the correction was not known on 2026-10-05"
+
+
+def test_no_or_empty_corrections_folder_changes_nothing(tmp_path, monkeypatch, caplog):
+    write_malformed_input(tmp_path / "raw")
+    monkeypatch.setenv("FBRAIN_LOCAL_FEATURE_STORE", str(tmp_path / "store"))
+    config = ProcessingConfig(validation_fraction=0.2, test_fraction=0.2)
+    (tmp_path / "empty" / "_state").mkdir(parents=True)
+    (tmp_path / "empty" / "_state" / "prefix.json").write_text("{}")  # the placeholder that keeps S3 prefixes alive
+    with caplog.at_level(logging.INFO, logger="processing.feature_engineering"):
+        without = run(tmp_path / "raw", tmp_path / "a", config, ShardSpec(0, 1, "none"))
+        empty = run(tmp_path / "raw", tmp_path / "b", config, ShardSpec(0, 1, "none"), corrections_dir=tmp_path / "empty")
+    assert "no --corrections-dir given" in caplog.text and f"none under {tmp_path / 'empty'}" in caplog.text
+    assert without.corrections["read"] == empty.corrections["read"] == 0
+    assert _examples(tmp_path / "a") == _examples(tmp_path / "b")
+    assert not (tmp_path / "b" / "lake" / lake.CORRECTIONS).exists()
+
+
+def test_reader_reads_what_the_stores_write_and_skips_markers(tmp_path):
+    """Moving the contract to processing changed no stored byte: both stores' files read back as written."""
+    root = tmp_path / "s3" / "bucket" / "corrections"  # the local object store's key layout
+    local = LocalCorrectionStore(root)
+    first = Correction("f1", "ana", {"sentiment": "negative", "aspects": ["packaging"]}, note="box crushed")
+    local.append(first)
+    mark_training_started(local)
+
+    class FakeS3:
+        """Just enough of an S3 client for S3CorrectionStore.append: the object lands in the folder as-is."""
+
+        def put_object(self, Bucket, Key, Body, **_):
+            path = tmp_path / "s3" / Bucket / Key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(Body)
+
+    second = Correction("f2", "bo", {"intent": "question"}, created_at="2026-11-23T09:00:00Z")
+    S3CorrectionStore(FakeS3(), "bucket", "corrections").append(second)  # .../corrections/2026/11/23/<id>.json
+    read = read_corrections(root)
+    assert read.invalid == []
+    assert sorted(read.corrections, key=lambda c: c.feedback_id) == [first, second]
+    assert sorted(c.feedback_id for c in local.iter_corrections()) == ["f1", "f2"]
+    stored = next(root.rglob("*.jsonl")).read_text(encoding="utf-8")
+    assert json.loads(stored) == {"feedback_id": "f1", "reviewer": "ana",
+                                  "labels": {"sentiment": "negative", "aspects": ["packaging"]},
+                                  "created_at": first.created_at, "correction_id": first.correction_id,
+                                  "note": "box crushed", "taxonomy_version": "1"}
+
+
+def test_monitoring_keeps_exporting_the_contract_it_no_longer_declares():
+    import processing.corrections as contract
+
+    for name in ("Correction", "CorrectionError", "parse_timestamp", "STATE_DIR"):
+        assert getattr(monitoring_corrections, name) is getattr(contract, name)
+
+
+def test_index_orders_by_time_not_by_text():
+    """created_at is compared as a moment: 10:00+02:00 is earlier than 09:00Z."""
+    from processing.corrections import CorrectionsRead
+
+    earlier = Correction("f", "a", {"sentiment": "positive"}, created_at="2026-11-01T10:00:00+02:00", correction_id="z")
+    later = Correction("f", "b", {"sentiment": "negative"}, created_at="2026-11-01T09:00:00Z", correction_id="a")
+    index = CorrectionIndex(CorrectionsRead(corrections=[later, earlier]), "1")
+    assert index.latest["f"]["sentiment"] is later
