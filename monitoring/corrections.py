@@ -3,15 +3,23 @@
 A reviewer's correction is one JSON line under `corrections/` (local object store
 `<workspace>/s3/<bucket>/corrections/yyyy/mm/dd/<hour>.jsonl`, or one S3 object per
 correction under `s3://<bucket>/corrections/yyyy/mm/dd/`). `corrections/_state/last_training.json`
-marks when the model last retrained; when the corrections since then reach
+starts the current training period; when the corrections created since then reach
 `corrections_threshold`, `record_correction` sends one `feedback-brain.corrections`
 `CorrectionsThresholdReached` event to EventBridge (when given an events client), and marks
 it, so each training period announces once.
 
+Who writes the marker: the pipeline's `MergeFeatureShards` step, each time it reads the
+corrections into the training labels (`processing.feature_engineering --corrections-state-dir`,
+uploaded by the step to `<CorrectionsUri>_state/`). Its `at` is the moment just before the
+job read them, so the corrections it consumed stop counting and those recorded while or after
+it ran count towards the next retrain. `mark_training_started` writes the same marker by hand
+(tests, or starting a period outside the pipeline).
+
 The record contract (`Correction`, its validation, `parse_timestamp`, `CorrectionError`, the
-folder reader) lives in `processing.corrections`, because the processing job applies
-corrections to the training labels and processing may not import monitoring; it is
-re-exported here so callers keep importing it from `monitoring.corrections`.
+folder reader) and the marker's name and layout (`STATE_DIR`, `LAST_TRAINING_MARKER`,
+`training_marker`) live in `processing.corrections`, because the processing job applies
+corrections to the training labels and writes the marker, and processing may not import
+monitoring; they are re-exported here so callers keep importing them from `monitoring.corrections`.
 """
 from __future__ import annotations
 
@@ -23,8 +31,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Protocol
 
 from monitoring.config import MonitoringConfig
-from processing.corrections import (STATE_DIR, Correction, CorrectionError, correction_from_json, parse_timestamp,
-                                    read_corrections)
+from processing.corrections import (LAST_TRAINING_MARKER, STATE_DIR, Correction, CorrectionError, correction_from_json,
+                                    marker_time, parse_timestamp, read_corrections, training_marker)
 
 __all__ = ["STATE_DIR", "LAST_TRAINING_MARKER", "THRESHOLD_EVENT_MARKER", "Correction", "CorrectionError",
            "parse_timestamp", "CorrectionStore", "LocalCorrectionStore", "S3CorrectionStore", "last_training_time",
@@ -33,7 +41,6 @@ __all__ = ["STATE_DIR", "LAST_TRAINING_MARKER", "THRESHOLD_EVENT_MARKER", "Corre
 
 logger = logging.getLogger(__name__)
 
-LAST_TRAINING_MARKER = "last_training.json"
 THRESHOLD_EVENT_MARKER = "threshold_event.json"
 
 
@@ -122,14 +129,15 @@ class S3CorrectionStore:
 
 
 def last_training_time(store: CorrectionStore) -> Optional[datetime]:
-    marker = store.read_state(LAST_TRAINING_MARKER)
-    return parse_timestamp(marker["at"]) if marker else None
+    return marker_time(store.read_state(LAST_TRAINING_MARKER))
 
 
 def mark_training_started(store: CorrectionStore, when: Optional[datetime] = None) -> datetime:
-    """Start a new counting period: corrections before `when` no longer count towards a retrain."""
+    """Start a new counting period: corrections before `when` no longer count towards a retrain.
+
+    The pipeline does this itself (MergeFeatureShards writes the marker); this is for doing it by hand."""
     moment = when or datetime.now(timezone.utc)
-    store.write_state(LAST_TRAINING_MARKER, {"at": moment.isoformat()})
+    store.write_state(LAST_TRAINING_MARKER, training_marker(moment, written_by="monitoring.corrections"))
     return moment
 
 

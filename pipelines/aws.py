@@ -309,6 +309,12 @@ def pipeline_parameters_request(definition: str, parameters: Mapping[str, Any]) 
         if enum_values and text not in enum_values:
             raise PipelineAwsError(f"parameter {name}={value!r} must be one of {enum_values}")
         request.append({"Name": name, "Value": text})
+    from pipelines.parameters import check_parameter_values
+
+    try:
+        check_parameter_values(parameters)
+    except ValueError as error:
+        raise PipelineAwsError(str(error)) from None
     return request
 
 

@@ -50,6 +50,7 @@ from sagemaker.core.training.configs import (  # noqa: E402
 from sagemaker.train.model_trainer import ModelTrainer  # noqa: E402
 
 from pipelines.parameters import PipelineParameters, build_parameters  # noqa: E402
+from processing.corrections import STATE_DIR as CORRECTIONS_STATE_FOLDER  # noqa: E402
 from training.config import SAGEMAKER_CHECKPOINT_DIR  # noqa: E402
 from training.tracking import METRIC_DEFINITIONS  # noqa: E402
 
@@ -104,6 +105,8 @@ RAW_INPUT_DIR = f"{PROCESSING_ROOT}/input/raw"
 STAGED_LAKE_DIR = f"{PROCESSING_ROOT}/input/lake"
 CORRECTIONS_DIR = f"{PROCESSING_ROOT}/input/corrections"
 FEATURE_OUTPUT_DIR = f"{PROCESSING_ROOT}/output"
+CORRECTIONS_STATE_OUTPUT = "corrections_state"
+CORRECTIONS_STATE_DIR = f"{FEATURE_OUTPUT_DIR}/{CORRECTIONS_STATE_OUTPUT}"
 MODEL_DIR = f"{PROCESSING_ROOT}/model"
 TEST_DIR = f"{PROCESSING_ROOT}/test"
 TRAIN_DIR = f"{PROCESSING_ROOT}/train"
@@ -190,14 +193,22 @@ def _s3_input(name: str, source, local_path: str, distribution: str = "FullyRepl
 
 
 def _s3_output(config: FeedbackBrainConfig, step_name: str, name: str, local_path: str) -> ProcessingOutput:
+    return _output_to(name, _step_output_uri(config, step_name, name), local_path)
+
+
+def _output_to(name: str, destination, local_path: str) -> ProcessingOutput:
     return ProcessingOutput(
         output_name=name,
-        s3_output=ProcessingS3Output(
-            s3_uri=_step_output_uri(config, step_name, name),
-            local_path=local_path,
-            s3_upload_mode="EndOfJob",
-        ),
+        s3_output=ProcessingS3Output(s3_uri=destination, local_path=local_path, s3_upload_mode="EndOfJob"),
     )
+
+
+def corrections_state_uri(params: PipelineParameters) -> Join:
+    """`<CorrectionsUri>_state`: the markers folder beside the corrections (processing.corrections.STATE_DIR).
+
+    Joined with no separator because CorrectionsUri ends with '/' (pipelines.parameters.check_parameter_values
+    refuses a value without it; pipeline functions cannot strip a slash, and `a//_state` is another S3 key)."""
+    return Join(on="", values=[params.corrections_uri, CORRECTIONS_STATE_FOLDER])
 
 
 def job_environment(config: FeedbackBrainConfig, step_name: str) -> Optional[dict[str, str]]:
@@ -255,6 +266,9 @@ def _merge_step(config, session, params, feature_step: ProcessingStep) -> Proces
     processor = _processor(config, session, params, MERGE_FEATURE_SHARDS, instance_count=1)
     outputs = [_s3_output(config, MERGE_FEATURE_SHARDS, split, f"{FEATURE_OUTPUT_DIR}/{split}") for split in SPLITS]
     outputs.append(_s3_output(config, MERGE_FEATURE_SHARDS, LAKE_OUTPUT, f"{FEATURE_OUTPUT_DIR}/{LAKE_OUTPUT}"))
+    # The training marker goes back beside the corrections it read (not under this execution's folder):
+    # monitoring.corrections counts only corrections created after it towards the next retraining event.
+    outputs.append(_output_to(CORRECTIONS_STATE_OUTPUT, corrections_state_uri(params), CORRECTIONS_STATE_DIR))
     staged = feature_step.properties.ProcessingOutputConfig.Outputs[LAKE_OUTPUT].S3Output.S3Uri
     step_args = processor.run(
         # The whole corrections prefix (markers under _state/ included: the job skips them), so every
@@ -263,7 +277,8 @@ def _merge_step(config, session, params, feature_step: ProcessingStep) -> Proces
                 _s3_input(CORRECTIONS_INPUT, params.corrections_uri, CORRECTIONS_DIR)],
         outputs=outputs,
         arguments=["--merge-only", "--staged-lake-dir", STAGED_LAKE_DIR, "--output-dir", FEATURE_OUTPUT_DIR,
-                   "--corrections-dir", CORRECTIONS_DIR, *_processing_arguments(config, params)],
+                   "--corrections-dir", CORRECTIONS_DIR, "--corrections-state-dir", CORRECTIONS_STATE_DIR,
+                   *_processing_arguments(config, params)],
     )
     return ProcessingStep(name=MERGE_FEATURE_SHARDS, step_args=step_args)
 

@@ -36,6 +36,9 @@ def run_locally(config: FeedbackBrainConfig, workspace: Path, parameters: dict[s
     from pipelines.local import run_pipeline
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    from pipelines.parameters import check_parameter_values
+
+    check_parameter_values(parameters)
     definition = _definition(config)
     input_uri = _input_uri(definition, parameters)
     # Corrections recorded with `fbrain monitor corrections add` lie under this prefix of the local object

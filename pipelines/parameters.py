@@ -6,6 +6,7 @@ runner's `--param` refer to them, and `start_execution` passes them to SageMaker
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from pipelines.config import FeedbackBrainConfig
 from pipelines.sdk_offline import prepare_environment
@@ -23,11 +24,29 @@ def default_input_data_uri(config: FeedbackBrainConfig) -> str:
     return f"s3://{config.aws.bucket}/{config.aws.input_prefix.strip('/')}"
 
 
+CORRECTIONS_URI = "CorrectionsUri"
+PREFIX_PARAMETERS = (CORRECTIONS_URI,)
+"""S3 prefix parameters whose value must end with '/': the definition appends folder names to them with
+`Std:Join` on "" (MergeFeatureShards writes `<CorrectionsUri>_state/last_training.json`), and pipeline
+functions cannot strip a slash."""
+
+
 def default_corrections_uri(config: FeedbackBrainConfig) -> str:
     """S3 prefix where reviewers' corrections are recorded (`monitoring.corrections`), read by MergeFeatureShards.
 
-    The trailing slash keeps S3Prefix matching to this folder (not `corrections-old/...`)."""
+    The trailing slash keeps S3Prefix matching to this folder (not `corrections-old/...`) and is required
+    (PREFIX_PARAMETERS)."""
     return f"s3://{config.aws.bucket}/{config.monitoring.corrections_prefix.strip('/')}/"
+
+
+def check_parameter_values(values: Mapping[str, Any]) -> None:
+    """Raise ValueError for a parameter value the definition cannot use (a PREFIX_PARAMETERS value without
+    its trailing '/'); the types are checked by whoever sends the values."""
+    for name in PREFIX_PARAMETERS:
+        value = values.get(name)
+        if value is not None and not (str(value).startswith("s3://") and str(value).endswith("/")):
+            raise ValueError(f"parameter {name}={value!r} must be an S3 prefix ending with '/' "
+                             "(s3://bucket/prefix/)")
 
 
 @dataclass(frozen=True)
@@ -62,7 +81,7 @@ def build_parameters(config: FeedbackBrainConfig) -> PipelineParameters:
     """Pipeline parameters whose defaults come from the configuration sections."""
     return PipelineParameters(
         input_data_uri=ParameterString("InputDataUri", default_value=default_input_data_uri(config)),
-        corrections_uri=ParameterString("CorrectionsUri", default_value=default_corrections_uri(config)),
+        corrections_uri=ParameterString(CORRECTIONS_URI, default_value=default_corrections_uri(config)),
         processing_instance_type=ParameterString(
             "ProcessingInstanceType", default_value=config.aws.processing_instance_type
         ),

@@ -10,6 +10,10 @@ Stored format (unchanged by this module): one JSON object per correction, as JSO
 (`<prefix>/yyyy/mm/dd/<correction_id>.json`, S3). `<prefix>/_state/` holds markers, never
 corrections. `read_corrections` reads both layouts and returns every record it could not
 use together with the reason, so nothing a reviewer wrote is dropped silently.
+
+The training marker (`_state/last_training.json`, `training_marker`) is part of this contract
+too: the merge job writes it when it reads the corrections into the training labels, and
+monitoring counts the corrections created after it towards the next retrain.
 """
 from __future__ import annotations
 
@@ -25,6 +29,12 @@ from processing.taxonomy import load_taxonomy
 
 STATE_DIR = "_state"
 """Folder of markers (last training, threshold events) beside the corrections; never read as corrections."""
+LAST_TRAINING_MARKER = "last_training.json"
+"""`<prefix>/_state/last_training.json`: where the current counting period starts (training_marker layout).
+Corrections created after its `at` count towards the next retrain (monitoring.corrections). The merge job
+writes it when it reads the corrections into the training labels (feature_engineering --corrections-state-dir)."""
+MARKER_TIME = "at"
+"""The one field of a training marker readers rely on (ISO 8601, UTC); the others are informative."""
 CORRECTION_SUFFIXES = (".jsonl", ".json")
 """JSON lines (local object store) and one JSON object per file (S3 layout)."""
 
@@ -108,6 +118,26 @@ def parse_timestamp(value: str) -> datetime:
     except ValueError:
         raise CorrectionError(f"timestamp {value!r} is not ISO 8601", INVALID_TIMESTAMP) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def training_marker(at: datetime, **details: Any) -> dict[str, Any]:
+    """The LAST_TRAINING_MARKER document: `{"at": ISO 8601 UTC, **details}` (details are for people).
+    A naive `at` is taken as UTC, as parse_timestamp reads it."""
+    moment = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return {MARKER_TIME: moment.astimezone(timezone.utc).isoformat(), **details}
+
+
+def marker_time(marker: Optional[dict[str, Any]]) -> Optional[datetime]:
+    """When the counting period of a training marker starts (None without a marker)."""
+    return parse_timestamp(marker[MARKER_TIME]) if marker else None
+
+
+def write_training_marker(state_dir: Path, at: datetime, **details: Any) -> Path:
+    """Write LAST_TRAINING_MARKER into `state_dir` (the folder that becomes `<prefix>/_state/`)."""
+    path = Path(state_dir) / LAST_TRAINING_MARKER
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(training_marker(at, **details), indent=2, sort_keys=True), encoding="utf-8")
+    return path
 
 
 _FIELD_NAMES = frozenset(f.name for f in fields(Correction))

@@ -10,7 +10,9 @@ Pass 2 (merge, over every shard's staging): resolve exact / near duplicates glob
 reviewers' corrections (`--corrections-dir`) override labels -> silver + gold + run report
 (books must balance) -> history features over narrow columns ->
 Feature Store (own process) while the examples are streamed part by part into
-`<output>/<split>/examples.jsonl`. Texts are never all in memory at once.
+`<output>/<split>/examples.jsonl`. Texts are never all in memory at once. With
+`--corrections-state-dir`, a successful pass 2 ends by writing the corrections training marker
+there (`last_training.json`: the time just before the corrections were read).
 
 With several instances (`--shard-count N` or SageMaker's resourceconfig), each instance runs
 pass 1 only; one `--merge-only` run over the combined lake does pass 2 (docs/processing.md).
@@ -36,7 +38,8 @@ import pyarrow.parquet as pq
 from processing import lake
 from processing.cleaning import SilverRowBuilder
 from processing.config import ProcessingConfig
-from processing.corrections import CorrectionIndex, CorrectionsRead, read_corrections, write_outcomes
+from processing.corrections import (LAST_TRAINING_MARKER, CorrectionIndex, CorrectionsRead, read_corrections,
+                                    write_outcomes, write_training_marker)
 from processing.dedup import (DUPLICATE, KEPT, NEAR_DUPLICATE, NearDuplicateHasher, customer_key, exact_key,
                               normalised_for_dedup, resolve_duplicates, text_key)
 from processing.features import TEXT_STATISTICS, compute_features, text_statistics
@@ -589,10 +592,16 @@ def _isoformat_utc(values: pd.Series) -> np.ndarray:
 def run(input_dir: Optional[Path], output_dir: Path, config: ProcessingConfig, shard: ShardSpec,
         mapping: Optional[ColumnMapping] = None, include_external: Optional[Path] = None,
         merge_only: bool = False, keep_staging: bool = False, stage_only: bool = False,
-        staged_lake_dir: Optional[Path] = None, corrections_dir: Optional[Path] = None) -> lake.RunReport:
+        staged_lake_dir: Optional[Path] = None, corrections_dir: Optional[Path] = None,
+        corrections_state_dir: Optional[Path] = None) -> lake.RunReport:
     """The whole step; returns the run report (also written to <output>/lake/run_report.json).
 
-    `corrections_dir`: reviewers' corrections (processing.corrections layout) applied in pass 2."""
+    `corrections_dir`: reviewers' corrections (processing.corrections layout) applied in pass 2.
+    `corrections_state_dir`: where pass 2 writes the training marker (processing.corrections.
+    LAST_TRAINING_MARKER) once the run succeeds; the pipeline uploads it to `<CorrectionsUri>_state/`, which
+    starts a new counting period for the corrections-retrain event."""
+    if corrections_state_dir is not None and corrections_dir is None:
+        raise ValueError("--corrections-state-dir needs --corrections-dir: the marker says when corrections were read")
     started = time.perf_counter()
     lake_dir = output_dir / "lake"
     clock = lake.StageClock()
@@ -615,6 +624,9 @@ def run(input_dir: Optional[Path], output_dir: Path, config: ProcessingConfig, s
             log.info("shard %d of %d staged; run --merge-only over the combined lake folder for silver and splits",
                      shard.index, shard.count)
             return shard_report
+    # Taken before reading, so a correction recorded while this job runs (not in what we read) is created
+    # after the marker's time and counts towards the next retrain instead of being lost between periods.
+    corrections_read_at = datetime.now(timezone.utc)
     corrections = load_corrections(corrections_dir, config.taxonomy_version)
     report, silver = merge_staging(lake_dir, config, clock, keep_staging, staged_lake_dir, corrections,
                                    str(corrections_dir) if corrections_dir is not None else None)
@@ -630,8 +642,27 @@ def run(input_dir: Optional[Path], output_dir: Path, config: ProcessingConfig, s
     report.rows_per_second = round(report.bronze / report.wall_seconds, 1) if report.wall_seconds else 0.0
     report.check_books()
     report.write(lake_dir / lake.RUN_REPORT)
+    # Last, so a run that fails anywhere above leaves no marker and the period goes on.
+    write_corrections_marker(corrections_state_dir, corrections_read_at, report, config)
     log.info("run complete: %s; splits %s; %.0f rows/s", report.counts(), report.splits, report.rows_per_second)
     return report
+
+
+def write_corrections_marker(state_dir: Optional[Path], read_at: datetime, report: lake.RunReport,
+                             config: ProcessingConfig) -> Optional[Path]:
+    """The training marker (`at` = read_at) with what this run did with the corrections; None without a folder."""
+    if state_dir is None:
+        log.info("corrections: no --corrections-state-dir given; the training marker (%s) is not written and the "
+                 "corrections counting period does not change", LAST_TRAINING_MARKER)
+        return None
+    summary = report.corrections or {}
+    path = write_training_marker(
+        state_dir, read_at, written_by=log.name, finished_at=datetime.now(timezone.utc).isoformat(),
+        taxonomy_version=str(config.taxonomy_version), corrections_source=summary.get("source"),
+        **{f"corrections_{name}": summary.get(name, 0) for name in ("read", "applied", "superseded", "unmatched",
+                                                                     "invalid")})
+    log.info("corrections: training marker written to %s (period starts %s)", path, read_at.isoformat())
+    return path
 
 
 def _chain(*iterables: Iterable) -> Iterator:
@@ -668,6 +699,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--corrections-dir", type=Path,
                         help="reviewers' corrections (*.jsonl / *.json, _state/ skipped) applied to labels in pass 2; "
                              "absent or empty: none")
+    parser.add_argument("--corrections-state-dir", type=Path,
+                        help="with --corrections-dir: write last_training.json here when the run succeeds (the "
+                             "pipeline uploads it to <CorrectionsUri>_state/: a new corrections counting period)")
     return parser.parse_args(argv)
 
 
@@ -685,7 +719,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     mapping = ColumnMapping.from_json(args.column_mapping) if args.column_mapping else None
     shard = detect_shard(args.shard_index, args.shard_count)
     report = run(args.input_dir, args.output_dir, config_from_args(args), shard, mapping, args.include_external,
-                 args.merge_only, args.keep_staging, args.stage_only, args.staged_lake_dir, args.corrections_dir)
+                 args.merge_only, args.keep_staging, args.stage_only, args.staged_lake_dir, args.corrections_dir,
+                 args.corrections_state_dir)
     print(json.dumps({"counts": report.counts(), "splits": report.splits, "rows_per_second": report.rows_per_second}))
     return 0
 

@@ -334,3 +334,68 @@ def test_corrections_prefix_is_the_monitor_store_folder_and_may_be_empty(tmp_pat
     assert json.loads((workspace / "s3" / "bucket" / "out" / "seen" / "seen.json").read_text()) == ["09.jsonl"]
     with pytest.raises(ObjectStoreError, match="not a prefix"):
         ObjectStore(workspace / "s3").ensure_prefix("s3://bucket/corrections/2026/11/23/09.jsonl")
+
+
+def test_merge_writes_the_training_marker_into_the_corrections_prefix_and_keeps_its_cache(tmp_path):
+    """MergeFeatureShards' `corrections_state` output goes to `<CorrectionsUri>_state`: locally the runner uploads
+    it like any output, to <workspace>/s3/<bucket>/corrections/_state/last_training.json. The markers there are
+    not part of the input's cache key (the job skips _state/), so writing one does not make the next run miss."""
+    from pipelines.definition import CORRECTIONS_STATE_DIR, CORRECTIONS_STATE_OUTPUT
+    from pipelines.local import run_pipeline
+    from processing.corrections import LAST_TRAINING_MARKER, STATE_DIR
+
+    script = tmp_path / "merge.py"
+    script.write_text("import json, pathlib, sys\n"
+                      "args = dict(zip(sys.argv[1::2], sys.argv[2::2]))\n"
+                      "found = sorted(p.name for p in pathlib.Path(args['--corrections-dir']).rglob('*.jsonl'))\n"
+                      "out = pathlib.Path(args['--out']); out.mkdir(parents=True, exist_ok=True)\n"
+                      "(out / 'seen.json').write_text(json.dumps(found))\n"
+                      "state = pathlib.Path(args['--corrections-state-dir']); state.mkdir(parents=True, exist_ok=True)\n"
+                      f"(state / {LAST_TRAINING_MARKER!r}).write_text(json.dumps({{'at': 'now', 'read': found}}))\n")
+    definition = _corrections_definition(script)
+    arguments = definition["Steps"][0]["Arguments"]
+    arguments["AppSpecification"]["ContainerArguments"] += ["--corrections-state-dir", CORRECTIONS_STATE_DIR]
+    arguments["ProcessingOutputConfig"]["Outputs"].append({"OutputName": CORRECTIONS_STATE_OUTPUT, "S3Output": {
+        "S3Uri": {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.CorrectionsUri"}, STATE_DIR]}},
+        "LocalPath": CORRECTIONS_STATE_DIR, "S3UploadMode": "EndOfJob"}})
+    workspace = tmp_path / "ws"
+    prefix = workspace / "s3" / "bucket" / "corrections"
+    (prefix / "2026" / "11" / "23").mkdir(parents=True)
+    (prefix / "2026" / "11" / "23" / "09.jsonl").write_text("{}\n")
+
+    first = run_pipeline(definition, workspace, empty_prefixes=["s3://bucket/corrections/"])
+    assert first.status == "Succeeded"
+    assert first.steps[0].outputs[CORRECTIONS_STATE_OUTPUT] == "s3://bucket/corrections/_state"
+    marker = prefix / STATE_DIR / LAST_TRAINING_MARKER
+    assert json.loads(marker.read_text()) == {"at": "now", "read": ["09.jsonl"]}
+    assert sorted(p.relative_to(prefix).as_posix() for p in prefix.rglob("*") if p.is_file()) == [
+        "2026/11/23/09.jsonl", "_state/last_training.json"], "the marker lands beside the corrections, nothing else"
+
+    second = run_pipeline(definition, workspace, empty_prefixes=["s3://bucket/corrections/"])
+    assert second.steps[0].cache_hit, "the marker the first run wrote is not an input change"
+    (prefix / "2026" / "11" / "23" / "10.jsonl").write_text("{}\n")
+    third = run_pipeline(definition, workspace, empty_prefixes=["s3://bucket/corrections/"])
+    assert not third.steps[0].cache_hit, "a new correction is"
+    assert json.loads(marker.read_text())["read"] == ["09.jsonl", "10.jsonl"]
+
+
+def test_content_hash_can_leave_marker_folders_out(tmp_path):
+    store = ObjectStore(tmp_path / "s3")
+    prefix = store.ensure_prefix("s3://b/corrections/")
+    (prefix / "a.jsonl").write_text("{}\n")
+    before = store.content_hash("s3://b/corrections/", ["_state"])
+    (prefix / "_state").mkdir()
+    (prefix / "_state" / "last_training.json").write_text("{}")
+    assert store.content_hash("s3://b/corrections/", ["_state"]) == before
+    assert store.content_hash("s3://b/corrections/") != before
+    (prefix / "b.jsonl").write_text("{}\n")
+    assert store.content_hash("s3://b/corrections/", ["_state"]) != before
+
+
+def test_local_run_refuses_a_corrections_uri_without_its_slash(tmp_path):
+    from pipelines.config import FeedbackBrainConfig
+    from pipelines.local_run import run_locally
+
+    with pytest.raises(ValueError, match="CorrectionsUri"):
+        run_locally(FeedbackBrainConfig(), tmp_path / "ws", {"CorrectionsUri": "s3://bucket/corrections"})
+    assert not (tmp_path / "ws").exists(), "refused before anything is written"

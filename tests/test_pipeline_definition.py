@@ -108,6 +108,40 @@ def test_merge_step_reads_the_corrections_prefix(definition, steps, config):
     assert "corrections" not in inputs_by_name(steps["FeatureEngineering"]), "pass 1 never needs labels"
 
 
+def test_merge_step_writes_the_training_marker_beside_the_corrections(steps):
+    """Reading the corrections starts a new counting period: the job writes last_training.json into
+    --corrections-state-dir and the step uploads that folder to <CorrectionsUri>_state (not an execution folder)."""
+    from processing.corrections import STATE_DIR
+
+    merge = steps["MergeFeatureShards"]
+    state = outputs_by_name(merge)["corrections_state"]
+    assert state == {
+        "S3Uri": {"Std:Join": {"On": "", "Values": [get("Parameters.CorrectionsUri"), STATE_DIR]}},
+        "LocalPath": "/opt/ml/processing/output/corrections_state", "S3UploadMode": "EndOfJob",
+    }
+    arguments = merge["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--corrections-state-dir") + 1] == state["LocalPath"]
+    assert "--corrections-dir" in arguments, "the marker says when the corrections were read"
+
+
+def test_corrections_uri_must_end_with_a_slash():
+    """`<CorrectionsUri>_state` is joined without a separator, so a value without the trailing '/' is refused
+    before an execution starts (locally and on SageMaker)."""
+    from pipelines.aws import PipelineAwsError, pipeline_parameters_request
+    from pipelines.parameters import check_parameter_values
+
+    check_parameter_values({"CorrectionsUri": "s3://bucket/reviews/corrections/", "Epochs": 1})
+    check_parameter_values({})
+    for bad in ("s3://bucket/corrections", "bucket/corrections/"):
+        with pytest.raises(ValueError, match="must be an S3 prefix ending with '/'"):
+            check_parameter_values({"CorrectionsUri": bad})
+    definition = definition_json(FeedbackBrainConfig())
+    with pytest.raises(PipelineAwsError, match="CorrectionsUri"):
+        pipeline_parameters_request(definition, {"CorrectionsUri": "s3://bucket/corrections"})
+    assert pipeline_parameters_request(definition, {"CorrectionsUri": "s3://bucket/c/"}) == [
+        {"Name": "CorrectionsUri", "Value": "s3://bucket/c/"}]
+
+
 def test_parameters_are_typed_with_defaults_from_config(definition, config):
     parameters = {p["Name"]: (p["Type"], p.get("DefaultValue")) for p in definition["Parameters"]}
     assert parameters == {
@@ -157,7 +191,8 @@ def test_feature_engineering_step(steps, config):
     assert merge["AppSpecification"]["ContainerEntrypoint"] == ["python3", "-m", "processing.feature_engineering"]
     assert merge["AppSpecification"]["ContainerArguments"] == [
         "--merge-only", "--staged-lake-dir", "/opt/ml/processing/input/lake", "--output-dir", "/opt/ml/processing/output",
-        "--corrections-dir", "/opt/ml/processing/input/corrections", *shared]
+        "--corrections-dir", "/opt/ml/processing/input/corrections",
+        "--corrections-state-dir", "/opt/ml/processing/output/corrections_state", *shared]
     assert merge["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
     staged = inputs_by_name(steps["MergeFeatureShards"])["lake"]
     assert staged["S3Uri"] == output_uri("FeatureEngineering", "lake")
@@ -168,6 +203,7 @@ def test_feature_engineering_step(steps, config):
         "validation": "/opt/ml/processing/output/validation",
         "test": "/opt/ml/processing/output/test",
         "lake": "/opt/ml/processing/output/lake",
+        "corrections_state": "/opt/ml/processing/output/corrections_state",
     }
     assert outputs["train"]["S3Uri"] == {"Std:Join": {"On": "/", "Values": [
         "s3:/", config.aws.bucket, config.aws.pipeline_name, get("Execution.PipelineExecutionId"),

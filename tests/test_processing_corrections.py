@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -10,13 +12,16 @@ import pytest
 
 from processing import lake
 from processing.config import ProcessingConfig
-from processing.corrections import Correction, CorrectionIndex, read_corrections
+from processing.corrections import (LAST_TRAINING_MARKER, STATE_DIR, Correction, CorrectionIndex, parse_timestamp,
+                                    read_corrections)
 from processing.feature_engineering import main, run
 from processing.sharding import ShardSpec
 from test_processing_lake import write_malformed_input
 
 import monitoring.corrections as monitoring_corrections
-from monitoring.corrections import LocalCorrectionStore, S3CorrectionStore, mark_training_started
+from monitoring.config import MonitoringConfig
+from monitoring.corrections import (LocalCorrectionStore, S3CorrectionStore, count_since_last_training,
+                                    last_training_time, mark_training_started, record_correction)
 
 SPLITS = ("train", "validation", "test")
 
@@ -170,6 +175,8 @@ def test_no_or_empty_corrections_folder_changes_nothing(tmp_path, monkeypatch, c
         without = run(tmp_path / "raw", tmp_path / "a", config, ShardSpec(0, 1, "none"))
         empty = run(tmp_path / "raw", tmp_path / "b", config, ShardSpec(0, 1, "none"), corrections_dir=tmp_path / "empty")
     assert "no --corrections-dir given" in caplog.text and f"none under {tmp_path / 'empty'}" in caplog.text
+    assert "no --corrections-state-dir given" in caplog.text, "no marker, and the log says so"
+    assert not list(tmp_path.rglob(LAST_TRAINING_MARKER))
     assert without.corrections["read"] == empty.corrections["read"] == 0
     assert _examples(tmp_path / "a") == _examples(tmp_path / "b")
     assert not (tmp_path / "b" / "lake" / lake.CORRECTIONS).exists()
@@ -207,7 +214,7 @@ def test_reader_reads_what_the_stores_write_and_skips_markers(tmp_path):
 def test_monitoring_keeps_exporting_the_contract_it_no_longer_declares():
     import processing.corrections as contract
 
-    for name in ("Correction", "CorrectionError", "parse_timestamp", "STATE_DIR"):
+    for name in ("Correction", "CorrectionError", "parse_timestamp", "STATE_DIR", "LAST_TRAINING_MARKER"):
         assert getattr(monitoring_corrections, name) is getattr(contract, name)
 
 
@@ -219,3 +226,58 @@ def test_index_orders_by_time_not_by_text():
     later = Correction("f", "b", {"sentiment": "negative"}, created_at="2026-11-01T09:00:00Z", correction_id="a")
     index = CorrectionIndex(CorrectionsRead(corrections=[later, earlier]), "1")
     assert index.latest["f"]["sentiment"] is later
+
+
+class StubEvents:
+    """Just enough of an EventBridge client for record_correction: keeps what was sent, accepts it all."""
+
+    def __init__(self):
+        self.sent: list[dict] = []
+
+    def put_events(self, Entries):
+        self.sent.extend(Entries)
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": str(len(self.sent))} for _ in Entries]}
+
+
+def test_merge_that_reads_the_corrections_starts_a_new_counting_period(tmp_path, monkeypatch):
+    """The retraining event goes out once per period; the merge job ends a period by writing the marker that the
+    pipeline uploads to <CorrectionsUri>_state/, so the next threshold sends the next event."""
+    write_malformed_input(tmp_path / "raw")
+    monkeypatch.setenv("FBRAIN_LOCAL_FEATURE_STORE", str(tmp_path / "feature_store"))
+    corrections = tmp_path / "s3" / "bucket" / "corrections"  # the local object store's key layout
+    store, events = LocalCorrectionStore(corrections), StubEvents()
+    monitoring = MonitoringConfig(corrections_threshold=2)
+    first = [record_correction(store, Correction(feedback_id, "ana", {"sentiment": "positive"}), monitoring, events)
+             for feedback_id in ("ok-1", "pii-1", "no-such-id")]
+    assert [r.event_sent for r in first] == [False, True, False] and len(events.sent) == 1
+    assert count_since_last_training(store) == 3
+
+    config = ProcessingConfig(validation_fraction=0.2, test_fraction=0.2)
+    run(tmp_path / "raw", tmp_path / "staged", config, ShardSpec(0, 1, "none"), stage_only=True)
+    state = tmp_path / "out" / "corrections_state"
+    started = datetime.now(timezone.utc)
+    assert main(["--merge-only", "--staged-lake-dir", str(tmp_path / "staged" / "lake"), "--output-dir",
+                 str(tmp_path / "out"), "--corrections-dir", str(corrections), "--corrections-state-dir", str(state),
+                 "--validation-fraction", "0.2", "--test-fraction", "0.2"]) == 0
+    ended = datetime.now(timezone.utc)
+    marker = json.loads((state / LAST_TRAINING_MARKER).read_text(encoding="utf-8"))
+    assert started <= parse_timestamp(marker["at"]) <= ended
+    assert marker["corrections_read"] == 3 and marker["corrections_applied"] == 2
+    assert marker["corrections_unmatched"] == 1 and marker["taxonomy_version"] == config.taxonomy_version
+    assert [p.name for p in state.iterdir()] == [LAST_TRAINING_MARKER], "only the marker goes back to _state/"
+
+    shutil.copytree(state, corrections / STATE_DIR, dirs_exist_ok=True)  # what the step's output upload does
+    assert last_training_time(store) == parse_timestamp(marker["at"])
+    assert count_since_last_training(store) == 0, "what the merge read no longer counts"
+    again = record_correction(store, Correction("ok-1", "bo", {"intent": "complaint"}), monitoring, events)
+    assert (again.since_last_training, again.event_sent) == (1, False)
+    reached = record_correction(store, Correction("pii-1", "bo", {"intent": "question"}), monitoring, events)
+    assert (reached.since_last_training, reached.event_sent) == (2, True)
+    assert len(events.sent) == 2
+    assert json.loads(events.sent[1]["Detail"])["last_training"] == parse_timestamp(marker["at"]).isoformat()
+
+
+def test_marker_needs_the_corrections_it_dates(tmp_path):
+    with pytest.raises(ValueError, match="--corrections-state-dir needs --corrections-dir"):
+        run(None, tmp_path / "out", ProcessingConfig(), ShardSpec(0, 1, "none"), merge_only=True,
+            corrections_state_dir=tmp_path / "state")

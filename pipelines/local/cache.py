@@ -114,7 +114,8 @@ def cache_key(spec_type: str, raw_arguments: dict[str, Any], resolved_arguments:
     material = {
         "type": spec_type,
         "arguments": resolve(_symbolic(raw_arguments), context),
-        "inputs": [store.content_hash(uri) for uri in _input_uris(resolved_arguments)],
+        "inputs": [store.content_hash(uri, settings.cache_ignored_input_folders)
+                   for uri in _input_uris(resolved_arguments)],
         "code": code_hash(_command(resolved_arguments), code_root, settings),
         "environment": environment or {},
     }

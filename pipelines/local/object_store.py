@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
+from typing import Iterable
 
 S3_SCHEME = "s3://"
 
@@ -98,18 +99,22 @@ class ObjectStore:
             raise ObjectStoreError(f"no object at {uri} (looked in {path})")
         return path.read_text(encoding="utf-8")
 
-    def content_hash(self, uri: str) -> str:
-        """SHA-256 over the relative names and bytes of everything at or under the URI."""
-        return hash_tree(self.path(uri))
+    def content_hash(self, uri: str, ignored_folders: Iterable[str] = ()) -> str:
+        """SHA-256 over the relative names and bytes of everything at or under the URI (objects under a
+        folder named in `ignored_folders` left out)."""
+        return hash_tree(self.path(uri), ignored_folders)
 
 
-def hash_tree(path: Path) -> str:
-    """Content hash of a file or folder (names relative to it, then bytes), '' when absent."""
+def hash_tree(path: Path, ignored_folders: Iterable[str] = ()) -> str:
+    """Content hash of a file or folder (names relative to it, then bytes), '' when absent; files under a
+    sub-folder named in `ignored_folders` are left out."""
     path = Path(path)
     if not path.exists():
         return ""
+    ignored = set(ignored_folders)
     digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and not ignored.intersection(p.relative_to(path).parts[:-1]))
     for file in files:
         digest.update((file.relative_to(path).as_posix() if file != path else file.name).encode())
         digest.update(b"\0")

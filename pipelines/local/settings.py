@@ -27,6 +27,14 @@ DEFAULT_IMAGE_ENTRYPOINTS: dict[str, list[str]] = {
 (a Training step without `AlgorithmSpecification.ContainerEntrypoint`)."""
 
 
+def _marker_folders() -> list[str]:
+    # Imported when settings are made, not with this module: processing.corrections pulls in the record
+    # schema (pydantic), which the runner's import should not pay for.
+    from processing.corrections import STATE_DIR
+
+    return [STATE_DIR]
+
+
 @dataclass
 class RunnerSettings:
     pipeline_name: str = "feedback-brain"
@@ -60,6 +68,10 @@ class RunnerSettings:
     champion_dependent_modules: list[str] = field(default_factory=lambda: ["training.evaluate"])
     """Job modules whose result depends on FBRAIN_CHAMPION_MODEL_DIR (evaluation compares with the
     champion): their cache key includes the champion version, so a new champion re-runs them."""
+    cache_ignored_input_folders: list[str] = field(default_factory=_marker_folders)
+    """Folders inside an input prefix whose objects jobs never read, left out of the input content hash:
+    the corrections' `_state/` markers, which MergeFeatureShards skips when reading and itself writes back
+    (the training marker), so they would otherwise make that step miss the cache on every next run."""
     code_packages: list[str] = field(default_factory=lambda: [
         "processing", "training", "inference", "monitoring", "pipelines"])
     """Top-level packages in import order (docs/contracts.md); a `-m pkg.mod` job's cache key
