@@ -20,8 +20,6 @@ INSTALL_REQUIRES = [
     "pydantic>=2",
     "fastapi",
     "uvicorn",
-    "uvloop",  # uvicorn's libuv event loop and C HTTP parser: ~1 ms less per request than asyncio + h11
-    "httptools",
     "httpx",
     "typer",
     "onnx",

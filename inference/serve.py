@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import logging
 import os
@@ -107,12 +106,7 @@ def serve_model_dir(
     app = create_app(
         model_dir, config, capture=capture_writer_for(config), model_name=model_name, model_version=model_version
     )
-    # uvicorn picks uvloop and httptools when installed (setup.py requires both); asyncio + h11,
-    # its pure-Python fallback, costs about a millisecond more per request.
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    logger.info("serving %s on http://%s:%d (runtime %s, capture %s, event loop %s, HTTP parser %s)", model_dir,
-                config.host, config.port, config.runtime, config.capture_dir or "off", loop, parser)
+    logger.info("serving %s on http://%s:%d (runtime %s, capture %s)", model_dir, config.host, config.port, config.runtime, config.capture_dir or "off")
     # One process: the model call is serialised behind the micro-batcher and ONNX Runtime
     # uses the cores itself; more workers would duplicate the model and fight for cores.
     uvicorn.run(app, host=config.host, port=config.port, log_config=None, access_log=False, workers=1)
