@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from botocore.stub import ANY, Stubber
 
+from processing.schema import example_model_input
 from processing.taxonomy import load_taxonomy
 from training import evaluate as evaluate_module
 from training.config import EvaluationConfig
+from training.data import read_examples as read_training_examples
 from training.evaluate import build_report, evaluate, main, read_examples, resolve_champion
 from training.predict import ModelDirError, resolve_model_dir
 
@@ -106,6 +108,46 @@ def test_read_examples_quarantines_bad_rows_with_reasons(splits):
 def test_read_examples_refuses_an_empty_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no \\*.jsonl"):
         read_examples(tmp_path, LABEL_MAPS)
+
+
+def test_evaluation_and_training_quarantine_the_same_rows_for_the_same_reasons(tmp_path):
+    good = {**make_examples(1)[-1], "title": "Late again", "channel": "review", "star_rating": 2}
+    malformed = {
+        b"{not json": "invalid_json",
+        b'{"text": "caf\xe9", "labeled_tasks": []}': "invalid_utf8",
+        b'["a", "list"]': "wrong_type",
+        json.dumps({**good, "text": None}).encode(): "missing_field",
+        json.dumps({**good, "text": 7}).encode(): "wrong_type",
+        json.dumps({**good, "text": "   "}).encode(): "text_empty",
+        json.dumps({**good, "title": 5}).encode(): "wrong_type",
+        json.dumps({**good, "labeled_tasks": "sentiment"}).encode(): "wrong_type",
+        json.dumps({**good, "labeled_tasks": ["sentiment", "mood"]}).encode(): "unknown_label",
+        json.dumps({**good, "sentiment": None}).encode(): "missing_field",
+        json.dumps({**good, "sentiment": "ecstatic"}).encode(): "unknown_label",
+        json.dumps({**good, "aspects": "shipping_delivery"}).encode(): "wrong_type",
+        json.dumps({**good, "aspects": ["teleportation"]}).encode(): "unknown_label",
+    }
+    unlabeled = {**good, "feedback_id": "no-task", "labeled_tasks": [], "sentiment": None, "aspects": None}
+    lines = [json.dumps(good).encode(), *malformed, b"", json.dumps(unlabeled).encode(), json.dumps(good).encode()]
+    (tmp_path / "examples.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+
+    training = read_training_examples(tmp_path, LABEL_MAPS)
+    rows, quarantined = read_examples(tmp_path, LABEL_MAPS)
+
+    evaluation_view = [(q["line"], q["reason"], q["message"]) for q in quarantined]
+    assert [reason for _, reason, _ in evaluation_view] == list(malformed.values())
+    # Training quarantines the same rows with the same reasons and messages, plus the repeated feedback_id;
+    # evaluation keeps that row and the row labeled for no task (predicted, not scored).
+    duplicate_line = len(lines)
+    assert [(q.line, q.reason, q.message) for q in training.quarantined] == evaluation_view + [
+        (duplicate_line, "duplicate_id", f"feedback_id {good['feedback_id']} seen before")]
+    assert len(training.examples) == 1 and training.unlabeled == 1
+    assert [row["feedback_id"] for row in rows] == [good["feedback_id"], "no-task", good["feedback_id"]]
+    # Both read the title in front of the text; evaluation keeps every column of the row.
+    assert training.examples[0].text == example_model_input(rows[0]) == f"Late again. {good['text']}"
+    assert rows[0]["star_rating"] == 2 and rows[0]["channel"] == "review" and rows[0]["title"] == "Late again"
+    assert {q["file"] for q in quarantined} == {str(tmp_path / "examples.jsonl")}
+    assert all(q["raw"] for q in quarantined)
 
 
 def test_evaluation_report_layout_per_source_baseline_and_quarantine(tiny_dir, splits, tmp_path, monkeypatch):

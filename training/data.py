@@ -1,9 +1,10 @@
 """Training data: example files -> validated, tokenised examples -> padded batches.
 
 Reads the `examples.jsonl` files feature engineering writes into each channel folder, keeps
-rows that are usable and quarantines the rest with a reason (nothing is dropped silently),
-tokenises once, mixes the labeled sources with per-source sampling weights each epoch, and
-groups examples of similar length into a batch so padding (dynamic, per batch) stays small.
+rows that are usable and quarantines the rest with a reason (nothing is dropped silently; the
+one reader and row check, shared with `training.evaluate`), tokenises once, mixes the labeled
+sources with per-source sampling weights each epoch, and groups examples of similar length into
+a batch so padding (dynamic, per batch) stays small.
 """
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from processing.schema import TASKS, ReasonCode, model_input_text
+from processing.schema import TASKS, ReasonCode, example_model_input
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +78,16 @@ class ExampleError(ValueError):
         self.reason = reason
 
 
-def _parse_row(raw: Any, label_maps: dict[str, list[str]]) -> Example | None:
-    """One row -> Example; None when it is valid but labeled for no task."""
+RAW_CHARS = 2000
+"""A quarantined row keeps at most this many characters of its line."""
+
+
+def check_example_row(raw: Any, label_maps: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """One decoded example row, checked against the example-file contract (schema.EXAMPLE_COLUMNS).
+
+    Returns the row itself with `source` filled in ("unknown" when missing or empty); raises
+    ExampleError with the first problem found. A row labeled for no task is valid.
+    """
     if not isinstance(raw, dict):
         raise ExampleError(ReasonCode.wrong_type, f"a row must be a JSON object, got {type(raw).__name__}")
     text = raw.get("text")
@@ -97,87 +106,126 @@ def _parse_row(raw: Any, label_maps: dict[str, list[str]]) -> Example | None:
     unknown = [task for task in tasks if task not in TASKS]
     if unknown:
         raise ExampleError(ReasonCode.unknown_label, f"labeled_tasks has unknown tasks {unknown}; tasks are {list(TASKS)}")
-    indices: dict[str, int] = {}
     for task in ("sentiment", "intent"):
         if task not in tasks:
-            indices[task] = UNLABELED
             continue
         value = raw.get(task)
         if value is None:
             raise ExampleError(ReasonCode.missing_field, f"labeled_tasks names {task} but {task} is null")
         if value not in label_maps[task]:
-            raise ExampleError(ReasonCode.unknown_label, f"{task}={value!r} is not one of {label_maps[task]}")
-        indices[task] = label_maps[task].index(value)
-    multi_hot = [0] * len(label_maps["aspects"])
+            raise ExampleError(ReasonCode.unknown_label, f"{task}={value!r} is not one of {list(label_maps[task])}")
     if "aspects" in tasks:
         aspects = raw.get("aspects")
         if not isinstance(aspects, list):
             raise ExampleError(ReasonCode.wrong_type, f"labeled_tasks names aspects but aspects is {aspects!r}, not a list")
         for aspect in aspects:
             if aspect not in label_maps["aspects"]:
-                raise ExampleError(ReasonCode.unknown_label, f"aspect {aspect!r} is not one of {label_maps['aspects']}")
-            multi_hot[label_maps["aspects"].index(aspect)] = 1
-    if not tasks:
-        return None
+                raise ExampleError(
+                    ReasonCode.unknown_label, f"aspect {aspect!r} is not one of {list(label_maps['aspects'])}"
+                )
+    raw["source"] = str(raw.get("source") or "unknown")
+    return raw
+
+
+def _decode_line(raw_bytes: bytes) -> Any:
+    try:
+        return json.loads(raw_bytes.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ExampleError(ReasonCode.invalid_utf8, str(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise ExampleError(ReasonCode.invalid_json, str(exc)) from None
+
+
+def _to_example(row: Mapping[str, Any], label_maps: Mapping[str, Sequence[str]]) -> Example:
+    """A row check_example_row accepted -> Example (label indices, multi-hot aspects, task mask)."""
+    tasks = row.get("labeled_tasks") or []
+    index = {
+        task: list(label_maps[task]).index(row[task]) if task in tasks else UNLABELED for task in ("sentiment", "intent")
+    }
     return Example(
-        feedback_id=str(raw.get("feedback_id") or ""),
-        text=model_input_text(text, title),
-        source=str(raw.get("source") or "unknown"),
-        sentiment=indices["sentiment"],
-        intent=indices["intent"],
-        aspects=multi_hot,
+        feedback_id=str(row.get("feedback_id") or ""),
+        text=example_model_input(row),
+        source=row["source"],
+        sentiment=index["sentiment"],
+        intent=index["intent"],
+        aspects=[int("aspects" in tasks and name in row["aspects"]) for name in label_maps["aspects"]],
         task_mask=[int(task in tasks) for task in TASKS],
     )
 
 
-def example_files(channel_dir: str | Path) -> list[Path]:
-    channel_dir = Path(channel_dir)
-    if not channel_dir.is_dir():
-        raise FileNotFoundError(f"channel folder {channel_dir} does not exist")
-    files = sorted(p for p in channel_dir.rglob(EXAMPLE_FILE_PATTERN) if p.is_file())
+def example_files(location: str | Path) -> list[Path]:
+    """The `*.jsonl` files under a channel folder (sorted), or `location` itself when it is a file."""
+    location = Path(location)
+    if location.is_file():
+        return [location]
+    if not location.is_dir():
+        raise FileNotFoundError(f"channel folder {location} does not exist")
+    files = sorted(p for p in location.rglob(EXAMPLE_FILE_PATTERN) if p.is_file())
     if not files:
-        raise FileNotFoundError(f"channel folder {channel_dir} holds no {EXAMPLE_FILE_PATTERN} files")
+        raise FileNotFoundError(f"channel folder {location} holds no {EXAMPLE_FILE_PATTERN} files")
     return files
 
 
-def read_examples(channel_dir: str | Path, label_maps: dict[str, list[str]]) -> ExampleSet:
-    """Every examples file under a channel folder, validated row by row."""
-    examples: list[Example] = []
+def read_example_rows(
+    location: str | Path,
+    label_maps: Mapping[str, Sequence[str]],
+    *,
+    keep_unlabeled: bool,
+    quarantine_duplicate_ids: bool,
+) -> tuple[list[dict[str, Any]], list[QuarantinedRow], int]:
+    """Every example file under `location` (or the file itself), checked row by row: the one
+    reader training and evaluation share.
+
+    Returns (accepted rows as dicts, every column kept; quarantined rows with a reason; rows
+    labeled for no task that were left out). Blank lines are skipped; nothing else is dropped
+    without a trace.
+
+    keep_unlabeled: keep rows labeled for no task (evaluation predicts them, unscored); when
+        False they are only counted (training: they cannot contribute to any loss).
+    quarantine_duplicate_ids: quarantine a kept row whose non-empty feedback_id an earlier kept
+        row had (`duplicate_id`), so no row counts twice (training).
+    """
+    rows: list[dict[str, Any]] = []
     quarantined: list[QuarantinedRow] = []
     unlabeled = 0
     seen: set[str] = set()
-    for path in example_files(channel_dir):
+    for path in example_files(location):
         with open(path, "rb") as handle:
             for number, raw_bytes in enumerate(handle, start=1):
                 if not raw_bytes.strip():
                     continue
-                line = raw_bytes.decode("utf-8", errors="replace").rstrip("\n")
                 try:
-                    try:
-                        raw = json.loads(raw_bytes.decode("utf-8"))
-                    except UnicodeDecodeError as exc:
-                        raise ExampleError(ReasonCode.invalid_utf8, str(exc)) from None
-                    except json.JSONDecodeError as exc:
-                        raise ExampleError(ReasonCode.invalid_json, str(exc)) from None
-                    example = _parse_row(raw, label_maps)
-                    if example is not None and example.feedback_id:
-                        if example.feedback_id in seen:
-                            raise ExampleError(ReasonCode.duplicate_id, f"feedback_id {example.feedback_id} seen before")
-                        seen.add(example.feedback_id)
+                    row = check_example_row(_decode_line(raw_bytes), label_maps)
+                    if not row.get("labeled_tasks") and not keep_unlabeled:
+                        unlabeled += 1
+                        continue
+                    feedback_id = str(row.get("feedback_id") or "")
+                    if quarantine_duplicate_ids and feedback_id:
+                        if feedback_id in seen:
+                            raise ExampleError(ReasonCode.duplicate_id, f"feedback_id {feedback_id} seen before")
+                        seen.add(feedback_id)
                 except ExampleError as exc:
-                    quarantined.append(QuarantinedRow(str(path), number, exc.reason.value, str(exc), line[:2000]))
+                    line = raw_bytes.decode("utf-8", errors="replace").rstrip("\n")
+                    quarantined.append(QuarantinedRow(str(path), number, exc.reason.value, str(exc), line[:RAW_CHARS]))
                     continue
-                if example is None:
-                    unlabeled += 1
-                else:
-                    examples.append(example)
-    result = ExampleSet(examples, quarantined, unlabeled)
-    logger.info(
-        "read %d examples from %s (labeled per task %s, per source %s); %d quarantined %s, %d labeled for no task",
-        len(examples), channel_dir, result.labeled_counts(), result.by_source(), len(quarantined),
+                rows.append(row)
+    logger.log(
+        logging.WARNING if quarantined else logging.INFO,
+        "read %d example rows from %s (labeled per task %s, per source %s); %d quarantined %s, "
+        "%d labeled for no task left out",
+        len(rows), location, dict(Counter(task for row in rows for task in set(row.get("labeled_tasks") or []))),
+        dict(Counter(row["source"] for row in rows)), len(quarantined),
         dict(Counter(q.reason for q in quarantined)), unlabeled,
     )
-    return result
+    return rows, quarantined, unlabeled
+
+
+def read_examples(channel_dir: str | Path, label_maps: Mapping[str, Sequence[str]]) -> ExampleSet:
+    """Training's view of a channel: rows labeled for at least one task, feedback ids unique."""
+    rows, quarantined, unlabeled = read_example_rows(
+        channel_dir, label_maps, keep_unlabeled=False, quarantine_duplicate_ids=True
+    )
+    return ExampleSet([_to_example(row, label_maps) for row in rows], quarantined, unlabeled)
 
 
 def write_quarantine(rows: Sequence[QuarantinedRow], path: str | Path) -> None:

@@ -16,15 +16,15 @@ import logging
 import os
 import tempfile
 import time
-from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from processing.schema import TASKS, ReasonCode, example_model_input
+from processing.schema import TASKS, example_model_input
 from training.config import EvaluationConfig
+from training.data import read_example_rows
 from training.gate import GATE_TASKS, decide_gate
 from training.metrics import multi_label_report, sagemaker_multiclass_metrics, single_label_report
 from training.predict import LoadedModel, load_model, predict_probabilities, resolve_model_dir
@@ -49,73 +49,16 @@ def read_examples(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows of every `*.jsonl` under `location` (or the file itself) -> (usable rows, quarantined rows).
 
-    A quarantined row carries `file`, `line`, `reason` (a schema ReasonCode), `message` and
-    the raw text of the line, so nothing is dropped without a trace.
+    Training's reader and row checks (`training.data.read_example_rows`), with the same reasons
+    and messages, but rows labeled for no task are kept (predicted, not scored) and a repeated
+    feedback_id is not quarantined. Usable rows are the JSON objects, every column kept. A
+    quarantined row carries `file`, `line`, `reason` (a schema ReasonCode), `message` and the
+    raw text of the line, so nothing is dropped without a trace.
     """
-    location = Path(location)
-    files = [location] if location.is_file() else sorted(location.rglob("*.jsonl"))
-    if not files:
-        raise FileNotFoundError(f"no *.jsonl example files in {location}")
-    examples: list[dict[str, Any]] = []
-    quarantined: list[dict[str, Any]] = []
-    for path in files:
-        with path.open("rb") as handle:
-            for line_number, raw_line in enumerate(handle, start=1):
-                if not raw_line.strip():
-                    continue
-                try:
-                    examples.append(_check_example(raw_line, label_maps))
-                except _BadExample as bad:
-                    quarantined.append({
-                        "file": str(path), "line": line_number, "reason": bad.reason.value,
-                        "message": bad.message, "raw": raw_line.decode("utf-8", errors="replace").rstrip("\n"),
-                    })
-    if quarantined:
-        counts = Counter(row["reason"] for row in quarantined)
-        log.warning("quarantined %d of %d example rows in %s: %s",
-                    len(quarantined), len(quarantined) + len(examples), location, dict(counts))
-    return examples, quarantined
-
-
-class _BadExample(ValueError):
-    def __init__(self, reason: ReasonCode, message: str):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-def _check_example(raw_line: bytes, label_maps: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    try:
-        row = json.loads(raw_line.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise _BadExample(ReasonCode.invalid_utf8, str(exc)) from None
-    except json.JSONDecodeError as exc:
-        raise _BadExample(ReasonCode.invalid_json, str(exc)) from None
-    if not isinstance(row, dict):
-        raise _BadExample(ReasonCode.wrong_type, f"a row must be a JSON object, got {type(row).__name__}")
-    text = row.get("text")
-    if not isinstance(text, str):
-        raise _BadExample(ReasonCode.missing_field if text is None else ReasonCode.wrong_type, "text must be a string")
-    if not text.strip():
-        raise _BadExample(ReasonCode.text_empty, "text is empty")
-    if row.get("title") is not None and not isinstance(row["title"], str):
-        raise _BadExample(ReasonCode.wrong_type, "title must be a string or null")
-    labeled = row.get("labeled_tasks") or []
-    if not isinstance(labeled, list):
-        raise _BadExample(ReasonCode.wrong_type, "labeled_tasks must be a list")
-    for task in labeled:
-        if task not in TASKS:
-            raise _BadExample(ReasonCode.unknown_label, f"labeled task {task!r} is not one of {list(TASKS)}")
-        value = row.get(task)
-        allowed = label_maps[task]
-        if task == "aspects":
-            if not isinstance(value, list) or any(a not in allowed for a in value):
-                raise _BadExample(ReasonCode.unknown_label, f"aspects {value!r} must be a list drawn from {list(allowed)}")
-        elif value not in allowed:
-            raise _BadExample(ReasonCode.unknown_label, f"{task}={value!r} is not one of {list(allowed)}")
-    row.setdefault("source", "unknown")
-    row["source"] = str(row["source"] or "unknown")
-    return row
+    rows, quarantined, _ = read_example_rows(location, label_maps, keep_unlabeled=True, quarantine_duplicate_ids=False)
+    return rows, [
+        {"file": q.path, "line": q.line, "reason": q.reason, "message": q.message, "raw": q.raw} for q in quarantined
+    ]
 
 
 # ----------------------------------------------------------------------------- scoring
