@@ -92,7 +92,9 @@ class ProcessingConfig:
     separate feedback, while re-posts and edited resubmissions come from the same customer
     (docs/processing.md). Splits still group near-copies across customers either way."""
     minhash_batch_docs: int = 64
-    """Documents hashed per vectorised MinHash batch (bounds a temporary array)."""
+    """Documents permuted per vectorised MinHash batch (keeps the shingles x num_perm array in cache)."""
+    minhash_hash_block_docs: int = 2048
+    """Documents whose shingles are hashed in one numpy pass (bounds the per-byte uint64 arrays)."""
 
     # --- gold and sharding ---
     gold_time_grain: str = "D"

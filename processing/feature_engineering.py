@@ -42,7 +42,7 @@ from processing.corrections import (LAST_TRAINING_MARKER, CorrectionIndex, Corre
                                     write_outcomes, write_training_marker)
 from processing.dedup import (DUPLICATE, KEPT, NEAR_DUPLICATE, NearDuplicateHasher, customer_key, exact_key,
                               normalised_for_dedup, resolve_duplicates, text_key)
-from processing.features import TEXT_STATISTICS, compute_features, text_statistics
+from processing.features import TEXT_STATISTICS, compute_features, text_statistics_of
 from processing.readers import (IDENTITY, BadRecord, ColumnMapping, InputItem, RawRecord, list_input_files, parse_item,
                                 read_chunks)
 from processing.schema import EXAMPLE_COLUMNS, ReasonCode, RecordValidationError, validate_record
@@ -157,37 +157,37 @@ class ChunkTransformer:
                 self.builder.fill_language(row)
                 out.candidates.append((record.feedback_id, position, "staged", len(staged)))
                 staged.append(row)
-        self._add_dedup_keys(staged, chunk_index)
-        out.staged = self._with_text_statistics(pa.Table.from_pylist(staged, schema=self.staging_schema), staged)
+        out.staged = self._staging_table(staged, chunk_index)
         out.bronze = lake.bronze_table([item.payload for item in chunk], [item.source_file for item in chunk],
                                        [item.line_no for item in chunk], channels, self.now, self.shard_index)
         return out
 
-    def _with_text_statistics(self, table: pa.Table, rows: list[dict[str, Any]]) -> pa.Table:
+    def _staging_table(self, rows: list[dict[str, Any]], chunk_index: int) -> pa.Table:
+        """Silver fields from the row dicts; dedup keys and text statistics filled in as whole columns
+        (per-row dict entries for 20 computed columns cost more than computing them)."""
+        table = pa.Table.from_pylist(rows, schema=self.staging_schema)
         if not rows:
             return table
-        statistics = text_statistics(pd.Series([row["text"] for row in rows], dtype=object))
-        for name in TEXT_STATISTICS:
-            index = table.schema.get_field_index(name)
-            table = table.set_column(index, table.schema.field(index),
-                                     pa.array(statistics[name].to_numpy(), type=table.schema.field(index).type))
-        return table
-
-    def _add_dedup_keys(self, rows: list[dict[str, Any]], chunk_index: int) -> None:
-        if not rows:
-            return
-        normalised = [normalised_for_dedup(r["text"]) for r in rows]
-        bands = self.hasher.band_keys(self.hasher.signatures(normalised)).tolist()
+        texts = [row["text"] for row in rows]
+        normalised = [normalised_for_dedup(text) for text in texts]
         min_tokens = self.config.near_duplicate_min_tokens
-        for row, text, row_bands in zip(rows, normalised, bands):
-            row["exact_key"] = exact_key(text, row["customer_id"])
-            row["text_key"] = text_key(text)
-            row["customer_key"] = customer_key(row["customer_id"])
-            row["near_eligible"] = text.count(" ") + 1 >= min_tokens
-            row["shard_index"] = self.shard_index
-            row["chunk_index"] = chunk_index
-            for b, value in enumerate(row_bands):
-                row[f"band_{b}"] = value
+        columns: dict[str, Any] = {
+            "exact_key": [exact_key(text, row["customer_id"]) for text, row in zip(normalised, rows)],
+            "text_key": [text_key(text) for text in normalised],
+            "customer_key": [customer_key(row["customer_id"]) for row in rows],
+            "near_eligible": [text.count(" ") + 1 >= min_tokens for text in normalised],
+            "shard_index": np.full(len(rows), self.shard_index),
+            "chunk_index": np.full(len(rows), chunk_index),
+        }
+        bands = self.hasher.band_keys(self.hasher.signatures(normalised))
+        columns.update({f"band_{b}": bands[:, b] for b in range(bands.shape[1])})
+        statistics = list(zip(*(text_statistics_of(text) for text in texts)))
+        columns.update(zip(TEXT_STATISTICS, statistics))
+        for name, values in columns.items():
+            index = table.schema.get_field_index(name)
+            field = table.schema.field(index)
+            table = table.set_column(index, field, pa.array(values, type=field.type))
+        return table
 
 
 _WORKER_TRANSFORMER: Optional[ChunkTransformer] = None

@@ -50,19 +50,39 @@ TEXT_STATISTICS = ("text_chars", "text_words", "exclamation_count", "question_co
                    "pii_placeholder_count")
 
 
+_LETTER_RE = re.compile(r"[^\W\d_]")
+_UPPERCASE_RE = re.compile(r"[A-Z\u00C0-\u00DE]")
+_PLACEHOLDER_FIND_RE = re.compile(_PLACEHOLDER_RE)
+# bytes.translate deletion tables: what is left of an ASCII text is its letters / its capitals.
+_NOT_ASCII_LETTER = bytes(b for b in range(128) if not chr(b).isalpha())
+_NOT_ASCII_UPPERCASE = bytes(b for b in range(128) if not "A" <= chr(b) <= "Z")
+
+
+def text_statistics_of(text: str) -> tuple[int, int, int, int, float, int]:
+    """TEXT_STATISTICS of one text, in that order.
+
+    Letters are `[^\W\d_]` and capitals `[A-Z\u00C0-\u00DE]`; on ASCII text (most feedback)
+    C-speed byte deletion counts the same characters as those regexes, several times faster.
+    """
+    if text.isascii():
+        raw = text.encode("ascii")
+        letters = len(raw.translate(None, _NOT_ASCII_LETTER))
+        uppercase = len(raw.translate(None, _NOT_ASCII_UPPERCASE))
+    else:
+        letters, uppercase = len(_LETTER_RE.findall(text)), len(_UPPERCASE_RE.findall(text))
+    placeholders = len(_PLACEHOLDER_FIND_RE.findall(text)) if "[" in text else 0
+    return (len(text), len(text.split()), text.count("!"), text.count("?"),
+            uppercase / letters if letters else 0.0, placeholders)
+
+
 def text_statistics(text: pd.Series) -> pd.DataFrame:
     """The row-level text features (no history): computable chunk by chunk, then passed to compute_features."""
-    text = text.fillna("").astype(str)
-    letters = text.str.count(r"[^\W\d_]")
-    uppercase = text.str.count(r"[A-Z\u00C0-\u00DE]")
-    return pd.DataFrame({
-        "text_chars": text.str.len(),
-        "text_words": text.str.split().str.len().fillna(0).astype("int64"),
-        "exclamation_count": text.str.count("!"),
-        "question_count": text.str.count(r"\?"),
-        "uppercase_ratio": np.where(letters > 0, uppercase / letters.where(letters > 0, 1), 0.0),
-        "pii_placeholder_count": text.str.count(_PLACEHOLDER_RE),
-    }, index=text.index)
+    values = [text_statistics_of(value) for value in text.fillna("").astype(str)]
+    frame = pd.DataFrame(values, columns=list(TEXT_STATISTICS), index=text.index)
+    if not values:  # an empty frame has object columns; keep the feature types
+        frame = frame.astype({name: "int64" for name in TEXT_STATISTICS if name != "uppercase_ratio"})
+        frame["uppercase_ratio"] = frame["uppercase_ratio"].astype("float64")
+    return frame
 
 
 def _prior_history(frame: pd.DataFrame, entity: str, prefix: str) -> pd.DataFrame:

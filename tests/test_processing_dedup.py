@@ -1,6 +1,6 @@
 """Deduplication (exact, near, across shards) and leakage-free splits."""
 import json
-import zlib
+import random
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +10,8 @@ from datasketch import MinHash
 
 from processing import lake
 from processing.config import ProcessingConfig
-from processing.dedup import (DUPLICATE, KEPT, NEAR_DUPLICATE, NearDuplicateHasher, normalised_for_dedup,
-                              resolve_duplicates, shingles)
+from processing.dedup import (_NORMALISE_RE, DUPLICATE, KEPT, NEAR_DUPLICATE, NearDuplicateHasher,
+                              normalised_for_dedup, resolve_duplicates, shingle_hash, shingles)
 from processing.feature_engineering import run
 from processing.sharding import ShardSpec, detect_shard, files_for_shard
 from processing.splits import assign_splits
@@ -20,15 +20,44 @@ BASE = ("the wool coat arrived two days late and the left sleeve seam was alread
         "which is disappointing for the price i paid")
 
 
+def _reference_signature(text: str, config: ProcessingConfig) -> np.ndarray:
+    reference = MinHash(num_perm=config.minhash_num_perm, seed=config.minhash_seed, hashfunc=shingle_hash)
+    reference.update_batch(shingles(text, config.shingle_words))
+    return reference.hashvalues
+
+
 def test_signatures_equal_datasketch_minhash():
     config = ProcessingConfig()
     hasher = NearDuplicateHasher(config)
     texts = [normalised_for_dedup(t) for t in [BASE, "short", "", "Zürich café — naïve 😀 emoji"]]
     signatures = hasher.signatures(texts)
     for text, signature in zip(texts, signatures):
-        reference = MinHash(num_perm=config.minhash_num_perm, seed=config.minhash_seed, hashfunc=zlib.crc32)
-        reference.update_batch(shingles(text, config.shingle_words))
-        assert np.array_equal(reference.hashvalues, signature)
+        assert np.array_equal(_reference_signature(text, config), signature)
+
+
+@pytest.mark.parametrize("shingle_words", [1, 2, 3])
+def test_vectorised_shingle_hashing_matches_the_scalar_definition_across_blocks(shingle_words):
+    """Texts of 0..20 words (shorter, equal to and longer than a shingle), multi-byte characters,
+    blocks and permutation batches that split the input unevenly."""
+    config = ProcessingConfig(shingle_words=shingle_words, minhash_hash_block_docs=7, minhash_batch_docs=3)
+    rng = random.Random(shingle_words)
+    vocabulary = ["a", "bb", "café", "zürich", "[EMAIL]", "x_y", "12", "😀", "naïve"]
+    texts = [normalised_for_dedup(" ".join(rng.choice(vocabulary) for _ in range(rng.choice([0, 1, 2, 3, 5, 20]))))
+             for _ in range(60)]
+    signatures = NearDuplicateHasher(config).signatures(texts)
+    for text, signature in zip(texts, signatures):
+        assert np.array_equal(_reference_signature(text, config), signature), text
+
+
+def test_signatures_reject_unnormalised_text_with_a_newline():
+    with pytest.raises(ValueError, match="normalised_for_dedup"):
+        NearDuplicateHasher().signatures(["two\nlines", "fine"])
+
+
+@pytest.mark.parametrize("text", ["Hello,  World!! [EMAIL] foo_bar", "  ", "", "tab\tand\x1ccontrol", "A\u00a0B café",
+                                  "ÉCOLE d'été", "snake_case-and.dots"])
+def test_ascii_fast_normalisation_equals_the_regex_definition(text):
+    assert normalised_for_dedup(text) == _NORMALISE_RE.sub(" ", text.lower()).strip()
 
 
 def test_band_keys_collide_for_near_copies_only():

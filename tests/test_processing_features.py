@@ -1,9 +1,14 @@
 """Per-feedback features, with customer / SKU history strictly as of the event time."""
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from processing.features import FEATURE_NAMES, compute_features
+from processing.features import FEATURE_NAMES, compute_features, text_statistics_of
+from processing.pii import PLACEHOLDERS
 
 
 def _silver(rows):
@@ -88,3 +93,15 @@ def test_bad_input_fails_clearly():
 def test_minimal_columns_work():
     features = compute_features(SILVER[["feedback_id", "created_at", "text"]])
     assert (features["customer_prior_feedback_count"] == 0).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(list("aZ9_ !?[]\t\nÉéß½😀\x1c") + ["[EMAIL]", "[PHONE]", " WORD "]), max_size=40).map("".join))
+def test_text_statistics_fast_path_equals_the_regex_definitions(text):
+    """The ASCII fast path counts exactly what the documented regexes count (and so does the Unicode path)."""
+    letters = len(re.findall(r"[^\W\d_]", text))
+    uppercase = len(re.findall(r"[A-Z\u00C0-\u00DE]", text))
+    placeholders = sum(text.count(p) for p in PLACEHOLDERS)
+    expected = (len(text), len(text.split()), text.count("!"), text.count("?"),
+                uppercase / letters if letters else 0.0, placeholders)
+    assert text_statistics_of(text) == expected
