@@ -411,6 +411,6 @@ def create_app(
         return state.predictor.predict(texts)
 
     # POST /responses and /summaries share the endpoint so one call can score and draft a reply.
-    app.include_router(build_router(generative or GenerativeConfig(), scorer=score_texts))
+    app.include_router(build_router(generative or GenerativeConfig(), scorer=score_texts, serving=config))
     app.add_middleware(AccessLogMiddleware, metrics=metrics)
     return app

@@ -56,7 +56,8 @@ class ServingConfig:
     max_instances_per_request: int = 1000
     """Texts in one request at most (400 above it)."""
     max_text_chars: int = 20_000
-    """A text longer than this (characters) is refused with 400, whatever `overlength`."""
+    """A text longer than this (characters) is refused, whatever `overlength`: 400 on /invocations, 413 on
+    /responses and /summaries (inference.responses_api; the text drafted for is the text scored)."""
     max_seq_length: int = 0
     """Tokens per text; 0 means the model's max_seq_length from fbrain_model.json."""
     overlength: str = "truncate"

@@ -3,6 +3,11 @@
 Mounted on the endpoint's app (so a reply can be scored and drafted in one call) and usable
 as a standalone app. Scores may be passed in; otherwise the app's scorer (the endpoint's
 predictor, when mounted there) scores the text first.
+
+The longest text accepted is `ServingConfig.max_text_chars`, the endpoint's own limit: the text
+drafted for is the text the endpoint scores, so one setting (`--set serving.max_text_chars=N`,
+or `FBRAIN_SERVING_MAX_TEXT_CHARS` in the container) bounds both. These routes answer 413 above
+it (as they always did), /invocations 400.
 """
 from __future__ import annotations
 
@@ -12,13 +17,12 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from inference.bedrock import BedrockClient
-from inference.config import GenerativeConfig
+from inference.config import GenerativeConfig, ServingConfig
 from inference.responses import ResponseService
 from inference.second_stage import second_stage_review
 from inference.summaries import summarise_cluster
 from processing.taxonomy import load_taxonomy
 
-MAX_TEXT_CHARS = 20_000
 MAX_CLUSTER_ITEMS = 500
 
 
@@ -40,21 +44,25 @@ class SummaryRequest(BaseModel):
     items: list[FeedbackIn]
 
 
-def _check_text(text: str, where: str) -> None:
+def _check_text(text: str, where: str, max_text_chars: int) -> None:
     if not text.strip():
         raise HTTPException(400, f"{where}: text is empty")
-    if len(text) > MAX_TEXT_CHARS:
-        raise HTTPException(413, f"{where}: text has {len(text)} characters, the limit is {MAX_TEXT_CHARS}")
+    if len(text) > max_text_chars:
+        raise HTTPException(413, f"{where}: text has {len(text)} characters, the limit is {max_text_chars}")
 
 
 def build_router(config: GenerativeConfig, bedrock: BedrockClient | None = None,
-                 scorer: Callable[[list[str]], list[dict]] | None = None) -> APIRouter:
+                 scorer: Callable[[list[str]], list[dict]] | None = None,
+                 serving: ServingConfig | None = None) -> APIRouter:
+    """The /responses and /summaries routes; `serving` (the endpoint's configuration, defaults when None)
+    gives the text length limit."""
     router = APIRouter()
     service = ResponseService(config, bedrock=bedrock)
+    max_text_chars = (serving or ServingConfig()).max_text_chars
 
     @router.post("/responses")
     def draft_response(body: ResponseRequest, request: Request) -> dict[str, Any]:
-        _check_text(body.feedback.text, "feedback")
+        _check_text(body.feedback.text, "feedback", max_text_chars)
         scores = body.scores
         score = scorer or getattr(request.app.state, "score_texts", None)
         if scores is None and score is not None:
@@ -72,13 +80,14 @@ def build_router(config: GenerativeConfig, bedrock: BedrockClient | None = None,
         if not body.items or len(body.items) > MAX_CLUSTER_ITEMS:
             raise HTTPException(400, f"a summary needs 1 to {MAX_CLUSTER_ITEMS} items, got {len(body.items)}")
         for index, item in enumerate(body.items):
-            _check_text(item.text, f"items[{index}]")
+            _check_text(item.text, f"items[{index}]", max_text_chars)
         return summarise_cluster([i.model_dump() for i in body.items], body.aspect, config, service.bedrock).to_dict()
 
     return router
 
 
-def create_responses_app(config: GenerativeConfig | None = None, bedrock: BedrockClient | None = None) -> FastAPI:
+def create_responses_app(config: GenerativeConfig | None = None, bedrock: BedrockClient | None = None,
+                         serving: ServingConfig | None = None) -> FastAPI:
     app = FastAPI(title="feedback-brain responses")
-    app.include_router(build_router(config or GenerativeConfig(), bedrock))
+    app.include_router(build_router(config or GenerativeConfig(), bedrock, serving=serving))
     return app

@@ -16,7 +16,8 @@ from typing import Optional
 import typer
 
 from monitoring.config import MonitoringConfig
-from monitoring.corrections import Correction, CorrectionError, LocalCorrectionStore, count_corrections, last_training_time, record_correction
+from monitoring.corrections import (Correction, CorrectionError, LocalCorrectionStore, Watermark, count_corrections,
+                                    count_new_corrections, last_training_marker, last_training_time, record_correction)
 from monitoring.triggers import check_local_triggers, new_run_dir
 
 DEFAULT_WORKSPACE = ".fbrain"
@@ -126,12 +127,15 @@ def corrections_count(
     workspace: Path = typer.Option(Path(DEFAULT_WORKSPACE)),
     bucket: str = typer.Option(DEFAULT_BUCKET),
 ) -> None:
-    """Corrections in total and since the last training."""
+    """Corrections in total and since the last training (those its marker's watermark does not cover)."""
     store = _store(workspace, bucket, MonitoringConfig())
+    marker = last_training_marker(store)
     since = last_training_time(store)
+    watermark = Watermark.from_marker(marker)
     typer.echo(json.dumps({
-        "total": count_corrections(store), "since_last_training": count_corrections(store, since),
+        "total": count_corrections(store), "since_last_training": count_new_corrections(store, marker),
         "last_training": since.isoformat() if since else None,
+        "watermark": watermark.through.isoformat() if watermark and watermark.through else None,
     }))
 
 

@@ -3,17 +3,18 @@
 A reviewer's correction is one JSON line under `corrections/` (local object store
 `<workspace>/s3/<bucket>/corrections/yyyy/mm/dd/<hour>.jsonl`, or one S3 object per
 correction under `s3://<bucket>/corrections/yyyy/mm/dd/`). `corrections/_state/last_training.json`
-starts the current training period; when the corrections created since then reach
+starts the current training period; when the corrections it does not cover reach
 `corrections_threshold`, `record_correction` sends one `feedback-brain.corrections`
 `CorrectionsThresholdReached` event to EventBridge (when given an events client), and marks
 it, so each training period announces once.
 
 Who writes the marker: the pipeline's `MergeFeatureShards` step, each time it reads the
 corrections into the training labels (`processing.feature_engineering --corrections-state-dir`,
-uploaded by the step to `<CorrectionsUri>_state/`). Its `at` is the moment just before the
-job read them, so the corrections it consumed stop counting and those recorded while or after
-it ran count towards the next retrain. `mark_training_started` writes the same marker by hand
-(tests, or starting a period outside the pipeline).
+uploaded by the step to `<CorrectionsUri>_state/`). It records what the job consumed (a
+`Watermark`: the newest `created_at` it read plus the ids read at that instant), so exactly the
+corrections it read stop counting; one recorded after SageMaker copied the corrections in, even
+if dated before the job's clock, counts towards the next retrain. Markers without a watermark
+(older ones, or `mark_training_started`, which starts a period by hand) count by their `at`.
 
 The record contract (`Correction`, its validation, `parse_timestamp`, `CorrectionError`, the
 folder reader) and the marker's name and layout (`STATE_DIR`, `LAST_TRAINING_MARKER`,
@@ -31,13 +32,15 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Protocol
 
 from monitoring.config import MonitoringConfig
-from processing.corrections import (LAST_TRAINING_MARKER, STATE_DIR, Correction, CorrectionError, correction_from_json,
-                                    marker_time, parse_timestamp, read_corrections, training_marker)
+from processing.corrections import (LAST_TRAINING_MARKER, STATE_DIR, Correction, CorrectionError, Watermark,
+                                    correction_from_json, marker_time, parse_timestamp, read_corrections,
+                                    training_marker)
 
 __all__ = ["STATE_DIR", "LAST_TRAINING_MARKER", "THRESHOLD_EVENT_MARKER", "Correction", "CorrectionError",
-           "parse_timestamp", "CorrectionStore", "LocalCorrectionStore", "S3CorrectionStore", "last_training_time",
-           "mark_training_started", "count_corrections", "count_since_last_training", "CorrectionReceipt",
-           "corrections_event_entry", "record_correction"]
+           "parse_timestamp", "Watermark", "CorrectionStore", "LocalCorrectionStore", "S3CorrectionStore",
+           "last_training_marker", "last_training_time", "marker_time", "mark_training_started", "count_corrections",
+           "count_new_corrections", "count_since_last_training", "CorrectionReceipt", "corrections_event_entry",
+           "record_correction"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +131,14 @@ class S3CorrectionStore:
         self.s3.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{STATE_DIR}/{name}", Body=json.dumps(value).encode("utf-8"))
 
 
+def last_training_marker(store: CorrectionStore) -> Optional[dict[str, Any]]:
+    """The training marker of the store (None before the first training that read corrections)."""
+    return store.read_state(LAST_TRAINING_MARKER)
+
+
 def last_training_time(store: CorrectionStore) -> Optional[datetime]:
-    return marker_time(store.read_state(LAST_TRAINING_MARKER))
+    """When the current period started (the marker's `at`): names the period; counting uses the watermark."""
+    return marker_time(last_training_marker(store))
 
 
 def mark_training_started(store: CorrectionStore, when: Optional[datetime] = None) -> datetime:
@@ -142,11 +151,20 @@ def mark_training_started(store: CorrectionStore, when: Optional[datetime] = Non
 
 
 def count_corrections(store: CorrectionStore, since: Optional[datetime] = None) -> int:
+    """Stored corrections created after `since` (all of them without it). A clock cut-off: to count what the
+    last training did not read, use count_new_corrections."""
     return sum(1 for c in store.iter_corrections() if since is None or parse_timestamp(c.created_at) > since)
 
 
+def count_new_corrections(store: CorrectionStore, marker: Optional[dict[str, Any]]) -> int:
+    """Stored corrections the training marker does not cover (Watermark.from_marker); all without a marker."""
+    watermark = Watermark.from_marker(marker)
+    return sum(1 for c in store.iter_corrections() if watermark is None or not watermark.covers(c))
+
+
 def count_since_last_training(store: CorrectionStore) -> int:
-    return count_corrections(store, last_training_time(store))
+    """Corrections recorded since the last training read them: those its marker does not cover."""
+    return count_new_corrections(store, last_training_marker(store))
 
 
 @dataclass
@@ -176,8 +194,9 @@ def record_correction(
 ) -> CorrectionReceipt:
     """Validate and store a correction; announce the threshold once per training period."""
     location = store.append(correction.validate())
-    since = last_training_time(store)
-    count = count_corrections(store, since)
+    marker = last_training_marker(store)
+    since = marker_time(marker)
+    count = count_new_corrections(store, marker)
     reached = count >= config.corrections_threshold
     sent = False
     if reached and events_client is not None:

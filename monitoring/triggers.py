@@ -8,7 +8,10 @@ human-labelled corrections (`feedback-brain.corrections` / `CorrectionsThreshold
 Locally, `check_local_triggers` looks at the latest `fbrain monitor run` output and the
 corrections in the local object store; when either calls for it, it returns the command to
 run (`fbrain pipeline run --local`, which the lead's CLI executes) and records that it fired,
-so the same violation or the same corrections never fire twice.
+so the same violation or the same corrections never fire twice. Corrections count as on AWS:
+those the bucket's training marker (`corrections/_state/last_training.json`, written by the
+merge step) does not cover; a bucket without a marker counts those added since the check last
+fired (the trigger's own state).
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from monitoring.config import MonitoringConfig
-from monitoring.corrections import LocalCorrectionStore, count_corrections
+from monitoring.corrections import (LocalCorrectionStore, count_corrections, count_new_corrections,
+                                    last_training_marker, marker_time)
 
 if TYPE_CHECKING:
     from monitoring.monitor import MonitorInputs, MonitorResult
@@ -149,6 +153,9 @@ class TriggerDecision:
     """argv to run when fire is true (the lead's CLI executes it)."""
     violations_run: Optional[str] = None
     new_corrections: int = 0
+    last_training: dict[str, Optional[str]] = field(default_factory=dict)
+    """Per corrections folder: the training marker's `at` its corrections were counted from, or None (no marker:
+    counted since the check last fired)."""
 
 
 def monitoring_root(workspace: Path, config: MonitoringConfig) -> Path:
@@ -175,15 +182,53 @@ def corrections_roots(workspace: Path, config: MonitoringConfig, bucket: Optiona
 
 
 def _load_state(path: Path) -> dict[str, Any]:
-    if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
-    return {"handled_runs": [], "corrections_counted": 0, "fired": []}
+    """`handled_runs`, `fired`, and two corrections counters: `corrections_counted` (folders without a training
+    marker: their total when the check last fired) and `corrections_by_period` (folder -> {"period": the
+    marker's `at`, "counted": its new corrections when the check last fired in that period})."""
+    state = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    for key, empty in (("handled_runs", []), ("corrections_counted", 0), ("fired", []), ("corrections_by_period", {})):
+        state.setdefault(key, empty)
+    return state
+
+
+def _new_corrections(roots: list[Path], state: dict[str, Any]
+                     ) -> tuple[int, dict[str, Any], int, dict[str, Optional[str]]]:
+    """(new corrections, per-period counters to record on firing, total of folders without a marker to record,
+    the period each folder was counted from).
+
+    A folder with a training marker counts what the marker does not cover (count_new_corrections, the
+    definition EventBridge's side uses), less what the check already fired for in the same period: a new
+    marker (a training read the corrections) starts from zero. Folders without one keep the trigger's own
+    counter: their total less `corrections_counted`."""
+    marked_new, unmarked_total = 0, 0
+    periods: dict[str, Any] = {}
+    since: dict[str, Optional[str]] = {}
+    for root in roots:
+        store = LocalCorrectionStore(root)
+        marker = last_training_marker(store)
+        if marker is None:
+            unmarked_total += count_corrections(store)
+            since[str(root)] = None
+            continue
+        period = marker_time(marker).isoformat()
+        count = count_new_corrections(store, marker)
+        fired = state["corrections_by_period"].get(str(root))
+        already = int(fired["counted"]) if fired and fired.get("period") == period else 0
+        marked_new += max(0, count - already)
+        periods[str(root)] = {"period": period, "counted": count}
+        since[str(root)] = period
+    # A folder that gained a marker since the last firing leaves the counter above its new total: no negatives.
+    unmarked_new = max(0, unmarked_total - int(state["corrections_counted"]))
+    return marked_new + unmarked_new, periods, unmarked_total, since
 
 
 def check_local_triggers(
     workspace: str | Path, config: Any, bucket: Optional[str] = None, now: Optional[datetime] = None
 ) -> TriggerDecision:
     """Fire (once) when the latest monitoring run has violations or >= N new corrections exist.
+
+    New corrections: those the training marker of their folder does not cover (as counted for the
+    EventBridge event), or, in a folder without a marker, those added since this check last fired.
 
     config is a MonitoringConfig, or the composed FeedbackBrainConfig (its `monitoring`
     section and `aws.bucket` are used). Without a bucket, every bucket of the local object
@@ -204,8 +249,8 @@ def check_local_triggers(
             decision.reasons.append(f"{len(violations)} constraint violations in {run} ({', '.join(features[:8])})")
             decision.violations_run = str(run)
 
-    total = sum(count_corrections(LocalCorrectionStore(root)) for root in corrections_roots(workspace, monitoring, bucket))
-    decision.new_corrections = total - int(state["corrections_counted"])
+    decision.new_corrections, periods, unmarked_total, decision.last_training = _new_corrections(
+        corrections_roots(workspace, monitoring, bucket), state)
     if decision.new_corrections >= monitoring.corrections_threshold:
         decision.reasons.append(
             f"{decision.new_corrections} new human-labelled corrections (threshold {monitoring.corrections_threshold})"
@@ -216,7 +261,9 @@ def check_local_triggers(
         decision.command = shlex.split(monitoring.local_pipeline_command)
         if run is not None:
             state["handled_runs"].append(str(run))
-        state["corrections_counted"] = total
+        # Firing hands every correction counted so far to the retrain: they do not fire again.
+        state["corrections_counted"] = unmarked_total
+        state["corrections_by_period"].update(periods)
         state["fired"].append({"at": (now or datetime.now(timezone.utc)).isoformat(), "reasons": decision.reasons})
         state_path.parent.mkdir(parents=True, exist_ok=True)
         state_path.write_text(json.dumps(state, indent=2), encoding="utf-8")

@@ -13,28 +13,44 @@ use together with the reason, so nothing a reviewer wrote is dropped silently.
 
 The training marker (`_state/last_training.json`, `training_marker`) is part of this contract
 too: the merge job writes it when it reads the corrections into the training labels, and
-monitoring counts the corrections created after it towards the next retrain.
+monitoring counts the corrections it does not cover towards the next retrain. It records what
+was consumed (`Watermark`: the newest `created_at` read, and the ids read at that instant), not
+a wall-clock time: on SageMaker the corrections are copied in before the job starts, so a
+correction recorded between the copy and the read is dated before any clock reading the job
+could take, yet was never read; only a watermark of what was read leaves it counting as new.
 """
 from __future__ import annotations
 
 import json
+import logging
+import os
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
-from processing.schema import TASKS
+from processing.schema import TASKS, model_input_text
 from processing.taxonomy import load_taxonomy
+from processing.taxonomy_mapping import TaxonomyMappingError, remap_labels, unmapped_labels
+
+logger = logging.getLogger(__name__)
 
 STATE_DIR = "_state"
 """Folder of markers (last training, threshold events) beside the corrections; never read as corrections."""
 LAST_TRAINING_MARKER = "last_training.json"
 """`<prefix>/_state/last_training.json`: where the current counting period starts (training_marker layout).
-Corrections created after its `at` count towards the next retrain (monitoring.corrections). The merge job
-writes it when it reads the corrections into the training labels (feature_engineering --corrections-state-dir)."""
+Corrections it does not cover (`Watermark.from_marker`) count towards the next retrain (monitoring.corrections).
+The merge job writes it when it reads the corrections into the training labels (feature_engineering
+--corrections-state-dir)."""
 MARKER_TIME = "at"
-"""The one field of a training marker readers rely on (ISO 8601, UTC); the others are informative."""
+"""When the period started (ISO 8601, UTC): names the period, and dates it for markers without a watermark."""
+MARKER_WATERMARK = "watermark"
+"""`created_at` (ISO 8601, UTC) of the newest correction the run read; null when it read none. Its presence
+(even null) marks a marker that records what was consumed; markers without it fall back to MARKER_TIME."""
+MARKER_WATERMARK_IDS = "watermark_ids"
+"""correction_ids of the corrections read whose created_at equals the watermark (sorted): others recorded at
+the same instant were not read and still count."""
 CORRECTION_SUFFIXES = (".jsonl", ".json")
 """JSON lines (local object store) and one JSON object per file (S3 layout)."""
 
@@ -48,6 +64,11 @@ UNKNOWN_TASK = "unknown_task"
 UNKNOWN_LABEL = "unknown_label"
 UNKNOWN_TAXONOMY = "unknown_taxonomy_version"
 INVALID_TIMESTAMP = "invalid_timestamp"
+TAXONOMY_MISMATCH = "taxonomy_version_mismatch"
+"""A correction of another taxonomy version than the run's, with no chain of mapping files leading from it to the
+run's version (e.g. a newer version than the run's: mappings only go forward)."""
+UNMAPPABLE_LABEL = "unmappable_label"
+"""A correction of an older taxonomy version naming a label the run's version has no counterpart for."""
 
 
 class CorrectionError(ValueError):
@@ -120,11 +141,13 @@ def parse_timestamp(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def training_marker(at: datetime, **details: Any) -> dict[str, Any]:
-    """The LAST_TRAINING_MARKER document: `{"at": ISO 8601 UTC, **details}` (details are for people).
-    A naive `at` is taken as UTC, as parse_timestamp reads it."""
+def training_marker(at: datetime, consumed: Optional["Watermark"] = None, **details: Any) -> dict[str, Any]:
+    """The LAST_TRAINING_MARKER document: `{"at": ISO 8601 UTC, "watermark": ..., "watermark_ids": [...],
+    **details}` (details are for people). Without `consumed` the marker has no watermark and readers count by
+    `at` (starting a period by hand: everything before `at` is covered). A naive `at` is taken as UTC."""
     moment = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
-    return {MARKER_TIME: moment.astimezone(timezone.utc).isoformat(), **details}
+    return {MARKER_TIME: moment.astimezone(timezone.utc).isoformat(),
+            **(consumed.marker_fields() if consumed is not None else {}), **details}
 
 
 def marker_time(marker: Optional[dict[str, Any]]) -> Optional[datetime]:
@@ -132,12 +155,98 @@ def marker_time(marker: Optional[dict[str, Any]]) -> Optional[datetime]:
     return parse_timestamp(marker[MARKER_TIME]) if marker else None
 
 
-def write_training_marker(state_dir: Path, at: datetime, **details: Any) -> Path:
-    """Write LAST_TRAINING_MARKER into `state_dir` (the folder that becomes `<prefix>/_state/`)."""
+def write_training_marker(state_dir: Path, at: datetime, consumed: Optional["Watermark"] = None,
+                          **details: Any) -> Path:
+    """Write LAST_TRAINING_MARKER into `state_dir` (the folder that becomes `<prefix>/_state/`).
+
+    `consumed`: what the run read. Left out, it is what a CorrectionIndex of this process read from the folder
+    named by `details["corrections_source"]` (the merge job reads and writes the marker in one process), so a
+    caller that only passes the source still records the watermark. Without either, the marker has only `at`
+    (readers then count by time, as before watermarks)."""
+    if consumed is None:
+        source = details.get("corrections_source")
+        consumed = _CONSUMED.get(_source_key(source)) if source else None
+        if consumed is None:
+            logger.warning("training marker without a watermark: no corrections read from %r in this process; "
+                           "readers will count corrections created after %s", source, at.isoformat())
     path = Path(state_dir) / LAST_TRAINING_MARKER
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(training_marker(at, **details), indent=2, sort_keys=True), encoding="utf-8")
+    path.write_text(json.dumps(training_marker(at, consumed, **details), indent=2, sort_keys=True), encoding="utf-8")
     return path
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """How far a training run consumed the corrections: those created before `through`, and those created at
+    `through` whose id is in `ids`. Everything else recorded in the store counts as new.
+
+    Comparing with what was read, not with a clock, is what keeps a correction recorded after SageMaker copied
+    the corrections in (but before the job read them) counting towards the next retrain. Residual gap: a
+    correction that reaches the store after the copy with a created_at older than the watermark (a slow or
+    back-dated upload) is covered though unread; the next merge still applies it (it reads everything)."""
+
+    through: Optional[datetime]
+    """created_at of the newest correction read; None when none was read (nothing is covered)."""
+    ids: frozenset[str] = frozenset()
+    ties_covered: bool = False
+    """True for old markers (only `at`): everything created at or before `through` is covered, as they counted."""
+
+    @classmethod
+    def of(cls, corrections: Iterable[Correction], not_after: Optional[datetime] = None) -> "Watermark":
+        """The watermark of the corrections read (those whose created_at cannot be read are left out: no run can
+        apply them, and counting skips them too).
+
+        `not_after` (the time of reading): corrections dated later are left out too. One future-dated record
+        (a writer's clock ahead) would otherwise lift the watermark past every correction recorded until that
+        date, and none would count towards a retrain; left out, it only counts once more in the next period."""
+        stamped = []
+        for correction in corrections:
+            try:
+                moment = parse_timestamp(correction.created_at)
+            except CorrectionError:
+                continue
+            if not_after is None or moment <= not_after:
+                stamped.append((moment, correction.correction_id))
+        if not stamped:
+            return cls(None)
+        through = max(moment for moment, _ in stamped)
+        return cls(through, frozenset(str(cid) for moment, cid in stamped if moment == through))
+
+    @classmethod
+    def from_marker(cls, marker: Optional[dict[str, Any]]) -> Optional["Watermark"]:
+        """The watermark a LAST_TRAINING_MARKER records; its `at` (ties covered) for markers written before
+        watermarks; None without a marker (every correction is new)."""
+        if not marker:
+            return None
+        if MARKER_WATERMARK not in marker:
+            return cls(parse_timestamp(marker[MARKER_TIME]), ties_covered=True)
+        through = marker[MARKER_WATERMARK]
+        return cls(parse_timestamp(through) if through is not None else None,
+                   frozenset(marker.get(MARKER_WATERMARK_IDS) or ()))
+
+    def covers(self, correction: Correction) -> bool:
+        """Whether the run that wrote the marker consumed `correction` (so it no longer counts towards a retrain).
+        One whose created_at cannot be read is covered: no run can apply it (invalid_timestamp)."""
+        try:
+            moment = parse_timestamp(correction.created_at)
+        except CorrectionError:
+            return True
+        if self.through is None or moment > self.through:
+            return False
+        return moment < self.through or self.ties_covered or correction.correction_id in self.ids
+
+    def marker_fields(self) -> dict[str, Any]:
+        """The MARKER_WATERMARK / MARKER_WATERMARK_IDS fields of a training marker."""
+        through = self.through.astimezone(timezone.utc).isoformat() if self.through else None
+        return {MARKER_WATERMARK: through, MARKER_WATERMARK_IDS: sorted(self.ids)}
+
+
+_CONSUMED: dict[str, Watermark] = {}
+"""What each CorrectionIndex of this process consumed, by source folder (write_training_marker's default)."""
+
+
+def _source_key(source: Any) -> str:
+    return os.path.abspath(str(source))
 
 
 _FIELD_NAMES = frozenset(f.name for f in fields(Correction))
@@ -177,6 +286,11 @@ class InvalidCorrection:
 class CorrectionsRead:
     corrections: list[Correction] = field(default_factory=list)
     invalid: list[InvalidCorrection] = field(default_factory=list)
+    source: Optional[str] = None
+    """The folder read (read_corrections); names what a CorrectionIndex consumed for the training marker."""
+    watermark: Optional[Watermark] = None
+    """Watermark of every record read that parsed as a correction, valid or not (counting counts them all);
+    None when not read by read_corrections (then it is that of `corrections`)."""
 
     @property
     def total(self) -> int:
@@ -210,7 +324,9 @@ def read_corrections(folder: Path, validate: bool = True) -> CorrectionsRead:
     """Every correction under `folder` (`*.jsonl` and `*.json`, `_state/` skipped); those that cannot be
     parsed (or, with `validate`, fail Correction.validate) are returned in `invalid` with their reason."""
     folder = Path(folder)
-    result = CorrectionsRead()
+    result = CorrectionsRead(source=str(folder))
+    read_at = datetime.now(timezone.utc)
+    parsed: list[Correction] = []
     for path in correction_files(folder):
         relative = path.relative_to(folder).as_posix()
         for number, payload, decodable in _payloads(path):
@@ -219,12 +335,14 @@ def read_corrections(folder: Path, validate: bool = True) -> CorrectionsRead:
                 if not decodable:
                     raise CorrectionError("not UTF-8", INVALID_JSON)
                 correction = correction_from_json(payload)
+                parsed.append(correction)
                 if validate:
                     correction.validate()
             except CorrectionError as error:
                 result.invalid.append(_invalid(source, error, payload))
                 continue
             result.corrections.append(correction)
+    result.watermark = Watermark.of(parsed, not_after=read_at)
     return result
 
 
@@ -240,7 +358,6 @@ def _invalid(source: str, error: CorrectionError, payload: str) -> InvalidCorrec
 
 
 # ---------------------------------------------------------------- applying corrections to silver (pass 2)
-TAXONOMY_MISMATCH = "taxonomy_version_mismatch"
 UNKNOWN_FEEDBACK_ID = "unknown_feedback_id"
 UNMATCHED_FILE = "unmatched.jsonl"
 INVALID_FILE = "invalid.jsonl"
@@ -260,6 +377,9 @@ class CorrectionOutcomes:
     unmatched: list[Correction] = field(default_factory=list)
     """Valid corrections whose feedback_id is not in this run's silver (unknown, or a duplicate, spam,
     quarantined record, or feedback of another run)."""
+    mapped_from: dict[str, int] = field(default_factory=dict)
+    """Corrections of an older taxonomy version whose labels were mapped to the run's, by version. Not an
+    outcome of their own: each is also applied, superseded or unmatched, so the books are unchanged."""
     rows_corrected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TASKS, 0))
     labels_changed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TASKS, 0))
     """Rows whose label for the task differs after the correction (or was not labeled before)."""
@@ -274,6 +394,7 @@ class CorrectionOutcomes:
             reasons[item.reason] = reasons.get(item.reason, 0) + 1
         return {"source": source, "read": self.read, "applied": self.applied, "superseded": self.superseded,
                 "unmatched": len(self.unmatched), "invalid": len(self.invalid), "invalid_reasons": reasons,
+                "mapped": sum(self.mapped_from.values()), "mapped_from": dict(self.mapped_from),
                 "rows_corrected": dict(self.rows_corrected), "labels_changed": dict(self.labels_changed),
                 "tasks_added": dict(self.tasks_added)}
 
@@ -281,20 +402,34 @@ class CorrectionOutcomes:
 class CorrectionIndex:
     """The latest correction per (feedback_id, task), applied to silver tables part by part.
 
-    The latest is the one with the greatest (created_at, correction_id); corrections of other
-    taxonomy versions than the run's are not applied (their labels may not exist in it)."""
+    The latest is the one with the greatest (created_at, correction_id), whatever its taxonomy version.
+    Corrections of an older version than the run's are mapped to it (processing.taxonomy_mapping, with
+    the row's text for the rules that split a label), so a reviewer's work survives a taxonomy release;
+    those with a label the run's version cannot express, or of a version no mapping leads from, are
+    kept as invalid (UNMAPPABLE_LABEL, TAXONOMY_MISMATCH)."""
 
     def __init__(self, read: CorrectionsRead, taxonomy_version: str):
+        self.taxonomy_version = str(taxonomy_version)
         self.outcomes = CorrectionOutcomes(read=read.total, invalid=list(read.invalid))
+        self.consumed = read.watermark or Watermark.of(read.corrections)
+        """What this run consumed: the training marker's watermark (write_training_marker)."""
+        if read.source is not None:
+            _CONSUMED[_source_key(read.source)] = self.consumed
         self.corrections: dict[str, list[Correction]] = {}
+        self._mapped: set[int] = set()
         for correction in read.corrections:
-            if str(correction.taxonomy_version) != str(taxonomy_version):
-                self.outcomes.invalid.append(InvalidCorrection(
-                    f"correction {correction.correction_id}", TAXONOMY_MISMATCH,
-                    f"labelled with taxonomy v{correction.taxonomy_version}; this run uses v{taxonomy_version}",
-                    json.dumps(correction.__dict__, ensure_ascii=False), correction.feedback_id,
-                    correction.correction_id))
-                continue
+            version = str(correction.taxonomy_version)
+            if version != self.taxonomy_version:
+                try:
+                    self._check_mappable(correction)
+                except CorrectionError as error:
+                    self.outcomes.invalid.append(InvalidCorrection(
+                        f"correction {correction.correction_id}", error.reason, str(error),
+                        json.dumps(correction.__dict__, ensure_ascii=False), correction.feedback_id,
+                        correction.correction_id))
+                    continue
+                self._mapped.add(id(correction))
+                self.outcomes.mapped_from[version] = self.outcomes.mapped_from.get(version, 0) + 1
             self.corrections.setdefault(correction.feedback_id, []).append(correction)
         self.latest: dict[str, dict[str, Correction]] = {}
         for feedback_id, items in self.corrections.items():
@@ -305,6 +440,29 @@ class CorrectionIndex:
             self.latest[feedback_id] = winners
         self._ids = None
         self._matched: set[str] = set()
+
+    def _check_mappable(self, correction: Correction) -> None:
+        """Raise CorrectionError unless every label of `correction` (an older taxonomy version) maps onto this
+        run's version for any text; the message names the labels and both versions."""
+        version = str(correction.taxonomy_version)
+        try:
+            missing = unmapped_labels(correction.labels, version, self.taxonomy_version)
+        except TaxonomyMappingError as error:
+            raise CorrectionError(f"labels {correction.labels} are in taxonomy v{version}; this run uses "
+                                  f"v{self.taxonomy_version} and no mapping leads there: {error}",
+                                  TAXONOMY_MISMATCH) from None
+        if missing:
+            raise CorrectionError(f"{', '.join(missing)} (taxonomy v{version}) has no counterpart in taxonomy "
+                                  f"v{self.taxonomy_version}, which this run uses", UNMAPPABLE_LABEL)
+
+    def labels_for(self, correction: Correction, text: str) -> dict[str, Any]:
+        """The labels `correction` sets, in this run's taxonomy version (mapped with `text` when it is older)."""
+        if id(correction) not in self._mapped:
+            return correction.labels
+        record = {"feedback_id": correction.feedback_id, "text": text,
+                  "taxonomy_version": str(correction.taxonomy_version), **correction.labels}
+        mapped = remap_labels(record, str(correction.taxonomy_version), self.taxonomy_version)
+        return {task: mapped[task] for task in correction.labels}
 
     def apply(self, table):
         """The silver table with corrected labels (same rows, same order); untouched when no row matches."""
@@ -323,11 +481,16 @@ class CorrectionIndex:
             return table
         ids = table.column("feedback_id").take(pa.array(hits)).to_pylist()
         columns = {name: table.column(name).to_pylist() for name in (*TASKS, "labeled_tasks")}
-        for row, feedback_id in zip(hits.tolist(), ids):
+        texts = self._texts(table, pa.array(hits)) if self._mapped else None
+        for position, (row, feedback_id) in enumerate(zip(hits.tolist(), ids)):
             self._matched.add(feedback_id)
             labeled = list(columns["labeled_tasks"][row] or [])
+            mapped: dict[int, dict[str, Any]] = {}
             for task, correction in self.latest[feedback_id].items():
-                before, after = columns[task][row], correction.labels[task]
+                if id(correction) in self._mapped and id(correction) not in mapped:
+                    mapped[id(correction)] = self.labels_for(correction, texts[position])
+                labels = mapped.get(id(correction), correction.labels)
+                before, after = columns[task][row], labels[task]
                 was_labeled = task in labeled
                 columns[task][row] = list(after) if task == "aspects" else after
                 self.outcomes.rows_corrected[task] += 1
@@ -336,15 +499,26 @@ class CorrectionIndex:
                     self.outcomes.tasks_added[task] += 1
                 if not was_labeled or _label_differs(before, after, task):
                     self.outcomes.labels_changed[task] += 1
-                self.outcomes.changes.append({
-                    "feedback_id": feedback_id, "task": task, "previous": before, "was_labeled": was_labeled,
-                    "corrected": after, "correction_id": correction.correction_id,
-                    "corrected_at": correction.created_at})
+                change = {"feedback_id": feedback_id, "task": task, "previous": before, "was_labeled": was_labeled,
+                          "corrected": after, "correction_id": correction.correction_id,
+                          "corrected_at": correction.created_at}
+                if id(correction) in mapped:
+                    change["mapped_from"] = {"taxonomy_version": str(correction.taxonomy_version),
+                                             "label": correction.labels[task]}
+                self.outcomes.changes.append(change)
             columns["labeled_tasks"][row] = [task for task in TASKS if task in labeled]
         for name, values in columns.items():
             index = table.schema.get_field_index(name)
             table = table.set_column(index, table.schema.field(index), pa.array(values, type=table.schema.field(index).type))
         return table
+
+    @staticmethod
+    def _texts(table, rows) -> list[str]:
+        """What the mapping rules read for each row: the title and text, as the classifier reads them."""
+        texts = table.column("text").take(rows).to_pylist()
+        titles = (table.column("title").take(rows).to_pylist() if "title" in table.column_names
+                  else [None] * len(texts))
+        return [model_input_text(text or "", title) for text, title in zip(texts, titles)]
 
     def finish(self) -> CorrectionOutcomes:
         """Sort every valid correction into applied / superseded / unmatched (after the last part)."""

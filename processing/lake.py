@@ -240,7 +240,8 @@ class RunReport:
     features: dict[str, Any] = field(default_factory=dict)
     corrections: dict[str, Any] = field(default_factory=dict)
     """Reviewers' corrections (pass 2; processing.corrections.CorrectionOutcomes.summary): read, applied,
-    superseded, unmatched, invalid (+ reasons), rows corrected / labels changed / tasks added per task."""
+    superseded, unmatched, invalid (+ reasons), mapped (from an older taxonomy version, by version), rows
+    corrected / labels changed / tasks added per task."""
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     wall_seconds: float = 0.0
     rows_per_second: float = 0.0
@@ -267,6 +268,10 @@ class RunReport:
             if c["read"] != c["applied"] + c["superseded"] + c["unmatched"] + c["invalid"]:
                 raise BooksDoNotBalance(f"corrections read={c['read']} but applied + superseded + unmatched + "
                                         f"invalid = {c['applied'] + c['superseded'] + c['unmatched'] + c['invalid']}")
+            # Mapped corrections (older taxonomy version) are not an outcome: each is one of the valid ones.
+            if c.get("mapped", 0) > c["applied"] + c["superseded"] + c["unmatched"]:
+                raise BooksDoNotBalance(f"corrections mapped={c['mapped']} but only applied + superseded + unmatched "
+                                        f"= {c['applied'] + c['superseded'] + c['unmatched']} were valid")
 
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in ("bronze", "silver", "duplicates", "near_duplicates", "spam", "quarantine", "staged")}

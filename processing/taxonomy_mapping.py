@@ -155,6 +155,37 @@ def remap_labels(record: dict[str, Any], from_version: str, to_version: str) -> 
     return out
 
 
+def _step_targets(mapping: TaxonomyMapping, task: str, label: str) -> list[Optional[str]]:
+    """Every label `label` can become in one mapping step, whatever the text: the table's target(s) plus the
+    targets of the text rules from it (aspect rules only add aspects, so they cannot leave one unmapped)."""
+    target = mapping.tables.get(task, {}).get(label)
+    targets = list(target) if isinstance(target, list) else [target]
+    if task != "aspects":
+        targets += [rule.get("to") for rule in mapping.rules if rule["task"] == task and rule["from"] == label]
+    return targets
+
+
+def unmapped_labels(labels: dict[str, Any], from_version: str, to_version: str) -> list[str]:
+    """The labels (`task=label`) of `labels` (task -> label, `aspects` -> list) that `to_version` may have no
+    counterpart for: some step of the chain maps them to nothing (null, or an empty aspect list), for some text.
+
+    Checked without the text, so a label is accepted only when every text maps it onto a label; then
+    `remap_labels` with the item's text cannot drop it. Used for a reviewer's correction of an older version:
+    a label it cannot carry forward is reported, not turned into a silent null. Raises TaxonomyMappingError
+    when no chain of mapping files leads from `from_version` to `to_version`."""
+    chain = _chain(str(from_version), str(to_version))
+    missing = []
+    for task, value in labels.items():
+        for original in (value if isinstance(value, list) else [value]):
+            current: set[Optional[str]] = {original}
+            for mapping in chain:
+                current = {target for label in current for target in _step_targets(mapping, task, label)}
+                if not current or None in current:
+                    missing.append(f"{task}={original!r}")
+                    break
+    return missing
+
+
 def mapping_table(from_version: str, to_version: str) -> list[dict[str, Optional[str]]]:
     """Flat rows (task, from, to) of one mapping file, for docs and reviews."""
     mapping = load_mapping(str(from_version), str(to_version))

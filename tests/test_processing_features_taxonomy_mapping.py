@@ -82,3 +82,22 @@ def test_an_incomplete_mapping_file_is_rejected(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         module.load_mapping.cache_clear()
+
+
+def test_unmapped_labels_reports_labels_some_text_would_drop():
+    """Every v0 label reaches v1 whatever the text; a null target (table or rule) is reported, not dropped."""
+    import dataclasses
+
+    from processing.taxonomy_mapping import _step_targets, unmapped_labels
+
+    v0 = load_taxonomy("0")
+    every = {"sentiment": list(v0.sentiments), "intent": list(v0.intents), "aspects": list(v0.aspect_names)}
+    assert unmapped_labels({task: labels for task, labels in every.items() if task == "aspects"}, "0", "1") == []
+    for task in ("sentiment", "intent"):
+        assert all(unmapped_labels({task: label}, "0", "1") == [] for label in every[task])
+    mapping = load_mapping("0", "1")
+    assert set(_step_targets(mapping, "intent", "return_refund")) == {"return_exchange", "refund_request"}
+    ruled_out = dataclasses.replace(mapping, rules=(*mapping.rules, {"task": "intent", "from": "billing", "to": None}))
+    assert _step_targets(ruled_out, "intent", "billing") == ["account_payment", None]
+    with pytest.raises(TaxonomyMappingError, match="back"):
+        unmapped_labels({"intent": "praise"}, "1", "0")

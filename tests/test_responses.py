@@ -126,6 +126,33 @@ def test_api_validates_input_and_drafts():
     assert client.post("/summaries", json={"aspect": "packaging", "items": []}).status_code == 400
 
 
+def test_text_limit_is_the_serving_configs_and_reachable_from_the_cli():
+    """/responses and /summaries refuse texts above ServingConfig.max_text_chars with 413, whether standalone or
+    mounted on the endpoint, and the limit moves with `--set serving.max_text_chars` / FBRAIN_SERVING_*."""
+    from inference.app import create_app
+    from inference.config import ServingConfig
+    from inference.serve import config_from_env
+    from pipelines.config import load_config
+
+    default = ServingConfig().max_text_chars
+    standalone = TestClient(create_responses_app(GenerativeConfig()))
+    refused = standalone.post("/responses",
+                              json={"feedback": {"text": "x" * (default + 1)}, "scores": NEGATIVE_SHIPPING})
+    assert refused.status_code == 413 and f"the limit is {default}" in refused.json()["detail"]
+
+    limit = 50
+    serving = load_config(overrides=[f"serving.max_text_chars={limit}"]).serving  # what `fbrain --set ...` builds
+    assert config_from_env(environ={"FBRAIN_SERVING_MAX_TEXT_CHARS": str(limit)}).max_text_chars == limit
+    at_limit, over = {"text": "x" * limit}, {"text": "x" * (limit + 1)}
+    for client in (TestClient(create_responses_app(GenerativeConfig(), serving=serving)),
+                   # Mounted on the endpoint (no model needed: the length check comes before scoring).
+                   TestClient(create_app(config=serving, loader=lambda: None))):
+        assert client.post("/responses", json={"feedback": at_limit, "scores": NEGATIVE_SHIPPING}).status_code == 200
+        assert client.post("/responses", json={"feedback": over, "scores": NEGATIVE_SHIPPING}).status_code == 413
+        summary = client.post("/summaries", json={"aspect": "packaging", "items": [at_limit, over]})
+        assert summary.status_code == 413 and "items[1]" in summary.json()["detail"]
+
+
 EMAILS = st.from_regex(r"[a-z]{3,8}\.[a-z]{2,6}@(example|mail|shop)\.(com|org|de)", fullmatch=True)
 PHONES = st.from_regex(r"\+1 [2-9]\d{2} [2-9]\d{2} \d{4}", fullmatch=True)
 CARDS = st.sampled_from(["4111 1111 1111 1111", "5500-0000-0000-0004", "4012888888881881"])

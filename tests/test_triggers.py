@@ -163,6 +163,44 @@ def test_local_corrections_fire_at_the_threshold_via_the_cli(tmp_path):
     assert checked.exit_code == 0 and json.loads(checked.output)["fire"] is False
 
 
+def test_local_corrections_count_from_the_training_marker_when_there_is_one(tmp_path):
+    """Without a marker the check counts what was added since it last fired; once the merge step has written
+    `_state/last_training.json`, it counts what that marker does not cover, as the EventBridge side does."""
+    from monitoring.corrections import STATE_DIR, Watermark
+    from processing.corrections import write_training_marker
+
+    config = MonitoringConfig(corrections_threshold=2)
+    root = tmp_path / "s3" / "bucket-a" / config.corrections_prefix
+    store = LocalCorrectionStore(root)
+    recorded = [correction(n) for n in range(3)]
+    for item in recorded:
+        store.append(item)
+
+    fallback = check_local_triggers(tmp_path, config)
+    assert fallback.fire and fallback.new_corrections == 3 and fallback.last_training == {str(root): None}
+    assert not check_local_triggers(tmp_path, config).fire, "no marker: the same corrections never fire twice"
+
+    # The merge read the first two; the third was recorded after SageMaker copied them in, yet before the marker
+    # was written (12:00): a time cut-off would call it consumed, the watermark does not.
+    at = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+    write_training_marker(root / STATE_DIR, at, Watermark.of(recorded[:2]))
+    one = check_local_triggers(tmp_path, config)
+    assert (one.fire, one.new_corrections, one.last_training) == (False, 1, {str(root): at.isoformat()})
+    store.append(correction(3))
+    fired = check_local_triggers(tmp_path, config)
+    assert fired.fire and fired.new_corrections == 2 and "2 new human-labelled corrections" in fired.reasons[0]
+    assert not check_local_triggers(tmp_path, config).fire, "the same corrections never fire twice in a period"
+
+    # The next training read them all: a new period starts from zero.
+    later = datetime(2026, 11, 23, 13, 0, tzinfo=timezone.utc)
+    write_training_marker(root / STATE_DIR, later, Watermark.of(store.iter_corrections()))
+    assert check_local_triggers(tmp_path, config).new_corrections == 0
+    for n in range(2):
+        store.append(correction(n, later))
+    again = check_local_triggers(tmp_path, config)
+    assert again.fire and again.new_corrections == 2 and again.last_training == {str(root): later.isoformat()}
+
+
 @mock_aws
 def test_eventbridge_role_is_least_privilege_and_creatable():
     from monitoring.triggers import events_role_arn, events_role_policies
