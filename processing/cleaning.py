@@ -13,7 +13,8 @@ _COMMENTS = re.compile(r"<!--.*?(-->|$)", re.DOTALL)
 _TAGS = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s+[^<>]*)?/?>")
 # Zero-width and control characters (keep \t \n \r, collapsed below).
 _INVISIBLE = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u200b-\u200f\u2028\u2029\u2060\ufeff]")
-_WHITESPACE = re.compile(r"\s+")
+# The ASCII members of _INVISIBLE, for a bytes.translate deletion (C speed, no regex scan).
+_ASCII_INVISIBLE = bytes(b for b in range(128) if _INVISIBLE.match(chr(b)))
 
 
 def strip_html(text: str) -> str:
@@ -31,13 +32,14 @@ def strip_html(text: str) -> str:
 
 def normalize_unicode(text: str) -> str:
     """NFKC (full-width letters, ligatures, non-breaking spaces become plain) minus invisibles."""
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-    return _INVISIBLE.sub("", text)
+    if text.isascii():
+        return text.encode("ascii").translate(None, _ASCII_INVISIBLE).decode("ascii")
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
 
 
 def collapse_whitespace(text: str) -> str:
-    return _WHITESPACE.sub(" ", text).strip()
+    """Runs of whitespace become one space, none at the ends (str.split's whitespace is regex \\s)."""
+    return " ".join(text.split())
 
 
 def clean_text(text: str) -> str:

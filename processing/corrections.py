@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -159,16 +158,11 @@ def write_training_marker(state_dir: Path, at: datetime, consumed: Optional["Wat
                           **details: Any) -> Path:
     """Write LAST_TRAINING_MARKER into `state_dir` (the folder that becomes `<prefix>/_state/`).
 
-    `consumed`: what the run read. Left out, it is what a CorrectionIndex of this process read from the folder
-    named by `details["corrections_source"]` (the merge job reads and writes the marker in one process), so a
-    caller that only passes the source still records the watermark. Without either, the marker has only `at`
-    (readers then count by time, as before watermarks)."""
+    `consumed`: what the run read (`CorrectionIndex.consumed`). Without it the marker has only `at`, and
+    readers count corrections created after `at` (starting a period by hand)."""
     if consumed is None:
-        source = details.get("corrections_source")
-        consumed = _CONSUMED.get(_source_key(source)) if source else None
-        if consumed is None:
-            logger.warning("training marker without a watermark: no corrections read from %r in this process; "
-                           "readers will count corrections created after %s", source, at.isoformat())
+        logger.warning("training marker without a watermark: readers will count corrections created after %s",
+                       at.isoformat())
     path = Path(state_dir) / LAST_TRAINING_MARKER
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(training_marker(at, consumed, **details), indent=2, sort_keys=True), encoding="utf-8")
@@ -241,14 +235,6 @@ class Watermark:
         return {MARKER_WATERMARK: through, MARKER_WATERMARK_IDS: sorted(self.ids)}
 
 
-_CONSUMED: dict[str, Watermark] = {}
-"""What each CorrectionIndex of this process consumed, by source folder (write_training_marker's default)."""
-
-
-def _source_key(source: Any) -> str:
-    return os.path.abspath(str(source))
-
-
 _FIELD_NAMES = frozenset(f.name for f in fields(Correction))
 
 
@@ -287,7 +273,7 @@ class CorrectionsRead:
     corrections: list[Correction] = field(default_factory=list)
     invalid: list[InvalidCorrection] = field(default_factory=list)
     source: Optional[str] = None
-    """The folder read (read_corrections); names what a CorrectionIndex consumed for the training marker."""
+    """The folder read (read_corrections)."""
     watermark: Optional[Watermark] = None
     """Watermark of every record read that parsed as a correction, valid or not (counting counts them all);
     None when not read by read_corrections (then it is that of `corrections`)."""
@@ -413,8 +399,6 @@ class CorrectionIndex:
         self.outcomes = CorrectionOutcomes(read=read.total, invalid=list(read.invalid))
         self.consumed = read.watermark or Watermark.of(read.corrections)
         """What this run consumed: the training marker's watermark (write_training_marker)."""
-        if read.source is not None:
-            _CONSUMED[_source_key(read.source)] = self.consumed
         self.corrections: dict[str, list[Correction]] = {}
         self._mapped: set[int] = set()
         for correction in read.corrections:

@@ -39,7 +39,7 @@ from processing import lake
 from processing.cleaning import SilverRowBuilder
 from processing.config import ProcessingConfig
 from processing.corrections import (LAST_TRAINING_MARKER, CorrectionIndex, CorrectionsRead, read_corrections,
-                                    write_outcomes, write_training_marker)
+                                    Watermark, write_outcomes, write_training_marker)
 from processing.dedup import (DUPLICATE, KEPT, NEAR_DUPLICATE, NearDuplicateHasher, customer_key, exact_key,
                               normalised_for_dedup, resolve_duplicates, text_key)
 from processing.features import TEXT_STATISTICS, compute_features, text_statistics_of
@@ -624,8 +624,8 @@ def run(input_dir: Optional[Path], output_dir: Path, config: ProcessingConfig, s
             log.info("shard %d of %d staged; run --merge-only over the combined lake folder for silver and splits",
                      shard.index, shard.count)
             return shard_report
-    # Taken before reading, so a correction recorded while this job runs (not in what we read) is created
-    # after the marker's time and counts towards the next retrain instead of being lost between periods.
+    # The marker records what was read (corrections.consumed); its time, taken before reading, is for people
+    # and for readers of markers written before watermarks.
     corrections_read_at = datetime.now(timezone.utc)
     corrections = load_corrections(corrections_dir, config.taxonomy_version)
     report, silver = merge_staging(lake_dir, config, clock, keep_staging, staged_lake_dir, corrections,
@@ -643,21 +643,22 @@ def run(input_dir: Optional[Path], output_dir: Path, config: ProcessingConfig, s
     report.check_books()
     report.write(lake_dir / lake.RUN_REPORT)
     # Last, so a run that fails anywhere above leaves no marker and the period goes on.
-    write_corrections_marker(corrections_state_dir, corrections_read_at, report, config)
+    write_corrections_marker(corrections_state_dir, corrections_read_at, corrections.consumed, report, config)
     log.info("run complete: %s; splits %s; %.0f rows/s", report.counts(), report.splits, report.rows_per_second)
     return report
 
 
-def write_corrections_marker(state_dir: Optional[Path], read_at: datetime, report: lake.RunReport,
-                             config: ProcessingConfig) -> Optional[Path]:
-    """The training marker (`at` = read_at) with what this run did with the corrections; None without a folder."""
+def write_corrections_marker(state_dir: Optional[Path], read_at: datetime, consumed: Watermark,
+                             report: lake.RunReport, config: ProcessingConfig) -> Optional[Path]:
+    """The training marker: `consumed` (what this run read, which is what no longer counts towards a retrain),
+    `at` = read_at, and what the run did with the corrections; None without a folder."""
     if state_dir is None:
         log.info("corrections: no --corrections-state-dir given; the training marker (%s) is not written and the "
                  "corrections counting period does not change", LAST_TRAINING_MARKER)
         return None
     summary = report.corrections or {}
     path = write_training_marker(
-        state_dir, read_at, written_by=log.name, finished_at=datetime.now(timezone.utc).isoformat(),
+        state_dir, read_at, consumed, written_by=log.name, finished_at=datetime.now(timezone.utc).isoformat(),
         taxonomy_version=str(config.taxonomy_version), corrections_source=summary.get("source"),
         **{f"corrections_{name}": summary.get(name, 0) for name in ("read", "applied", "superseded", "unmatched",
                                                                      "invalid")})

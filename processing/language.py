@@ -157,7 +157,7 @@ class LanguageDetector:
         tokens = _WORD_RE.findall(text.lower())
         if len(tokens) < cfg.english_fast_path_min_tokens:
             return None
-        hits = sorted(((sum(token in words for token in tokens), code) for code, words in STOPWORDS.items()),
+        hits = sorted(((sum(map(words.__contains__, tokens)), code) for code, words in STOPWORDS.items()),
                       reverse=True)
         (best, code), (runner_up, _) = hits[0], hits[1]
         if (best >= cfg.stopword_vote_min_hits and best / len(tokens) >= cfg.stopword_vote_min_ratio
@@ -167,14 +167,15 @@ class LanguageDetector:
 
     def detect(self, text: str) -> Optional[str]:
         """ISO 639-1 code (zh-cn style for Chinese variants is cut to 8 chars), or None."""
-        text = _PLACEHOLDER_RE.sub(" ", text)
+        if "[" in text:
+            text = _PLACEHOLDER_RE.sub(" ", text)
         letters = count_letters(text)
         if letters < self.config.language_min_letters:
             return None
         if text.isascii():
             tokens = _TOKEN_RE.findall(text.lower())
             if len(tokens) >= self.config.english_fast_path_min_tokens:
-                stop = sum(token in ENGLISH_STOPWORDS for token in tokens)
+                stop = sum(map(ENGLISH_STOPWORDS.__contains__, tokens))
                 if stop / len(tokens) >= self.config.english_fast_path_stopword_ratio:
                     return "en"
         voted = self._stopword_vote(text)

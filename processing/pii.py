@@ -146,7 +146,7 @@ class PiiMasker:
         """Return text with every PII kind replaced by its placeholder; add to counts per kind."""
         counts = counts if counts is not None else Counter()
         # Cheap C-speed gates first: most feedback has no PII, and each regex scan costs
-        # tens of microseconds on a long review.
+        # tens of microseconds on a long review (`any(map(s.__contains__, words))` runs no Python per word).
         if "@" in text:
             text = _EMAIL_RE.sub(lambda m: self._count(counts, EMAIL), text)
         if ("://" in text or "www." in text or _TLD_HINT_RE.search(text)):
@@ -156,22 +156,22 @@ class PiiMasker:
         if digits:
             if digits >= 13:
                 text = self._mask_cards(text, counts)
-            if any(word in lower for word in _ORDER_WORDS):
+            if any(map(lower.__contains__, _ORDER_WORDS)):
                 text = _ORDER_CONTEXT_RE.sub(lambda m: self._id_group(m, counts, ORDER_ID), text)
             if digits >= 4:
                 text = _ORDER_PATTERN_RE.sub(lambda m: self._count(counts, ORDER_ID), text)
-            if any(word in lower for word in _ACCOUNT_WORDS):
+            if any(map(lower.__contains__, _ACCOUNT_WORDS)):
                 text = _ACCOUNT_CONTEXT_RE.sub(lambda m: self._id_group(m, counts, ACCOUNT_ID), text)
             if digits >= self.config.min_phone_digits:
                 text = _PHONE_RE.sub(lambda m: self._phone(m, counts), text)
             text = _ADDRESS_RE.sub(lambda m: self._count(counts, ADDRESS), text)
             if digits >= self.config.min_account_digits:
                 text = _DIGIT_RUN_RE.sub(lambda m: self._digit_run(m, counts), text)
-        if any(word in lower for word in _NAME_INTRO_WORDS):
+        if any(map(lower.__contains__, _NAME_INTRO_WORDS)):
             text = self._names_after_intros(text, counts)
-        if any(word in lower for word in _SIGNOFF_WORDS):
+        if any(map(lower.__contains__, _SIGNOFF_WORDS)):
             text = _NAME_SIGNOFF_RE.sub(lambda m: self._name(m, counts), text)
-        if any(dash in text[-self.config.name_signoff_tail_chars:] for dash in _DASHES):
+        if any(map(text[-self.config.name_signoff_tail_chars:].__contains__, _DASHES)):
             text = _NAME_DASH_END_RE.sub(lambda m: self._name(m, counts), text)
         return text
 

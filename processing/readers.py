@@ -9,6 +9,7 @@ A generic `ColumnMapping` renames arbitrary columns onto our fields and adds con
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -69,8 +70,14 @@ class ColumnMapping:
             if record.get(key) is None:
                 record[key] = value
         if self.derive_feedback_id and not record.get("feedback_id"):
-            record["feedback_id"] = f"{record.get('source', 'input')}-{Path(source_file).stem}-{line_no}"
+            record["feedback_id"] = f"{record.get('source', 'input')}-{_file_stem(source_file)}-{line_no}"
         return record
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_stem(source_file: str) -> str:
+    """Path(source_file).stem, once per file rather than once per row (a Path costs ~25 us)."""
+    return Path(source_file).stem
 
 
 IDENTITY = ColumnMapping()
@@ -177,7 +184,8 @@ def iter_csv(path: Path, mapping: ColumnMapping = IDENTITY) -> Iterator[InputIte
                 continue
             joined = "\x1f".join(row)
             try:
-                joined.encode("utf-8")
+                if not joined.isascii():  # undecodable bytes are non-ASCII surrogates
+                    joined.encode("utf-8")
             except UnicodeEncodeError:
                 raw = delimiter.join(row).encode("utf-8", errors="surrogateescape")
                 yield BadRecord(raw, ReasonCode.invalid_utf8.value, "row is not valid UTF-8", name, row_no)

@@ -44,7 +44,7 @@ class SpamFilter:
     def reason(self, text: str) -> Optional[str]:
         cfg = self.config
         lower = text.lower()
-        if any(trigger in lower for trigger in PROMO_TRIGGERS) and PROMO_RE.search(text):
+        if any(map(lower.__contains__, PROMO_TRIGGERS)) and PROMO_RE.search(text):
             return "promo_pattern"
         if text.count(URL) >= cfg.spam_max_urls:
             return "too_many_links"

@@ -1,7 +1,12 @@
 """Text normalisation, spam rules and offline language detection."""
-import pytest
+import re
+import unicodedata
 
-from processing.cleaning import clean_text, strip_html
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from processing.cleaning import _INVISIBLE, clean_text, strip_html
 from processing.config import ProcessingConfig
 from processing.language import LanguageDetector
 from processing.spam import SpamFilter
@@ -89,3 +94,13 @@ def test_stopword_vote_decides_clear_cases_and_leaves_close_calls_to_langdetect(
     detector._langdetect = lambda text: calls.append(text) or "xx"
     assert detector.detect("Livraison rapide et emballage soigné, mais le colis est arrivé en retard") == "fr"
     assert calls == []
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(list("ab Z9.!\t\n\r\x00\x07\x0b\x0c\x1c\x1f\x7f\u00a0\u2003\u200b\u2028\u3000\ufeffé\ufb01"
+                                     "\uff21") + ["  ", " \t "]), max_size=30).map("".join))
+def test_clean_text_fast_paths_equal_the_regex_definition(text):
+    """ASCII translate + str.split give exactly NFKC, the _INVISIBLE regex and `\\s+` -> " " (then strip)."""
+    normalised = text if text.isascii() else unicodedata.normalize("NFKC", text)
+    expected = re.sub(r"\s+", " ", _INVISIBLE.sub("", normalised)).strip()
+    assert clean_text(text) == expected

@@ -428,7 +428,7 @@ def test_a_correction_recorded_after_the_copy_counts_towards_the_next_retrain(tm
     assert last_training_time(store) == parse_timestamp(marker["at"]), "the period is still named by `at`"
 
 
-def test_a_marker_without_a_read_has_no_watermark_and_says_so(tmp_path, caplog):
+def test_a_marker_without_a_watermark_says_so(tmp_path, caplog):
     from processing.corrections import write_training_marker
 
     with caplog.at_level(logging.WARNING, logger="processing.corrections"):
