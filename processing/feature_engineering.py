@@ -43,6 +43,7 @@ from processing.corrections import (LAST_TRAINING_MARKER, CorrectionIndex, Corre
 from processing.dedup import (DUPLICATE, KEPT, NEAR_DUPLICATE, NearDuplicateHasher, customer_key, exact_key,
                               normalised_for_dedup, resolve_duplicates, text_key)
 from processing.features import TEXT_STATISTICS, compute_features, text_statistics_of
+from processing.json_lines import json_lines_text
 from processing.readers import (IDENTITY, BadRecord, ColumnMapping, InputItem, RawRecord, list_input_files, parse_item,
                                 read_chunks)
 from processing.schema import EXAMPLE_COLUMNS, ReasonCode, RecordValidationError, validate_record
@@ -571,9 +572,7 @@ def write_examples(silver: MergedSilver, features: Optional[pd.DataFrame], outpu
             for name in SPLITS:
                 chosen = frame[part_split == name]
                 if len(chosen):
-                    # pandas' C JSON writer: NaN -> null, lists as arrays; ~10x faster than json.dumps per row.
-                    text = chosen.to_json(orient="records", lines=True, force_ascii=False)
-                    handles[name].write(text if text.endswith("\n") else text + "\n")
+                    handles[name].write(json_lines_text(chosen))
                     counts[name] += len(chosen)
             offset += len(frame)
     finally:

@@ -21,6 +21,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Protocol
 
@@ -29,6 +30,7 @@ import pandas as pd
 
 from processing.config import ProcessingConfig
 from processing.features import EVENT_TIME, FEATURE_TYPES, RECORD_IDENTIFIER
+from processing.json_lines import json_lines
 
 logger = logging.getLogger(__name__)
 
@@ -138,15 +140,7 @@ def _online_record_json(values: pd.DataFrame) -> list[str]:
     for code in np.unique(pattern):
         rows = np.flatnonzero(pattern == code)
         columns = [name for i, name in enumerate(values.columns) if (int(code) >> i) & 1]
-        text = values.iloc[rows][columns].to_json(orient="records", lines=True, force_ascii=False)
-        # Only "\n" separates records (newlines inside values are escaped); str.splitlines would also
-        # split on U+2028 and friends, which the writer leaves raw.
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        if len(lines) != len(rows):
-            raise RuntimeError(f"online records: {len(lines)} JSON lines for {len(rows)} rows")
-        records[rows] = lines
+        records[rows] = json_lines(values.iloc[rows][columns])
     return records.tolist()
 
 
@@ -336,17 +330,18 @@ class LocalFeatureStore:
         import pyarrow.parquet as pq
 
         event = frame[EVENT_TIME]
-        hour_key = event.dt.floor("h")
-        order = hour_key.argsort(kind="stable").to_numpy()
+        # numpy hours, not a tz-aware Series: its to_numpy() makes one Timestamp object per row.
+        hour_key = event.dt.tz_convert(None).to_numpy(dtype="datetime64[h]")
+        order = np.argsort(hour_key, kind="stable")
         stored = frame.assign(**{EVENT_TIME: format_event_times(event)}).iloc[order]
         table = pa.Table.from_pandas(stored, preserve_index=False)
-        sorted_hours = hour_key.iloc[order]
+        sorted_hours = hour_key[order]
         # Row offsets where the hour changes: each run of equal hours is one partition file.
-        starts = np.flatnonzero(np.r_[True, sorted_hours.to_numpy()[1:] != sorted_hours.to_numpy()[:-1]])
+        starts = np.flatnonzero(np.r_[True, sorted_hours[1:] != sorted_hours[:-1]])
         ends = np.r_[starts[1:], len(sorted_hours)]
         file_name = f"{now.strftime('%Y%m%dT%H%M%SZ')}_{uuid.uuid4().hex[:12]}.parquet"
         for start, end in zip(starts, ends):
-            hour = sorted_hours.iloc[start]
+            hour = sorted_hours[start].astype(datetime)
             folder = (self.offline_dir / f"year={hour.year:04d}" / f"month={hour.month:02d}"
                       / f"day={hour.day:02d}" / f"hour={hour.hour:02d}")
             folder.mkdir(parents=True, exist_ok=True)
