@@ -94,7 +94,9 @@ class ProcessingConfig:
     minhash_batch_docs: int = 64
     """Documents permuted per vectorised MinHash batch (keeps the shingles x num_perm array in cache)."""
     minhash_hash_block_docs: int = 2048
-    """Documents whose shingles are hashed in one numpy pass (bounds the per-byte uint64 arrays)."""
+    """Documents whose shingles are hashed in one numpy pass (bounds the per-shingle temporary arrays)."""
+    minhash_vector_crc_max_bytes: int = 256
+    """Shingles up to this many bytes get their CRC-32 from numpy tables (max_bytes x 256 x 4 bytes); longer ones from zlib."""
 
     # --- gold and sharding ---
     gold_time_grain: str = "D"

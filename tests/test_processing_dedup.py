@@ -1,6 +1,7 @@
 """Deduplication (exact, near, across shards) and leakage-free splits."""
 import json
 import random
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from datasketch import MinHash
 from processing import lake
 from processing.config import ProcessingConfig
 from processing.dedup import (_NORMALISE_RE, DUPLICATE, KEPT, NEAR_DUPLICATE, NearDuplicateHasher,
-                              normalised_for_dedup, resolve_duplicates, shingle_hash, shingles)
+                              normalised_for_dedup, resolve_duplicates, shingles)
 from processing.feature_engineering import run
 from processing.sharding import ShardSpec, detect_shard, files_for_shard
 from processing.splits import assign_splits
@@ -21,7 +22,7 @@ BASE = ("the wool coat arrived two days late and the left sleeve seam was alread
 
 
 def _reference_signature(text: str, config: ProcessingConfig) -> np.ndarray:
-    reference = MinHash(num_perm=config.minhash_num_perm, seed=config.minhash_seed, hashfunc=shingle_hash)
+    reference = MinHash(num_perm=config.minhash_num_perm, seed=config.minhash_seed, hashfunc=zlib.crc32)
     reference.update_batch(shingles(text, config.shingle_words))
     return reference.hashvalues
 
@@ -231,3 +232,14 @@ def test_pipeline_examples_do_not_leak_near_copies(tmp_path, monkeypatch):
             where.setdefault(row["text"], set()).add(split)
     assert report.silver == 60
     assert all(len(splits) == 1 for text, splits in where.items()), where
+
+
+def test_range_crc32_equals_zlib_for_short_long_and_empty_ranges():
+    from processing.dedup import RangeCrc32
+
+    rng = random.Random(5)
+    buffer = bytes(rng.randrange(256) for _ in range(4000))
+    starts = np.array([rng.randrange(0, 3900) for _ in range(2000)], dtype=np.int64)
+    ends = starts + np.array([rng.choice([0, 1, 2, 7, 15, 16, 17, 60]) for _ in range(2000)], dtype=np.int64)
+    expected = np.array([zlib.crc32(buffer[s:e]) for s, e in zip(starts, ends)], dtype=np.uint32)
+    assert np.array_equal(RangeCrc32(max_length=16)(buffer, starts, ends), expected)  # 17 and 60: zlib fallback
