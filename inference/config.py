@@ -25,6 +25,13 @@ class ServingConfig:
     """Let idle ONNX Runtime threads spin-wait. Measured on 2 cores (2026-11-23): single-text p50 9.4 vs 11.1 ms and
     p99 23.3 vs 26.1 ms, but 89 vs 101 requests/s with 16 concurrent clients (spinning threads take the core
     from the HTTP loop). Off: throughput under load matters more than ~2 ms for feedback scoring."""
+    onnx_single_text_session: bool = True
+    """Run one-text model calls on a second ONNX Runtime session whose threads spin-wait, batches on the
+    main one: a lone request gets spinning's latency, while under load (merged batches) the spinning
+    session is mostly idle. Measured on 2 cores (2026-11-23, two interleaved pairs, run-(c) model):
+    single-text p50 9.9 / 7.8 ms vs 11.4 / 10.5 ms off, p99 24.5 / 21.9 vs 29.0 / 26.6 ms, batched
+    texts/s unchanged (147 vs 141-151); 16 clients: 89-92 / 76-77 vs 97-101 / 74-88 requests/s (noisy,
+    possibly ~5 % fewer); +32 MB RSS for the second copy of the weights."""
     sub_batch_size: int = 8
     """Most texts in one model call: a batch runs as length-sorted groups, so short texts are not padded to long ones."""
     group_call_overhead_tokens: float = 0.0

@@ -322,12 +322,9 @@ class OnnxPredictor(BasePredictor):
         if not path.is_file():
             present = sorted(str(p.relative_to(self.model_dir)) for p in self.model_dir.glob("onnx/*.onnx"))
             raise ModelLoadError(f"runtime {runtime!r} needs {path}; the model directory has {present or 'no ONNX files'}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = config.onnx_intra_op_threads
-        options.inter_op_num_threads = config.onnx_inter_op_threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.onnx_allow_spinning else "0")
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        self.session = self._session(ort, path, spinning=config.onnx_allow_spinning)
+        self.single_text_session = (self._session(ort, path, spinning=True)
+                                    if config.onnx_single_text_session and not config.onnx_allow_spinning else self.session)
         self.input_names = [i.name for i in self.session.get_inputs()]
         available = {o.name for o in self.session.get_outputs()}
         missing = [n for n in OUTPUT_NAMES[:3] if n not in available]
@@ -335,9 +332,18 @@ class OnnxPredictor(BasePredictor):
             raise ModelLoadError(f"{path} lacks outputs {missing}; it has {sorted(available)}")
         self.output_names = [n for n in OUTPUT_NAMES if n in available]
 
+    def _session(self, ort: Any, path: Path, spinning: bool) -> Any:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.config.onnx_intra_op_threads
+        options.inter_op_num_threads = self.config.onnx_inter_op_threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
     def forward(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = {name: arrays[name] for name in self.input_names}
-        values = self.session.run(self.output_names, feeds)
+        session = self.single_text_session if len(arrays["input_ids"]) == 1 else self.session
+        values = session.run(self.output_names, feeds)
         return dict(zip(self.output_names, values))
 
 

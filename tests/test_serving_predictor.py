@@ -47,6 +47,21 @@ def test_int8_agrees_with_fp32_and_torch_agrees_with_onnx(tiny_model_dir: Path):
     assert {p["model"]["runtime"] for p in torch_eager} == {"torch"}
 
 
+def test_single_text_calls_use_the_spinning_session_and_score_the_same(tiny_model_dir: Path):
+    predictor = load_predictor(tiny_model_dir, ServingConfig(runtime="onnx-int8"))  # on by default
+    assert predictor.single_text_session is not predictor.session
+    used = []
+    for name in ("session", "single_text_session"):
+        session = getattr(predictor, name)
+        setattr(predictor, name, type("Spy", (), {"run": lambda self, *a, s=session, n=name: used.append(n) or s.run(*a)})())
+    alone = predictor.predict(TEXTS[:1])
+    predictor.predict(TEXTS)  # sub-batches of several texts
+    assert used[0] == "single_text_session" and set(used[1:]) == {"session"}
+    plain = load_predictor(tiny_model_dir, ServingConfig(runtime="onnx-int8", onnx_single_text_session=False))
+    assert plain.single_text_session is plain.session
+    np.testing.assert_array_equal(sentiment_matrix(alone), sentiment_matrix(plain.predict(TEXTS[:1])))
+
+
 def test_onnx_path_never_imports_torch(tiny_model_dir: Path):
     code = (
         "import sys, json; from inference.app import create_app; from inference.predictor import load_predictor;"
