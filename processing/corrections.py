@@ -272,8 +272,6 @@ class InvalidCorrection:
 class CorrectionsRead:
     corrections: list[Correction] = field(default_factory=list)
     invalid: list[InvalidCorrection] = field(default_factory=list)
-    source: Optional[str] = None
-    """The folder read (read_corrections)."""
     watermark: Optional[Watermark] = None
     """Watermark of every record read that parsed as a correction, valid or not (counting counts them all);
     None when not read by read_corrections (then it is that of `corrections`)."""
@@ -310,7 +308,7 @@ def read_corrections(folder: Path, validate: bool = True) -> CorrectionsRead:
     """Every correction under `folder` (`*.jsonl` and `*.json`, `_state/` skipped); those that cannot be
     parsed (or, with `validate`, fail Correction.validate) are returned in `invalid` with their reason."""
     folder = Path(folder)
-    result = CorrectionsRead(source=str(folder))
+    result = CorrectionsRead()
     read_at = datetime.now(timezone.utc)
     parsed: list[Correction] = []
     for path in correction_files(folder):

@@ -12,7 +12,7 @@ reviewers' corrections (`--corrections-dir`) override labels -> silver + gold + 
 Feature Store (own process) while the examples are streamed part by part into
 `<output>/<split>/examples.jsonl`. Texts are never all in memory at once. With
 `--corrections-state-dir`, a successful pass 2 ends by writing the corrections training marker
-there (`last_training.json`: the time just before the corrections were read).
+there (`last_training.json`: a watermark of the corrections it read).
 
 With several instances (`--shard-count N` or SageMaker's resourceconfig), each instance runs
 pass 1 only; one `--merge-only` run over the combined lake does pass 2 (docs/processing.md).
@@ -42,7 +42,7 @@ from processing.corrections import (LAST_TRAINING_MARKER, CorrectionIndex, Corre
                                     Watermark, write_outcomes, write_training_marker)
 from processing.dedup import (DUPLICATE, KEPT, NEAR_DUPLICATE, NearDuplicateHasher, customer_key, exact_key,
                               normalised_for_dedup, resolve_duplicates, text_key)
-from processing.features import TEXT_STATISTICS, compute_features, text_statistics_of
+from processing.features import TEXT_STATISTICS, compute_features, text_statistics
 from processing.json_lines import json_lines_text
 from processing.readers import (IDENTITY, BadRecord, ColumnMapping, InputItem, RawRecord, list_input_files, parse_item,
                                 read_chunks)
@@ -182,8 +182,8 @@ class ChunkTransformer:
         }
         bands = self.hasher.band_keys(self.hasher.signatures(normalised))
         columns.update({f"band_{b}": bands[:, b] for b in range(bands.shape[1])})
-        statistics = list(zip(*(text_statistics_of(text) for text in texts)))
-        columns.update(zip(TEXT_STATISTICS, statistics))
+        statistics = text_statistics(pd.Series(texts, dtype=object))
+        columns.update({name: statistics[name].to_numpy() for name in TEXT_STATISTICS})
         for name, values in columns.items():
             index = table.schema.get_field_index(name)
             field = table.schema.field(index)
@@ -661,7 +661,7 @@ def write_corrections_marker(state_dir: Optional[Path], read_at: datetime, consu
         taxonomy_version=str(config.taxonomy_version), corrections_source=summary.get("source"),
         **{f"corrections_{name}": summary.get(name, 0) for name in ("read", "applied", "superseded", "unmatched",
                                                                      "invalid")})
-    log.info("corrections: training marker written to %s (period starts %s)", path, read_at.isoformat())
+    log.info("corrections: training marker written to %s (watermark %s)", path, consumed.marker_fields())
     return path
 
 
