@@ -101,6 +101,8 @@ class ProcessingConfig:
     # --- gold and sharding ---
     gold_time_grain: str = "D"
     """Pandas period of gold aggregates ('D' = day)."""
+    gold_flush_rows: int = 100_000
+    """Silver rows whose gold indicators are grouped in one go (bounds memory; fewer, larger groupbys)."""
     dedup_partitions: int = 16
     """Hash partitions of the exact-duplicate index (the unit a distributed reducer owns)."""
 

@@ -379,7 +379,8 @@ def merge_staging(lake_dir: Path, config: ProcessingConfig, clock: lake.StageClo
     split_group = np.full(len(index), None, dtype=object)
     split_group[~id_clash] = resolved["split_group"].to_numpy()
 
-    gold = lake.GoldAccumulator(load_taxonomy(config.taxonomy_version).label_maps(), config.gold_time_grain)
+    gold = lake.GoldAccumulator(load_taxonomy(config.taxonomy_version).label_maps(), config.gold_time_grain,
+                                config.gold_flush_rows)
     quarantined: list[dict[str, Any]] = []
     narrow_frames: list[pd.DataFrame] = []
     silver_parts: list[Path] = []

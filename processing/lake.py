@@ -308,42 +308,63 @@ class GoldAccumulator:
 
     Rates use labels where present: `sentiment_<s>_rate` = rows labeled s / rows with a
     sentiment label; `aspect_<a>_rate` = rows mentioning a / rows labeled for aspects.
+    Indicator rows are grouped once `flush_rows` of them are pending: pandas' groupby has a
+    fixed cost per call, which dominated when every 10k-row part was grouped five times.
     """
 
-    def __init__(self, label_maps: dict[str, list[str]], time_grain: str = "D"):
+    def __init__(self, label_maps: dict[str, list[str]], time_grain: str = "D", flush_rows: int = 100_000):
         self.label_maps = label_maps
         self.time_grain = time_grain
+        self.flush_rows = flush_rows
         self._parts: dict[str, list[Any]] = {dim: [] for dim in GOLD_DIMENSIONS + ("overall",)}
+        self._pending: list[Any] = []
+        self._pending_rows = 0
 
     def _indicators(self, silver):
+        import numpy as np
         import pandas as pd
 
+        n = len(silver)
         # Naive UTC timestamps floored to the grain (what `write` stores), not Python date objects: vectorised.
-        frame = pd.DataFrame({"day": silver["created_at"].dt.tz_convert("UTC").dt.floor(self.time_grain)
-                              .dt.tz_localize(None)})
+        columns: dict[str, Any] = {"day": silver["created_at"].dt.tz_convert(None).dt.floor(self.time_grain)}
         for dim in GOLD_DIMENSIONS:
-            frame[dim] = silver[dim].fillna(UNKNOWN_VALUE).astype(str)
-        frame["overall"] = "all"
-        frame["feedback_count"] = 1
-        frame["rated_count"] = silver["star_rating"].notna().astype(int)
-        frame["star_rating_sum"] = silver["star_rating"].fillna(0).astype(float)
-        frame["sentiment_labeled"] = silver["sentiment"].notna().astype(int)
-        for label in self.label_maps["sentiment"]:
-            frame[f"sentiment_{label}"] = (silver["sentiment"] == label).astype(int)
-        frame["intent_labeled"] = silver["intent"].notna().astype(int)
-        for label in self.label_maps["intent"]:
-            frame[f"intent_{label}"] = (silver["intent"] == label).astype(int)
-        frame["aspects_labeled"] = silver["aspects"].notna().astype(int)
+            columns[dim] = silver[dim].fillna(UNKNOWN_VALUE).astype(str)
+        columns["overall"] = "all"
+        columns["feedback_count"] = np.ones(n, dtype=np.int64)
+        columns["rated_count"] = silver["star_rating"].notna().to_numpy(dtype=np.int64)
+        columns["star_rating_sum"] = silver["star_rating"].fillna(0).to_numpy(dtype=float)
+        for task, prefix in (("sentiment", "sentiment_"), ("intent", "intent_")):
+            columns[f"{task}_labeled"] = silver[task].notna().to_numpy(dtype=np.int64)
+            # One factorize per column, then integer compares: no string compare per label.
+            codes, uniques = pd.factorize(silver[task])
+            position = {value: i for i, value in enumerate(uniques)}
+            for label in self.label_maps[task]:
+                columns[f"{prefix}{label}"] = (codes == position.get(label, -2)).astype(np.int64)
+        columns["aspects_labeled"] = silver["aspects"].notna().to_numpy(dtype=np.int64)
         mentioned = silver["aspects"].explode()  # one row per (record, aspect); the record's index repeats
+        record = silver.index.get_indexer(mentioned.index)
+        names = mentioned.to_numpy()
         for label in self.label_maps["aspects"]:
-            hit = (mentioned == label).groupby(level=0).any()
-            frame[f"aspect_{label}"] = hit.reindex(silver.index, fill_value=False).astype(int)
-        return frame
+            hit = np.zeros(n, dtype=np.int64)
+            hit[record[names == label]] = 1
+            columns[f"aspect_{label}"] = hit
+        return pd.DataFrame(columns, index=silver.index)
 
     def add(self, silver) -> None:
         if len(silver) == 0:
             return
-        frame = self._indicators(silver)
+        self._pending.append(self._indicators(silver))
+        self._pending_rows += len(silver)
+        if self._pending_rows >= self.flush_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pandas as pd
+
+        if not self._pending:
+            return
+        frame = pd.concat(self._pending, ignore_index=True)
+        self._pending, self._pending_rows = [], 0
         counts = [c for c in frame.columns if c not in GOLD_DIMENSIONS + ("overall", "day")]
         for dim in self._parts:
             self._parts[dim].append(frame.groupby(["day", dim])[counts].sum())
@@ -351,6 +372,7 @@ class GoldAccumulator:
     def write(self, gold_dir: Path) -> dict[str, int]:
         import pandas as pd
 
+        self._flush()
         gold_dir.mkdir(parents=True, exist_ok=True)
         written = {}
         for dim, parts in self._parts.items():

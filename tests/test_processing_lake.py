@@ -254,3 +254,44 @@ def test_include_external_reads_each_adapters_folder(tmp_path, monkeypatch):
     silver = lake.read_parquet_folder(tmp_path / "out" / "lake" / "silver")
     assert sorted(silver["source_file"].unique()) == sorted(["external/semeval2016_laptops", str(raw / "one.jsonl")])
     assert report.features["ingest"]["succeeded"] == 4  # the store was written and closed
+
+
+def _gold_tables(silver_parts: list[pd.DataFrame], flush_rows: int, folder: Path) -> dict[str, pd.DataFrame]:
+    from processing.taxonomy import load_taxonomy
+
+    gold = lake.GoldAccumulator(load_taxonomy().label_maps(), "D", flush_rows)
+    for part in silver_parts:
+        gold.add(part)
+    gold.write(folder)
+    return {path.stem: pd.read_parquet(path) for path in sorted(folder.glob("*.parquet"))}
+
+
+def test_gold_counts_do_not_depend_on_how_rows_are_flushed(tmp_path):
+    """Grouping every part at once or in batches gives the same table, and the counts are the hand-made ones."""
+    def part(rows):
+        frame = pd.DataFrame(rows, columns=["created_at", "sku", "product_category", "channel", "region",
+                                            "star_rating", "sentiment", "intent", "aspects"])
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        return frame
+
+    parts = [
+        part([("2026-10-01T09:00:00Z", "SKU-1", "shoes", "review", None, 1.0, "negative", None, ["packaging", "sizing_fit"]),
+              ("2026-10-01T23:59:00Z", "SKU-1", "shoes", "review", "EU", None, None, "complaint", None)]),
+        part([("2026-10-01T12:00:00Z", "SKU-2", None, "ticket", "EU", 5.0, "positive", "praise", []),
+              ("2026-10-02T00:00:00Z", "SKU-1", "shoes", "review", "EU", 3.0, "neutral", None, ["packaging"])]),
+    ]
+    batched = _gold_tables(parts, 1, tmp_path / "one_by_one")
+    at_once = _gold_tables(parts, 1_000, tmp_path / "at_once")
+    assert batched.keys() == at_once.keys() and len(batched) == 5
+    for name in batched:
+        pd.testing.assert_frame_equal(batched[name], at_once[name])
+    by_sku = batched["daily_by_sku"].set_index(["day", "sku"])
+    first = by_sku.loc[(pd.Timestamp("2026-10-01"), "SKU-1")]
+    assert (first["feedback_count"], first["rated_count"], first["star_rating_sum"]) == (2, 1, 1.0)
+    assert (first["sentiment_negative"], first["sentiment_labeled"], first["intent_complaint"]) == (1, 1, 1)
+    assert (first["aspect_packaging"], first["aspect_sizing_fit"], first["aspects_labeled"]) == (1, 1, 1)
+    assert first["intent_refund_request"] == 0  # a label no row has is counted, as zero
+    regions = batched["daily_by_region"].set_index(["day", "region"])
+    assert regions.loc[(pd.Timestamp("2026-10-01"), "unknown"), "feedback_count"] == 1
+    second_day = batched["daily_by_overall"].set_index("day").loc[pd.Timestamp("2026-10-02")]
+    assert second_day["aspect_packaging_rate"] == 1.0 and second_day["sentiment_neutral_rate"] == 1.0
