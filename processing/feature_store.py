@@ -318,8 +318,11 @@ class LocalFeatureStore:
         frame["write_time"] = now
         frame["api_invocation_time"] = now
         frame["is_deleted"] = False
-        self._write_offline(frame, now)
-        self._write_online(frame)
+        # Parquet encoding releases the GIL, so the offline files are written while the online records are built.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="offline-store") as pool:
+            offline = pool.submit(self._write_offline, frame, now)
+            self._write_online(frame)
+            offline.result()
         report.succeeded = len(frame)
         logger.info("local feature store %s: %d records written to %s", self.feature_group_name, len(frame), self.root)
         return report
