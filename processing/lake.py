@@ -341,9 +341,9 @@ class GoldAccumulator:
             for label in self.label_maps[task]:
                 columns[f"{prefix}{label}"] = (codes == position.get(label, -2)).astype(np.int64)
         columns["aspects_labeled"] = silver["aspects"].notna().to_numpy(dtype=np.int64)
-        mentioned = silver["aspects"].explode()  # one row per (record, aspect); the record's index repeats
-        record = silver.index.get_indexer(mentioned.index)
-        names = mentioned.to_numpy()
+        # One row per (record, aspect); its index is the record's position, repeated.
+        mentioned = silver["aspects"].reset_index(drop=True).explode()
+        record, names = mentioned.index.to_numpy(), mentioned.to_numpy()
         for label in self.label_maps["aspects"]:
             hit = np.zeros(n, dtype=np.int64)
             hit[record[names == label]] = 1
