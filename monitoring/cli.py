@@ -17,7 +17,7 @@ import typer
 
 from monitoring.config import MonitoringConfig
 from monitoring.corrections import (Correction, CorrectionError, LocalCorrectionStore, Watermark, count_corrections,
-                                    count_new_corrections, last_training_marker, last_training_time, record_correction)
+                                    count_new_corrections, last_training_marker, marker_time, record_correction)
 from monitoring.triggers import check_local_triggers, new_run_dir
 
 DEFAULT_WORKSPACE = ".fbrain"
@@ -130,7 +130,7 @@ def corrections_count(
     """Corrections in total and since the last training (those its marker's watermark does not cover)."""
     store = _store(workspace, bucket, MonitoringConfig())
     marker = last_training_marker(store)
-    since = last_training_time(store)
+    since = marker_time(marker)
     watermark = Watermark.from_marker(marker)
     typer.echo(json.dumps({
         "total": count_corrections(store), "since_last_training": count_new_corrections(store, marker),

@@ -65,12 +65,6 @@ class ExampleSet:
     unlabeled: int = 0
     """Valid rows labeled for no task (they cannot contribute to any loss)."""
 
-    def by_source(self) -> dict[str, int]:
-        return dict(Counter(example.source for example in self.examples))
-
-    def labeled_counts(self) -> dict[str, int]:
-        return {task: sum(e.task_mask[i] for e in self.examples) for i, task in enumerate(TASKS)}
-
 
 class ExampleError(ValueError):
     def __init__(self, reason: ReasonCode, message: str):
