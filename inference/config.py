@@ -65,6 +65,9 @@ class ServingConfig:
     max_text_chars: int = 20_000
     """A text longer than this (characters) is refused, whatever `overlength`: 400 on /invocations, 413 on
     /responses and /summaries (inference.responses_api; the text drafted for is the text scored)."""
+    max_summary_items: int = 500
+    """Feedback items in one /summaries cluster at most (400 above it): the summary prompt quotes
+    representatives of the whole cluster, so its cost grows with the items."""
     max_seq_length: int = 0
     """Tokens per text; 0 means the model's max_seq_length from fbrain_model.json."""
     overlength: str = "truncate"

@@ -23,8 +23,6 @@ from inference.second_stage import second_stage_review
 from inference.summaries import summarise_cluster
 from processing.taxonomy import load_taxonomy
 
-MAX_CLUSTER_ITEMS = 500
-
 
 class FeedbackIn(BaseModel):
     text: str = Field(description="The customer's words.")
@@ -58,7 +56,8 @@ def build_router(config: GenerativeConfig, bedrock: BedrockClient | None = None,
     gives the text length limit."""
     router = APIRouter()
     service = ResponseService(config, bedrock=bedrock)
-    max_text_chars = (serving or ServingConfig()).max_text_chars
+    serving = serving or ServingConfig()
+    max_text_chars, max_items = serving.max_text_chars, serving.max_summary_items
 
     @router.post("/responses")
     def draft_response(body: ResponseRequest, request: Request) -> dict[str, Any]:
@@ -77,8 +76,8 @@ def build_router(config: GenerativeConfig, bedrock: BedrockClient | None = None,
     def summarise(body: SummaryRequest) -> dict[str, Any]:
         if body.aspect not in load_taxonomy().aspect_names:
             raise HTTPException(400, f"unknown aspect {body.aspect!r}; known: {list(load_taxonomy().aspect_names)}")
-        if not body.items or len(body.items) > MAX_CLUSTER_ITEMS:
-            raise HTTPException(400, f"a summary needs 1 to {MAX_CLUSTER_ITEMS} items, got {len(body.items)}")
+        if not body.items or len(body.items) > max_items:
+            raise HTTPException(400, f"a summary needs 1 to {max_items} items, got {len(body.items)}")
         for index, item in enumerate(body.items):
             _check_text(item.text, f"items[{index}]", max_text_chars)
         return summarise_cluster([i.model_dump() for i in body.items], body.aspect, config, service.bedrock).to_dict()

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inference.bedrock import BedrockClient
-from inference.config import GenerativeConfig
+from inference.config import GenerativeConfig, ServingConfig
 from inference.policy import check_reply
 from inference.responses import ResponseService
 from inference.responses_api import create_responses_app
@@ -124,6 +124,10 @@ def test_api_validates_input_and_drafts():
     assert client.post("/responses", json={"nope": 1}).status_code == 422
     assert client.post("/summaries", json={"aspect": "weather", "items": [{"text": "x"}]}).status_code == 400
     assert client.post("/summaries", json={"aspect": "packaging", "items": []}).status_code == 400
+    few = TestClient(create_responses_app(GenerativeConfig(), serving=ServingConfig(max_summary_items=2)))
+    too_many = few.post("/summaries", json={"aspect": "packaging", "items": [{"text": "Box was crushed."}] * 3})
+    assert too_many.status_code == 400 and "1 to 2 items, got 3" in too_many.json()["detail"]
+    assert few.post("/summaries", json={"aspect": "packaging", "items": [{"text": "Box was crushed."}] * 2}).status_code == 200
 
 
 def test_text_limit_is_the_serving_configs_and_reachable_from_the_cli():
