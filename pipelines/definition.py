@@ -12,6 +12,7 @@ the local runner (`pipelines/local/`) runs the very same command without Docker.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -287,6 +288,29 @@ def _split_uri(feature_step: ProcessingStep, split: str):
     return feature_step.properties.ProcessingOutputConfig.Outputs[split].S3Output.S3Uri
 
 
+def training_hyperparameters(config: FeedbackBrainConfig, params: PipelineParameters) -> dict:
+    """Every training setting, as the strings SageMaker passes: pipeline parameters where there is one.
+
+    The whole `training` section goes to the job, not only what differs from the defaults, so the
+    training job's record says how its model was trained and `--set training.X=...` reaches it
+    (training.train parses these back with the section's types)."""
+    values = {}
+    for setting in dataclasses.fields(config.training):
+        value = getattr(config.training, setting.name)
+        if isinstance(value, (dict, list)):
+            values[setting.name] = json.dumps(value, sort_keys=True)
+        else:
+            values[setting.name] = str(value).lower() if isinstance(value, bool) else str(value)
+    values.update({
+        "backbone": params.backbone_model_id,
+        "epochs": params.epochs.to_string(),
+        "learning_rate": params.learning_rate.to_string(),
+        "max_seq_length": params.max_sequence_length.to_string(),
+        "batch_size": params.batch_size.to_string(),
+    })
+    return values
+
+
 def _train_step(config, session, params, feature_step: ProcessingStep) -> TrainingStep:
     kms_key = config.aws.kms_key_id or None
     trainer = EntrypointModelTrainer(
@@ -315,14 +339,7 @@ def _train_step(config, session, params, feature_step: ProcessingStep) -> Traini
             kms_key_id=kms_key,
         ),
         environment=job_environment(config, TRAIN_MODEL) or {},
-        hyperparameters={
-            "backbone": params.backbone_model_id,
-            "epochs": params.epochs.to_string(),
-            "learning_rate": params.learning_rate.to_string(),
-            "max_seq_length": params.max_sequence_length.to_string(),
-            "batch_size": params.batch_size.to_string(),
-            "seed": str(config.training.seed),
-        },
+        hyperparameters=training_hyperparameters(config, params),
     )
     # SageMaker reads these from the job log (lines `metric: name=value` of training.tracking).
     trainer.with_metric_definitions(

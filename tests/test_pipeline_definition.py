@@ -16,6 +16,10 @@ from pipelines import definition as pipeline_definition
 from pipelines import sdk_offline
 from pipelines.config import FeedbackBrainConfig, load_config
 from pipelines.definition import definition_json, image_uri
+from training.config import TrainingConfig
+from training.train import apply_settings
+
+PARAMETERIZED_SETTINGS = ("backbone", "epochs", "learning_rate", "max_seq_length", "batch_size")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -223,14 +227,16 @@ def test_training_step_names_its_entry_point_and_reads_features(steps, config):
     metric_names = {m["Name"] for m in algorithm["MetricDefinitions"]}
     assert {"val:macro_f1", "train:loss", "best_val_macro_f1"} <= metric_names
     assert all(m["Regex"].startswith("metric: ") for m in algorithm["MetricDefinitions"])
-    assert arguments["HyperParameters"] == {
+    hyperparameters = arguments["HyperParameters"]
+    assert {name: hyperparameters.pop(name) for name in PARAMETERIZED_SETTINGS} == {
         "backbone": get("Parameters.BackboneModelId"),
         "epochs": as_string("Epochs"),
         "learning_rate": as_string("LearningRate"),
         "max_seq_length": as_string("MaxSequenceLength"),
         "batch_size": as_string("BatchSize"),
-        "seed": str(config.training.seed),
     }
+    # The rest of the training section, as strings the training entry point parses back.
+    assert apply_settings(TrainingConfig(), hyperparameters, "job") == config.training
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in arguments["InputDataConfig"]}
     assert channels == {
         "train": output_uri("MergeFeatureShards", "train"),
@@ -410,3 +416,15 @@ def test_mlflow_server_reaches_training_and_evaluation_only():
 
 def test_default_definition_carries_no_environment(steps):
     assert all("Environment" not in steps[name]["Arguments"] for name in ("TrainModel", "EvaluateModel"))
+
+
+def test_every_configured_training_setting_reaches_the_training_job():
+    config = load_config(overrides=["training.class_weight_scope=all", "training.head_dropout=0.25",
+                                    'training.source_weights={"reviews": 2.5}', "training.class_weighting=false"])
+    train = all_steps(json.loads(definition_json(config))["Steps"])["TrainModel"]
+    hyperparameters = train["Arguments"]["HyperParameters"]
+    assert hyperparameters["class_weight_scope"] == "all" and hyperparameters["class_weighting"] == "false"
+    assert hyperparameters["source_weights"] == '{"reviews": 2.5}'
+    received = apply_settings(TrainingConfig(), {k: v for k, v in hyperparameters.items()
+                                                 if k not in PARAMETERIZED_SETTINGS}, "job")
+    assert received == config.training
