@@ -142,6 +142,10 @@ def test_evaluation_and_training_quarantine_the_same_rows_for_the_same_reasons(t
     assert [(q.line, q.reason, q.message) for q in training.quarantined] == evaluation_view + [
         (duplicate_line, "duplicate_id", f"feedback_id {good['feedback_id']} seen before")]
     assert len(training.examples) == 1 and training.unlabeled == 1
+    # The baseline is fitted on the training split read the way training read it: the same rows.
+    baseline_rows, baseline_quarantined = read_examples(tmp_path, LABEL_MAPS, as_training_reads=True)
+    assert [row["feedback_id"] for row in baseline_rows] == [e.feedback_id for e in training.examples]
+    assert [(q["line"], q["reason"]) for q in baseline_quarantined] == [(q.line, q.reason) for q in training.quarantined]
     assert [row["feedback_id"] for row in rows] == [good["feedback_id"], "no-task", good["feedback_id"]]
     # Both read the title in front of the text; evaluation keeps every column of the row.
     assert training.examples[0].text == example_model_input(rows[0]) == f"Late again. {good['text']}"

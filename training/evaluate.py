@@ -45,17 +45,20 @@ Probabilities = Mapping[str, np.ndarray]
 
 # ----------------------------------------------------------------------------- example files
 def read_examples(
-    location: str | Path, label_maps: Mapping[str, Sequence[str]]
+    location: str | Path, label_maps: Mapping[str, Sequence[str]], *, as_training_reads: bool = False
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows of every `*.jsonl` under `location` (or the file itself) -> (usable rows, quarantined rows).
 
     Training's reader and row checks (`training.data.read_example_rows`), with the same reasons
     and messages, but rows labeled for no task are kept (predicted, not scored) and a repeated
-    feedback_id is not quarantined. Usable rows are the JSON objects, every column kept. A
-    quarantined row carries `file`, `line`, `reason` (a schema ReasonCode), `message` and the
-    raw text of the line, so nothing is dropped without a trace.
+    feedback_id is not quarantined. With `as_training_reads` (the training split the baseline is
+    fitted on) rows are read exactly as training read them: the same rows the model learned from.
+    Usable rows are the JSON objects, every column kept. A quarantined row carries `file`, `line`,
+    `reason` (a schema ReasonCode), `message` and the raw text of the line, so nothing is dropped
+    without a trace.
     """
-    rows, quarantined, _ = read_example_rows(location, label_maps, keep_unlabeled=True, quarantine_duplicate_ids=False)
+    rows, quarantined, _ = read_example_rows(location, label_maps, keep_unlabeled=not as_training_reads,
+                                             quarantine_duplicate_ids=as_training_reads)
     return rows, [
         {"file": q.path, "line": q.line, "reason": q.reason, "message": q.message, "raw": q.raw} for q in quarantined
     ]
@@ -266,7 +269,7 @@ def evaluate(
         train_quarantined: list[dict[str, Any]] = []
         train_rows = 0
         if train_dir and Path(train_dir).exists():
-            train_examples, train_quarantined = read_examples(train_dir, label_maps)
+            train_examples, train_quarantined = read_examples(train_dir, label_maps, as_training_reads=True)
             train_rows = len(train_examples)
             log.info("fitting the TF-IDF baseline on %d training rows", train_rows)
             baseline = TfidfBaseline(label_maps, config).fit(train_examples)
