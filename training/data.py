@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from processing.schema import TASKS, ReasonCode, example_model_input
+from training.model import SINGLE_LABEL_TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ class Example:
     """1 per task in TASKS order when the row is labeled for it."""
     input_ids: list[int] = field(default_factory=list)
     token_type_ids: list[int] | None = None
+    class_weights: list[float] | None = None
+    """Loss weight of this row's sentiment and intent label (`attach_source_class_weights`);
+    None: the model's per-class weights apply."""
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -242,6 +246,14 @@ def tokenize_examples(examples: Sequence[Example], tokenizer, max_seq_length: in
                 example.token_type_ids = list(encoded["token_type_ids"][index])
 
 
+def _inverse_frequency(counts: Counter, n_labels: int, max_weight: float, n_classes: int = 0) -> list[float]:
+    """total / (n_classes x count) per label index, capped at max_weight; unseen labels get 1.0.
+
+    n_classes (default: n_labels) is how many classes a balanced set would spread over."""
+    total, n_classes = sum(counts.values()), n_classes or n_labels
+    return [min(max_weight, total / (n_classes * counts[i])) if counts.get(i) else 1.0 for i in range(n_labels)]
+
+
 def class_weights(examples: Sequence[Example], label_maps: dict[str, list[str]], max_weight: float) -> dict[str, list[float]]:
     """Inverse-frequency class weights (sentiment, intent) and neg/pos positive weights (aspects).
 
@@ -249,18 +261,50 @@ def class_weights(examples: Sequence[Example], label_maps: dict[str, list[str]],
     class seen a handful of times cannot dominate the loss. Unseen classes get 1.0.
     """
     weights: dict[str, list[float]] = {}
-    for column, task in enumerate(("sentiment", "intent")):
+    for column, task in enumerate(SINGLE_LABEL_TASKS):
         counts = Counter(getattr(e, task) for e in examples if e.task_mask[column])
-        total, n_classes = sum(counts.values()), len(label_maps[task])
-        weights[task] = [
-            min(max_weight, total / (n_classes * counts[i])) if counts.get(i) else 1.0 for i in range(n_classes)
-        ]
+        weights[task] = _inverse_frequency(counts, len(label_maps[task]), max_weight)
     labeled = [e.aspects for e in examples if e.task_mask[2]]
     positives = np.asarray(labeled, dtype=np.float64).sum(axis=0) if labeled else np.zeros(len(label_maps["aspects"]))
     weights["aspects"] = [
         min(max_weight, (len(labeled) - p) / p) if p > 0 else 1.0 for p in positives.tolist()
     ]
     return weights
+
+
+def source_class_weights(
+    examples: Sequence[Example], label_maps: dict[str, list[str]], max_weight: float
+) -> dict[str, dict[str, list[float]]]:
+    """`{source: {task: weight per class}}` for sentiment and intent, balanced within each source.
+
+    Sources disagree about which class is rare: star-rated reviews are mostly positive, airline
+    complaints mostly negative. Weights over the pooled set then favour each source's majority
+    class (the pooled-rare class is the other source's common one). Counting within a source
+    balances its own classes. Only the classes a source has count in the denominator, so (below
+    the cap) its weights average 1.0 over its rows and the source keeps its share of the loss.
+    """
+    counts: dict[str, dict[str, Counter]] = {}
+    for example in examples:
+        for column, task in enumerate(SINGLE_LABEL_TASKS):
+            if example.task_mask[column]:
+                counts.setdefault(example.source, {}).setdefault(task, Counter())[getattr(example, task)] += 1
+    return {
+        source: {
+            task: _inverse_frequency(task_counts, len(label_maps[task]), max_weight, n_classes=len(task_counts))
+            for task, task_counts in by_task.items()
+        }
+        for source, by_task in counts.items()
+    }
+
+
+def attach_source_class_weights(examples: Sequence[Example], weights: dict[str, dict[str, list[float]]]) -> None:
+    """Set each example's `class_weights` from its source's table (1.0 for unknown sources/tasks)."""
+    for example in examples:
+        by_task = weights.get(example.source, {})
+        example.class_weights = [
+            by_task[task][getattr(example, task)] if example.task_mask[column] and task in by_task else 1.0
+            for column, task in enumerate(SINGLE_LABEL_TASKS)
+        ]
 
 
 def epoch_indices(
@@ -341,6 +385,8 @@ def collate(examples: Iterable[Example], pad_token_id: int) -> dict[str, torch.T
     }
     if types is not None:
         batch["token_type_ids"] = types
+    if rows[0].class_weights is not None:
+        batch["class_weight_rows"] = torch.tensor([e.class_weights for e in rows], dtype=torch.float32)
     return batch
 
 

@@ -214,6 +214,7 @@ class MultiTaskClassifier(nn.Module):
         intent_labels: torch.Tensor | None = None,
         aspect_labels: torch.Tensor | None = None,
         task_mask: torch.Tensor | None = None,
+        class_weight_rows: torch.Tensor | None = None,
     ) -> MultiTaskOutput:
         """Logits for every task; with labels + `task_mask` ([batch, 3] in TASKS order) also the masked loss."""
         # Not called `embedding`: the ONNX exporter names graph values after local variables,
@@ -228,7 +229,7 @@ class MultiTaskClassifier(nn.Module):
         )
         if task_mask is not None:
             output.loss, output.task_losses = self.masked_loss(
-                output, sentiment_labels, intent_labels, aspect_labels, task_mask
+                output, sentiment_labels, intent_labels, aspect_labels, task_mask, class_weight_rows
             )
         return output
 
@@ -239,8 +240,13 @@ class MultiTaskClassifier(nn.Module):
         intent_labels: torch.Tensor,
         aspect_labels: torch.Tensor,
         task_mask: torch.Tensor,
+        class_weight_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Weighted sum of per-task losses, each averaged over the rows labeled for that task."""
+        """Weighted sum of per-task losses, each a weighted mean over the rows labeled for that task.
+
+        A row's sentiment / intent weight is `class_weight_rows[row, 0 / 1]` when given (per-source
+        class weights, `training.data.source_class_weights`), else the model's weight of its class.
+        """
         if sentiment_labels is None or intent_labels is None or aspect_labels is None:
             raise ValueError("a loss needs sentiment_labels, intent_labels and aspect_labels (use -1 / zeros where unlabeled)")
         mask = task_mask.float()
@@ -249,11 +255,15 @@ class MultiTaskClassifier(nn.Module):
             (0, "sentiment", output.sentiment_logits, sentiment_labels),
             (1, "intent", output.intent_logits, intent_labels),
         ):
-            class_weight = getattr(self, f"_class_weight_{task}")
             # Unlabeled rows hold -1; clamp to a valid index, the mask zeroes their term.
-            per_row = F.cross_entropy(logits.float(), labels.clamp(min=0), weight=class_weight, reduction="none")
-            row_weight = mask[:, column] * class_weight[labels.clamp(min=0)]
-            losses[task] = (per_row * mask[:, column]).sum() / row_weight.sum().clamp(min=1e-8)
+            labels = labels.clamp(min=0)
+            per_row = F.cross_entropy(logits.float(), labels, reduction="none")
+            if class_weight_rows is None:
+                row_weight = getattr(self, f"_class_weight_{task}")[labels]
+            else:
+                row_weight = class_weight_rows[:, column].float()
+            row_weight = mask[:, column] * row_weight
+            losses[task] = (per_row * row_weight).sum() / row_weight.sum().clamp(min=1e-8)
         pos_weight = getattr(self, f"_class_weight_{MULTI_LABEL_TASK}")
         per_row = F.binary_cross_entropy_with_logits(
             output.aspect_logits.float(), aspect_labels.float(), pos_weight=pos_weight, reduction="none"

@@ -36,20 +36,22 @@ import torch
 from processing.schema import TASKS
 from processing.taxonomy import CURRENT_VERSION, load_taxonomy
 from training import checkpointing
-from training.config import SAGEMAKER_CHECKPOINT_DIR, TrainingConfig
+from training.config import CLASS_WEIGHT_SCOPES, SAGEMAKER_CHECKPOINT_DIR, TrainingConfig
 from training.data import (
     Example,
     ExampleSet,
+    attach_source_class_weights,
     class_weights,
     collate,
     epoch_indices,
     length_grouped_batches,
     read_examples,
     sorted_batches,
+    source_class_weights,
     tokenize_examples,
     write_quarantine,
 )
-from training.model import LossSettings, MultiTaskClassifier, METADATA_FILE
+from training.model import LossSettings, MultiTaskClassifier, METADATA_FILE, MULTI_LABEL_TASK
 from training.tracking import Tracker
 
 logger = logging.getLogger("training.train")
@@ -296,6 +298,31 @@ def loss_settings(config: TrainingConfig, class_weights_by_task: dict | None = N
     )
 
 
+def configured_class_weights(
+    config: TrainingConfig, model: MultiTaskClassifier, train_examples: Sequence[Example],
+    validation_examples: Sequence[Example],
+) -> dict[str, list[float]]:
+    """The model's class weights; with scope `source`, sentiment/intent weights go on each row instead.
+
+    Validation rows get the weights counted on the training rows of their source, so the
+    validation loss weighs classes the way the training loss does.
+    """
+    if config.class_weight_scope not in CLASS_WEIGHT_SCOPES:
+        raise ValueError(f"class_weight_scope must be one of {CLASS_WEIGHT_SCOPES}; got {config.class_weight_scope!r}")
+    if not config.class_weighting:
+        return {}
+    pooled = class_weights(train_examples, model.label_maps, config.max_class_weight)
+    if config.class_weight_scope == "all":
+        return pooled
+    by_source = source_class_weights(train_examples, model.label_maps, config.max_class_weight)
+    for examples in (train_examples, validation_examples):
+        attach_source_class_weights(examples, by_source)
+    for source, by_task in sorted(by_source.items()):
+        logger.info("class weights of %s: %s", source,
+                 {task: [round(w, 2) for w in weights] for task, weights in by_task.items()})
+    return {MULTI_LABEL_TASK: pooled[MULTI_LABEL_TASK]}
+
+
 def load_split(directory: str, name: str, model: MultiTaskClassifier, config: TrainingConfig, output_dir: Path) -> ExampleSet:
     examples = read_examples(directory, model.label_maps)
     if examples.quarantined:
@@ -401,8 +428,7 @@ def train(config: TrainingConfig, paths: RunPaths) -> TrainResult:
     train_set = load_split(paths.train_dir, "train", model, config, output_dir)
     validation_set = load_split(paths.validation_dir, "validation", model, config, output_dir)
     train_examples, validation_examples = train_set.examples, validation_set.examples
-    weights = class_weights(train_examples, model.label_maps, config.max_class_weight) if config.class_weighting else {}
-    model.set_loss_settings(loss_settings(config, weights))
+    model.set_loss_settings(loss_settings(config, configured_class_weights(config, model, train_examples, validation_examples)))
     model.to(runtime.device)
     model.train()
 
