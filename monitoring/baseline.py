@@ -26,7 +26,8 @@ from monitoring.model_monitor_format import build_constraints
 from monitoring.prediction_features import columns_from_probabilities
 from monitoring.scoring import ModelScorer
 from monitoring.text_descriptors import TOKENIZER_FILE, TextDescriber
-from processing.schema import model_input_text
+from processing.schema import example_model_input
+from training.example_rows import read_example_rows
 
 logger = logging.getLogger(__name__)
 
@@ -43,40 +44,18 @@ class BaselineResult:
     quarantined: int
 
 
-def read_training_texts(train_dir: Path) -> tuple[list[str], list[dict]]:
-    """Texts of every *.jsonl under train_dir, and the lines that had none (with a reason)."""
-    files = sorted(train_dir.rglob("*.jsonl")) if train_dir.is_dir() else [train_dir]
-    if not files:
-        raise FileNotFoundError(f"no *.jsonl example files under {train_dir}")
-    texts: list[str] = []
-    quarantined: list[dict] = []
-    for path in files:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = {"file": str(path), "line": line_number}
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    quarantined.append({**where, "reason": "invalid_json", "message": str(exc)})
-                    continue
-                text = row.get("text") if isinstance(row, dict) else None
-                if not isinstance(text, str) or not text.strip():
-                    quarantined.append({**where, "reason": "text_empty", "message": "no non-empty 'text' field"})
-                    continue
-                title = row.get("title")
-                # The endpoint composes title + text the same way, so captured and baseline texts compare.
-                texts.append(model_input_text(text, title if isinstance(title, str) else None))
-    logger.info("read %d training texts from %d file(s), %d quarantined", len(texts), len(files), len(quarantined))
-    return texts, quarantined
-
-
 def compute_baseline(model_dir: str, train_dir: str, output_dir: str, config: Optional[MonitoringConfig] = None) -> BaselineResult:
     config = config or MonitoringConfig()
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    texts, quarantined = read_training_texts(Path(train_dir))
+    model_path = resolve_model_dir(model_dir)
+    scorer = ModelScorer(model_path, config)
+    # Evaluation's view of an example split (every usable row, labeled or not), through the shared
+    # reader and row check; texts composed the way the endpoint composes title + text, so captured
+    # and baseline texts compare.
+    rows, quarantined_rows, _ = read_example_rows(
+        train_dir, scorer.label_maps, keep_unlabeled=True, quarantine_duplicate_ids=False)
+    texts, quarantined = [example_model_input(row) for row in rows], [q.as_record() for q in quarantined_rows]
     if not texts:
         raise ValueError(f"no usable training texts in {train_dir} ({len(quarantined)} quarantined)")
     rng = np.random.default_rng(config.sample_seed)
@@ -85,8 +64,7 @@ def compute_baseline(model_dir: str, train_dir: str, output_dir: str, config: Op
         logger.info("baseline uses a seeded sample of %d of %d texts", len(keep), len(texts))
         texts = [texts[i] for i in keep]
 
-    model_path = resolve_model_dir(model_dir)
-    scores = ModelScorer(model_path, config).score(texts)
+    scores = scorer.score(texts)
     # The tokenizer travels with the baseline so the monitoring job's descriptors need no model.
     shutil.copyfile(model_path / TOKENIZER_FILE, output / TOKENIZER_FILE)
     columns = TextDescriber(output / TOKENIZER_FILE, config).describe(texts).columns

@@ -129,6 +129,17 @@ def checks(result) -> set[tuple[str, str]]:
     return {(v["feature_name"], v["constraint_check_type"]) for v in result.violations}
 
 
+def test_baseline_reads_example_files_without_torch():
+    """The monitor runs where torch may not be installed: its example reader is torch-free."""
+    import subprocess
+    import sys
+
+    code = "import sys, monitoring.baseline; print([m for m in ('torch', 'transformers') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_baseline_writes_model_monitor_statistics_and_constraints(monitored):
     baseline = monitored["baseline"]
     out = baseline.output_dir

@@ -24,7 +24,7 @@ import numpy as np
 
 from processing.schema import TASKS, example_model_input
 from training.config import EvaluationConfig
-from training.data import read_example_rows
+from training.example_rows import read_example_rows
 from training.gate import GATE_TASKS, decide_gate
 from training.metrics import multi_label_report, sagemaker_multiclass_metrics, single_label_report
 from training.predict import LoadedModel, load_model, predict_probabilities, resolve_model_dir
@@ -49,7 +49,7 @@ def read_examples(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows of every `*.jsonl` under `location` (or the file itself) -> (usable rows, quarantined rows).
 
-    Training's reader and row checks (`training.data.read_example_rows`), with the same reasons
+    Training's reader and row checks (`training.example_rows.read_example_rows`), with the same reasons
     and messages, but rows labeled for no task are kept (predicted, not scored) and a repeated
     feedback_id is not quarantined. With `as_training_reads` (the training split the baseline is
     fitted on) rows are read exactly as training read them: the same rows the model learned from.
@@ -59,9 +59,7 @@ def read_examples(
     """
     rows, quarantined, _ = read_example_rows(location, label_maps, keep_unlabeled=not as_training_reads,
                                              quarantine_duplicate_ids=as_training_reads)
-    return rows, [
-        {"file": q.path, "line": q.line, "reason": q.reason, "message": q.message, "raw": q.raw} for q in quarantined
-    ]
+    return rows, [q.as_record() for q in quarantined]
 
 
 # ----------------------------------------------------------------------------- scoring
