@@ -319,7 +319,7 @@ def configured_class_weights(
         attach_source_class_weights(examples, by_source)
     for source, by_task in sorted(by_source.items()):
         logger.info("class weights of %s: %s", source,
-                 {task: [round(w, 2) for w in weights] for task, weights in by_task.items()})
+                    {task: [round(w, 2) for w in weights] for task, weights in by_task.items()})
     return {MULTI_LABEL_TASK: pooled[MULTI_LABEL_TASK]}
 
 
