@@ -27,7 +27,7 @@ from monitoring.prediction_features import columns_from_probabilities
 from monitoring.scoring import ModelScorer
 from monitoring.text_descriptors import TOKENIZER_FILE, TextDescriber
 from processing.schema import example_model_input
-from training.example_rows import read_example_rows
+from training.example_rows import read_example_records
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +50,9 @@ def compute_baseline(model_dir: str, train_dir: str, output_dir: str, config: Op
     output.mkdir(parents=True, exist_ok=True)
     model_path = resolve_model_dir(model_dir)
     scorer = ModelScorer(model_path, config)
-    # Evaluation's view of an example split (every usable row, labeled or not), through the shared
-    # reader and row check; texts composed the way the endpoint composes title + text, so captured
-    # and baseline texts compare.
-    rows, quarantined_rows, _ = read_example_rows(
-        train_dir, scorer.label_maps, keep_unlabeled=True, quarantine_duplicate_ids=False)
-    texts, quarantined = [example_model_input(row) for row in rows], [q.as_record() for q in quarantined_rows]
+    rows, quarantined = read_example_records(train_dir, scorer.label_maps)
+    # Composed the way the endpoint composes title + text, so captured and baseline texts compare.
+    texts = [example_model_input(row) for row in rows]
     if not texts:
         raise ValueError(f"no usable training texts in {train_dir} ({len(quarantined)} quarantined)")
     rng = np.random.default_rng(config.sample_seed)

@@ -15,7 +15,8 @@ from processing.taxonomy import load_taxonomy
 from training import evaluate as evaluate_module
 from training.config import EvaluationConfig
 from training.data import read_examples as read_training_examples
-from training.evaluate import build_report, evaluate, main, read_examples, resolve_champion
+from training.evaluate import build_report, evaluate, main, resolve_champion
+from training.example_rows import read_example_records as read_examples
 from training.predict import ModelDirError, resolve_model_dir
 
 LABEL_MAPS = load_taxonomy().label_maps()

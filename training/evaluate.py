@@ -24,7 +24,7 @@ import numpy as np
 
 from processing.schema import TASKS, example_model_input
 from training.config import EvaluationConfig
-from training.example_rows import read_example_rows
+from training.example_rows import read_example_records
 from training.gate import GATE_TASKS, decide_gate
 from training.metrics import multi_label_report, sagemaker_multiclass_metrics, single_label_report
 from training.predict import LoadedModel, load_model, predict_probabilities, resolve_model_dir
@@ -41,25 +41,6 @@ HEADLINE_METRIC = {"sentiment": "macro_f1", "intent": "macro_f1", "aspects": "mi
 """The one number per task that the baseline and champion deltas compare."""
 
 Probabilities = Mapping[str, np.ndarray]
-
-
-# ----------------------------------------------------------------------------- example files
-def read_examples(
-    location: str | Path, label_maps: Mapping[str, Sequence[str]], *, as_training_reads: bool = False
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows of every `*.jsonl` under `location` (or the file itself) -> (usable rows, quarantined rows).
-
-    Training's reader and row checks (`training.example_rows.read_example_rows`), with the same reasons
-    and messages, but rows labeled for no task are kept (predicted, not scored) and a repeated
-    feedback_id is not quarantined. With `as_training_reads` (the training split the baseline is
-    fitted on) rows are read exactly as training read them: the same rows the model learned from.
-    Usable rows are the JSON objects, every column kept. A quarantined row carries `file`, `line`,
-    `reason` (a schema ReasonCode), `message` and the raw text of the line, so nothing is dropped
-    without a trace.
-    """
-    rows, quarantined, _ = read_example_rows(location, label_maps, keep_unlabeled=not as_training_reads,
-                                             quarantine_duplicate_ids=as_training_reads)
-    return rows, [q.as_record() for q in quarantined]
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -257,7 +238,7 @@ def evaluate(
         scratch_dir = Path(scratch)
         loaded = load_model(resolve_model_dir(model_dir, scratch_dir / "candidate"))
         label_maps = loaded.label_maps
-        examples, quarantined = read_examples(test_dir, label_maps)
+        examples, quarantined = read_example_records(test_dir, label_maps)
         if not examples:
             raise ValueError(f"no usable test rows in {test_dir} ({len(quarantined)} quarantined)")
         log.info("scoring candidate %s on %d test rows", model_dir, len(examples))
@@ -267,7 +248,7 @@ def evaluate(
         train_quarantined: list[dict[str, Any]] = []
         train_rows = 0
         if train_dir and Path(train_dir).exists():
-            train_examples, train_quarantined = read_examples(train_dir, label_maps, as_training_reads=True)
+            train_examples, train_quarantined = read_example_records(train_dir, label_maps, as_training_reads=True)
             train_rows = len(train_examples)
             log.info("fitting the TF-IDF baseline on %d training rows", train_rows)
             baseline = TfidfBaseline(label_maps, config).fit(train_examples)

@@ -166,3 +166,19 @@ def read_example_rows(
     return rows, quarantined, unlabeled
 
 
+
+
+def read_example_records(
+    location: str | Path, label_maps: Mapping[str, Sequence[str]], *, as_training_reads: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Evaluation's view of an example split -> (usable rows, quarantine records).
+
+    `read_example_rows`, but rows labeled for no task are kept (evaluation predicts them, unscored;
+    the monitor baseline describes them) and a repeated feedback_id is not quarantined. With
+    `as_training_reads` (the training split the TF-IDF baseline is fitted on) rows are read exactly
+    as training read them: the same rows the model learned from. Usable rows are the JSON objects,
+    every column kept; a quarantine record is `QuarantinedRow.as_record()`.
+    """
+    rows, quarantined, _ = read_example_rows(location, label_maps, keep_unlabeled=not as_training_reads,
+                                             quarantine_duplicate_ids=as_training_reads)
+    return rows, [q.as_record() for q in quarantined]
