@@ -15,16 +15,15 @@ app = typer.Typer(help="Serve a model directory over HTTP (SageMaker container c
 
 
 def _apply_sets(config: ServingConfig, sets: list[str]) -> ServingConfig:
-    from inference.serve import ENV_PREFIX, config_from_env
+    """`--set serving.field=value` items on a copy of config (processing.settings: the one override parser)."""
+    from processing.settings import SettingsError, load_sections
 
-    known = {f.name for f in dataclasses.fields(ServingConfig)}
-    overrides = {}
-    for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep or key.strip() not in known:
-            raise typer.BadParameter(f"{item!r}: expected FIELD=VALUE with FIELD one of {sorted(known)}", param_hint="--set")
-        overrides[ENV_PREFIX + key.strip().upper()] = value.strip()
-    return config_from_env(config, overrides)
+    config = dataclasses.replace(config)
+    try:
+        load_sections({"serving": config}, sets, environ={})
+    except SettingsError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from None
+    return config
 
 
 @app.command()
@@ -36,7 +35,7 @@ def serve(
     capture_dir: str = typer.Option("", help="Write SageMaker-format data capture under this folder (empty: off)."),
     model_name: Optional[str] = typer.Option(None, help="Model name in responses (default from fbrain_model.json or the folder)."),
     model_version: Optional[str] = typer.Option(None, help="Model version in responses."),
-    set_: list[str] = typer.Option([], "--set", help="Any ServingConfig field, e.g. --set max_batch_wait_ms=1."),
+    set_: list[str] = typer.Option([], "--set", help="Any serving setting, e.g. --set serving.max_batch_wait_ms=1."),
 ) -> None:
     """Serve MODEL_DIR on http://HOST:PORT with /ping, /invocations and /metrics (blocks)."""
     from inference.serve import serve_model_dir
@@ -57,7 +56,7 @@ def deploy_endpoint(
     kms_key_id: str = typer.Option(""),
     region: Optional[str] = typer.Option(None),
     wait: bool = typer.Option(True, help="Wait for InService, then apply auto scaling."),
-    set_: list[str] = typer.Option([], "--set", help="Any ServingConfig field."),
+    set_: list[str] = typer.Option([], "--set", help="Any serving setting: serving.FIELD=VALUE."),
 ) -> None:
     """Deploy an approved model package to SageMaker (create, or blue/green update with rollback alarms)."""
     from inference.deploy import AwsClients, DeploymentTarget, deploy_model_package

@@ -1,21 +1,23 @@
 """Configuration of serving and generative responses (sections of FeedbackBrainConfig)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
+
+from processing.settings import settings_section
 
 
-@dataclass
+@settings_section
 class ServingConfig:
     # --- HTTP server (SageMaker bring-your-own-container contract) ---
     host: str = "127.0.0.1"
     """Address uvicorn binds to; the container entry point binds 0.0.0.0."""
     port: int = 8080
     """SageMaker sends /ping and /invocations to port 8080."""
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     """Level of the structured (JSON) request log."""
 
     # --- runtime ---
-    runtime: str = "onnx-int8"
+    runtime: Literal["onnx-int8", "onnx", "torch"] = "onnx-int8"
     """`onnx-int8` (onnx/model.int8.onnx), `onnx` (onnx/model.onnx) or `torch` (HF weights, GPU if present)."""
     onnx_intra_op_threads: int = 2
     """ONNX Runtime threads per batch; 2 matches the 2-core machine and an ml.c6i.large."""
@@ -70,7 +72,7 @@ class ServingConfig:
     representatives of the whole cluster, so its cost grows with the items."""
     max_seq_length: int = 0
     """Tokens per text; 0 means the model's max_seq_length from fbrain_model.json."""
-    overlength: str = "truncate"
+    overlength: Literal["truncate", "reject"] = "truncate"
     """Texts longer than max_seq_length tokens: `truncate` (answer with truncated=true) or `reject` (400)."""
 
     # --- data capture (local emulation of SageMaker's DataCaptureConfig) ---
@@ -100,7 +102,7 @@ class ServingConfig:
     """Seconds between scale-in activities."""
     autoscaling_scale_out_cooldown_s: int = 60
     """Seconds between scale-out activities."""
-    rollout_mode: str = "canary"
+    rollout_mode: Literal["canary", "linear", "all_at_once"] = "canary"
     """Blue/green traffic shifting: `canary`, `linear` or `all_at_once`."""
     rollout_step_percent: int = 10
     """Canary size, or the linear step size, in percent of capacity."""
@@ -116,7 +118,7 @@ class ServingConfig:
     """Consecutive one-minute periods an alarm condition must hold before it fires."""
 
 
-@dataclass
+@settings_section
 class GenerativeConfig:
     use_bedrock: bool = False
     """Draft with Amazon Bedrock; False (the local default) uses the playbook templates."""

@@ -22,7 +22,7 @@ Approved) and "SageMaker Endpoint State Change" events (applies auto scaling whe
 endpoint reaches InService: scaling cannot be registered while an endpoint is Creating,
 and a Lambda cannot wait out a canary rollout). Its settings come from the environment:
 ENDPOINT_NAME, MODEL_EXECUTION_ROLE_ARN, DATA_CAPTURE_S3_URI, ENDPOINT_INSTANCE_TYPE,
-KMS_KEY_ID, and any `FBRAIN_SERVING_<FIELD>` override of ServingConfig.
+KMS_KEY_ID, and any `FBRAIN__SERVING__<FIELD>` override of ServingConfig.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference.config import ServingConfig
+from processing.settings import environment_variables
 from inference.serve import MODEL_NAME_ENV, MODEL_VERSION_ENV, config_from_env, serve_model_dir
 
 __all__ = ["deploy_model_package", "handler", "serve_model_dir", "DeploymentTarget", "AwsClients", "DeploymentError"]
@@ -50,7 +51,7 @@ BUSY_STATES = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deletin
 PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
 CONTAINER_ENV_FIELDS = ("runtime", "max_batch_size", "max_batch_wait_ms", "onnx_intra_op_threads", "overlength")
-"""ServingConfig fields passed to the container as FBRAIN_SERVING_<FIELD>."""
+"""ServingConfig fields passed to the container as FBRAIN__SERVING__<FIELD> (processing.settings)."""
 
 
 class DeploymentError(RuntimeError):
@@ -126,7 +127,7 @@ def describe_package(sm: Any, arn: str) -> ModelPackage:
 
 def model_request(package: ModelPackage, target: DeploymentTarget, config: ServingConfig) -> dict[str, Any]:
     environment = {MODEL_NAME_ENV: package.group or target.endpoint_name, MODEL_VERSION_ENV: package.version or "unversioned"}
-    environment.update({f"FBRAIN_SERVING_{name.upper()}": str(getattr(config, name)) for name in CONTAINER_ENV_FIELDS})
+    environment.update(environment_variables("serving", config, CONTAINER_ENV_FIELDS))
     request = {
         "PrimaryContainer": {"Image": package.image, "ModelDataUrl": package.model_data_url, "Environment": environment},
         "ExecutionRoleArn": target.role_arn,

@@ -6,7 +6,7 @@ predictor, when mounted there) scores the text first.
 
 The longest text accepted is `ServingConfig.max_text_chars`, the endpoint's own limit: the text
 drafted for is the text the endpoint scores, so one setting (`--set serving.max_text_chars=N`,
-or `FBRAIN_SERVING_MAX_TEXT_CHARS` in the container) bounds both. These routes answer 413 above
+or `FBRAIN__SERVING__MAX_TEXT_CHARS` in the container) bounds both. These routes answer 413 above
 it (as they always did), /invocations 400.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ SageMaker starts the inference image with the argument `serve` and the model ext
 under /opt/ml/model, and talks to port 8080. Locally, `fbrain serve` / `fbrain deploy` call
 `serve_model_dir` with the registered model's directory; both run the same app.
 
-Settings: ServingConfig defaults, overridden by `FBRAIN_SERVING_<FIELD>` environment
+Settings: ServingConfig defaults, overridden by `FBRAIN__SERVING__<FIELD>` environment
 variables (how CreateModel's Environment configures the container), then by arguments.
 """
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pathlib import Path
 
 from inference.capture import CaptureWriter
 from inference.config import ServingConfig
+from processing.settings import add_settings_argument, apply_overrides, load_sections
 
 logger = logging.getLogger(__name__)
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
-ENV_PREFIX = "FBRAIN_SERVING_"
 MODEL_NAME_ENV = "FBRAIN_MODEL_NAME"
 MODEL_VERSION_ENV = "FBRAIN_MODEL_VERSION"
 
@@ -56,20 +56,10 @@ def configure_logging(level: str) -> None:
 
 
 def config_from_env(config: ServingConfig | None = None, environ: typing.Mapping[str, str] | None = None) -> ServingConfig:
-    """ServingConfig with `FBRAIN_SERVING_<FIELD>` variables applied (e.g. FBRAIN_SERVING_RUNTIME=onnx)."""
+    """ServingConfig with `FBRAIN__SERVING__<FIELD>` variables applied (e.g. FBRAIN__SERVING__RUNTIME=onnx),
+    parsed by the shared settings parser."""
     config = dataclasses.replace(config) if config else ServingConfig()
-    environ = os.environ if environ is None else environ
-    hints = typing.get_type_hints(ServingConfig)
-    for item in dataclasses.fields(ServingConfig):
-        raw = environ.get(ENV_PREFIX + item.name.upper())
-        if raw is None:
-            continue
-        kind = hints[item.name]
-        try:
-            value = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
-        except ValueError:
-            raise ValueError(f"{ENV_PREFIX}{item.name.upper()}={raw!r}: expected {kind.__name__}") from None
-        setattr(config, item.name, value)
+    load_sections({"serving": config}, environ=environ)
     return config
 
 
@@ -120,8 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=None, help="default 8080, or SAGEMAKER_BIND_TO_PORT")
     parser.add_argument("--runtime", choices=["onnx-int8", "onnx", "torch"], default=None)
     parser.add_argument("--capture-dir", default=None)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                        help="any ServingConfig field, e.g. --set max_batch_wait_ms=1")
+    add_settings_argument(parser, ["serving"])
     return parser.parse_args(argv)
 
 
@@ -134,13 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         config.runtime = args.runtime
     if args.capture_dir is not None:
         config.capture_dir = args.capture_dir
-    overrides = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or key.strip() not in {f.name for f in dataclasses.fields(ServingConfig)}:
-            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD a ServingConfig field")
-        overrides[ENV_PREFIX + key.strip().upper()] = value.strip()
-    config = config_from_env(config, overrides)
+    apply_overrides({"serving": config}, args.settings)
     serve_model_dir(args.model_dir, config, model_name=os.environ.get(MODEL_NAME_ENV), model_version=os.environ.get(MODEL_VERSION_ENV))
 
 

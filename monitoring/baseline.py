@@ -21,6 +21,7 @@ import numpy as np
 
 from monitoring.artifacts import resolve_model_dir
 from monitoring.config import MonitoringConfig
+from processing.settings import add_settings_argument, load_sections
 from monitoring.features import monitored_statistics
 from monitoring.model_monitor_format import build_constraints
 from monitoring.prediction_features import columns_from_probabilities
@@ -91,10 +92,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--model-dir", default="/opt/ml/processing/model", help="model directory or model.tar.gz")
     parser.add_argument("--train-dir", default="/opt/ml/processing/train", help="folder of examples.jsonl")
     parser.add_argument("--output-dir", default="/opt/ml/processing/baseline")
-    parser.add_argument("--config-json", default="", help="MonitoringConfig fields as a JSON object")
+    add_settings_argument(parser, ["monitoring"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = MonitoringConfig(**json.loads(args.config_json)) if args.config_json else MonitoringConfig()
+    config = MonitoringConfig()
+    load_sections({"monitoring": config}, args.settings)
     compute_baseline(args.model_dir, args.train_dir, args.output_dir, config)
     return 0
 

@@ -1,10 +1,13 @@
 """Configuration of Model Monitor for text and retraining triggers (a FeedbackBrainConfig section)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from typing import Literal
+
+from processing.settings import settings_section
 
 
-@dataclass
+@settings_section
 class MonitoringConfig:
     # --- embedding drift (domain classifier) ---
     drift_auc_threshold: float = 0.75
@@ -47,7 +50,7 @@ class MonitoringConfig:
     """Seed of langdetect, which is otherwise non-deterministic."""
 
     # --- scoring (baseline predictions and embeddings) ---
-    scoring_runtime: str = "onnx-int8"
+    scoring_runtime: Literal["onnx-int8", "onnx", "torch"] = "onnx-int8"
     """Runtime of inference.predictor used for baseline predictions and embeddings (the endpoint's
     default, so baseline and traffic see the same model); falls back to `onnx` when the int8 file is absent."""
     scoring_batch_size: int = 64

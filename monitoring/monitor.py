@@ -33,6 +33,7 @@ from monitoring.baseline import CONSTRAINTS_FILE, EMBEDDINGS_FILE, STATISTICS_FI
 from monitoring.capture_reader import CaptureWindow, parse_time, read_capture_window
 from monitoring.compare import Comparison, add_embedding_check, compare_window
 from monitoring.config import MonitoringConfig
+from processing.settings import add_settings_argument, load_sections, set_field
 from monitoring.drift import domain_classifier_auc
 from monitoring.features import monitored_statistics
 from monitoring.metrics import put_metric_data_request, window_metrics, write_cloudwatch_lines
@@ -218,6 +219,11 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+SECTION = "monitoring"
+"""The configuration section this job takes whole: `--set monitoring.field=value`, or FBRAIN__MONITORING__FIELD
+variables (how a Model Monitor schedule's Environment passes settings)."""
+
+
 def parse_args(argv: Optional[list[str]] = None) -> tuple[MonitorInputs, MonitoringConfig]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--capture-dir", default=_env("dataset_source", DEFAULT_DATASET_SOURCE))
@@ -234,17 +240,19 @@ def parse_args(argv: Optional[list[str]] = None) -> tuple[MonitorInputs, Monitor
     parser.add_argument("--schedule-name", default=_env("sagemaker_monitoring_schedule_name", "local"))
     parser.add_argument("--publish-cloudwatch-metrics", default=_env("publish_cloudwatch_metrics", "Disabled"))
     parser.add_argument("--emit-drift-events", default=_env("emit_drift_events", ""))
-    parser.add_argument("--config-json", default=_env("monitoring_config_json"), help="MonitoringConfig fields as JSON")
+    add_settings_argument(parser, [SECTION])
     args = parser.parse_args(argv)
-    config = MonitoringConfig(**json.loads(args.config_json)) if args.config_json else MonitoringConfig()
+    config = MonitoringConfig()
+    load_sections({SECTION: config}, args.settings)
     if args.emit_drift_events:
-        config.emit_drift_events = args.emit_drift_events.lower() in ("1", "true", "enabled", "yes")
+        set_field(config, "emit_drift_events", args.emit_drift_events, "emit_drift_events")
     common = dict(
         model_dir=args.model_dir,
         start_time=parse_time(args.start_time) if args.start_time else None,
         end_time=parse_time(args.end_time) if args.end_time else None,
         endpoint_name=args.endpoint_name, schedule_name=args.schedule_name,
-        publish_cloudwatch_metrics=args.publish_cloudwatch_metrics.lower() in ("enabled", "true", "1"),
+        # Model Monitor's own variable says Enabled / Disabled.
+        publish_cloudwatch_metrics=args.publish_cloudwatch_metrics.lower() in ("enabled", "true"),
     )
     if args.baseline_dir:
         inputs = MonitorInputs.from_baseline_dir(args.baseline_dir, args.capture_dir, args.output_dir, **common)

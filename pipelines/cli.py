@@ -48,7 +48,7 @@ def main(
         os.environ.setdefault(key, value)
     try:
         config = load_config(config_file, settings)
-    except (ConfigError, OSError) as exc:
+    except (ConfigError, OSError, ValueError) as exc:  # ValueError: a config file that is not JSON / YAML
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     os.environ.setdefault("AWS_DEFAULT_REGION", config.aws.region)

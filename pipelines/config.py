@@ -9,19 +9,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from inference.config import GenerativeConfig, ServingConfig
 from monitoring.config import MonitoringConfig
 from pipelines.local.settings import RunnerSettings
+from processing import settings
 from processing.config import ProcessingConfig
+from processing.pii import PSEUDONYM_SALT_SECRET
+from processing.settings import SettingsError, settings_section
 from training.config import EvaluationConfig, TrainingConfig
 
 
-@dataclass
+@settings_section
 class AwsConfig:
     region: str = "us-east-1"
     role_arn: str = "arn:aws:iam::111122223333:role/feedback-brain-sagemaker"
@@ -64,12 +66,15 @@ class AwsConfig:
     endpoint_rule_name: str = "feedback-brain-endpoint-in-service"
     """EventBridge rule that fires when `endpoint_name` is InService (the deploy Lambda then
     applies auto scaling)."""
+    pseudonym_salt_secret_id: str = PSEUDONYM_SALT_SECRET
+    """Secrets Manager secret with the salt of customer / order id pseudonyms; the processing jobs read it
+    (default of the PseudonymSaltSecretId pipeline parameter; the infrastructure app creates it)."""
     mlflow_tracking_arn: str = ""
     """SageMaker managed MLflow tracking server ARN, passed to TrainModel and EvaluateModel
     as MLFLOW_TRACKING_URI; empty leaves the variable out of the definition."""
 
 
-@dataclass
+@settings_section
 class LocalConfig:
     workspace: str = ".fbrain"
     """Root of everything a local run writes: object store, registry, executions."""
@@ -105,62 +110,42 @@ class FeedbackBrainConfig:
         return dataclasses.asdict(self)
 
 
-class ConfigError(ValueError):
-    pass
+ConfigError = SettingsError
+"""Raised for an unknown setting or a value that does not fit it (the message names the key)."""
 
 
-def _coerce(value: str, annotation: Any, dotted: str) -> Any:
-    if isinstance(annotation, str):
-        annotation = {"int": int, "float": float, "bool": bool, "str": str}.get(annotation, str)
-    origin = typing.get_origin(annotation)
-    if origin is not None and origin is not typing.Union:
-        return json.loads(value) if isinstance(value, str) else value
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        lowered = str(value).lower()
-        if lowered not in {"true", "false", "1", "0", "yes", "no"}:
-            raise ConfigError(f"{dotted}: expected a boolean, got {value!r}")
-        return lowered in {"true", "1", "yes"}
-    try:
-        return annotation(value) if annotation in (int, float, str) else value
-    except (TypeError, ValueError):
-        raise ConfigError(f"{dotted}: expected {annotation.__name__}, got {value!r}") from None
+def sections_of(config: FeedbackBrainConfig) -> dict[str, Any]:
+    """Section name -> section object: what the shared override functions of processing.settings act on."""
+    return {item.name: getattr(config, item.name) for item in dataclasses.fields(config)}
 
 
 def apply_override(config: FeedbackBrainConfig, dotted: str, value: Any) -> None:
     """Set `section.field` (e.g. `training.epochs`) on config, converting the value to the field's type."""
-    section_name, _, field_name = dotted.partition(".")
-    section = getattr(config, section_name, None)
-    if section is None or not dataclasses.is_dataclass(section) or not field_name:
-        sections = [f.name for f in dataclasses.fields(config)]
-        raise ConfigError(f"unknown setting {dotted!r}: use SECTION.FIELD with SECTION in {sections}")
-    fields = {f.name: f for f in dataclasses.fields(section)}
-    if field_name not in fields:
-        raise ConfigError(f"unknown setting {dotted!r}: {section_name} has {sorted(fields)}")
-    hints = typing.get_type_hints(type(section))
-    setattr(section, field_name, _coerce(value, hints.get(field_name, str), dotted))
+    settings.apply_override(sections_of(config), dotted, value)
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> FeedbackBrainConfig:
-    """Defaults, then a JSON/YAML file, then `section.field=value` overrides, in that order."""
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON or YAML document of `{section: {field: value}}`."""
+    text = Path(path).read_text(encoding="utf-8")
+    if str(path).endswith((".yaml", ".yml")):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of section: {{field: value}}")
+    return data
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
+                environ: Mapping[str, str] | None = None) -> FeedbackBrainConfig:
+    """Defaults, then a JSON/YAML file, then `FBRAIN__SECTION__FIELD` variables, then `section.field=value`
+    overrides, in that order (later wins). Every value is validated against its field's type."""
     config = FeedbackBrainConfig()
+    sections = sections_of(config)
     if path:
-        text = Path(path).read_text(encoding="utf-8")
-        if str(path).endswith((".yaml", ".yml")):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        for section_name, values in data.items():
-            if not isinstance(values, dict):
-                raise ConfigError(f"{path}: section {section_name!r} must be a mapping")
-            for key, value in values.items():
-                apply_override(config, f"{section_name}.{key}", value)
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} must look like section.field=value")
-        apply_override(config, key.strip(), value.strip())
+        settings.apply_mapping(sections, read_config_file(path), str(path))
+    settings.apply_overrides(sections, settings.environment_overrides(None, environ), origin="environment")
+    settings.apply_overrides(sections, overrides or [])
     return config

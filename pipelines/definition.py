@@ -52,6 +52,7 @@ from sagemaker.train.model_trainer import ModelTrainer  # noqa: E402
 
 from pipelines.parameters import PipelineParameters, build_parameters  # noqa: E402
 from processing.corrections import STATE_DIR as CORRECTIONS_STATE_FOLDER  # noqa: E402
+from processing.settings import SET_FLAG, section_arguments, value_to_string  # noqa: E402
 from training.config import SAGEMAKER_CHECKPOINT_DIR  # noqa: E402
 from training.tracking import METRIC_DEFINITIONS  # noqa: E402
 
@@ -237,15 +238,21 @@ def _processor(config, session, params: PipelineParameters, step_name: str, inst
     )
 
 
+def section_with_parameters(section_name: str, section, parameters: dict) -> list:
+    """`--set=section.field=value` for every field of a job's section (processing.settings.section_arguments),
+    with `{field: pipeline parameter}` joined in as `--set=section.field=<parameter>` so Studio / `--param` values
+    win."""
+    joined = {name: Join(on="=", values=[SET_FLAG, f"{section_name}.{name}", parameter])
+              for name, parameter in parameters.items()}
+    return section_arguments(section_name, section, replace=joined)
+
+
 def _processing_arguments(config, params) -> list:
-    processing = config.processing
-    return [
-        "--feature-group-name", params.feature_group_name,
-        "--taxonomy-version", str(processing.taxonomy_version),
-        "--validation-fraction", str(processing.validation_fraction),
-        "--test-fraction", str(processing.test_fraction),
-        "--split-seed", str(processing.split_seed),
-    ]
+    """The whole processing section; the feature group and the salt's secret id come from pipeline parameters."""
+    return section_with_parameters("processing", config.processing, {
+        "feature_group_name": params.feature_group_name,
+        "pseudonym_salt_secret_id": params.pseudonym_salt_secret_id,
+    })
 
 
 def _feature_engineering_step(config, session, params) -> ProcessingStep:
@@ -294,13 +301,8 @@ def training_hyperparameters(config: FeedbackBrainConfig, params: PipelineParame
     The whole `training` section goes to the job, not only what differs from the defaults, so the
     training job's record says how its model was trained and `--set training.X=...` reaches it
     (training.train parses these back with the section's types)."""
-    values = {}
-    for setting in dataclasses.fields(config.training):
-        value = getattr(config.training, setting.name)
-        if isinstance(value, (dict, list)):
-            values[setting.name] = json.dumps(value, sort_keys=True)
-        else:
-            values[setting.name] = str(value).lower() if isinstance(value, bool) else str(value)
+    values = {setting.name: value_to_string(getattr(config.training, setting.name))
+              for setting in dataclasses.fields(config.training)}
     values.update({
         "backbone": params.backbone_model_id,
         "epochs": params.epochs.to_string(),
@@ -369,9 +371,11 @@ def _evaluate_step(config, session, params, feature_step, train_step, report: Pr
             "--test-dir", TEST_DIR,
             "--train-dir", TRAIN_DIR,
             "--output-dir", EVALUATION_DIR,
-            "--macro-f1-threshold", params.macro_f1_threshold.to_string(),
-            "--regression-tolerance", params.regression_tolerance.to_string(),
             "--model-package-group", config.aws.model_package_group,
+            *section_with_parameters("evaluation", config.evaluation, {
+                "macro_f1_threshold": params.macro_f1_threshold.to_string(),
+                "regression_tolerance": params.regression_tolerance.to_string(),
+            }),
         ],
     )
     return ProcessingStep(name=EVALUATE_MODEL, step_args=step_args, property_files=[report])
@@ -385,7 +389,8 @@ def _baseline_step(config, session, params, feature_step, train_step) -> Process
             _s3_input("train", _split_uri(feature_step, "train"), TRAIN_DIR),
         ],
         outputs=[_s3_output(config, COMPUTE_MONITOR_BASELINE, BASELINE_OUTPUT, BASELINE_DIR)],
-        arguments=["--model-dir", MODEL_DIR, "--train-dir", TRAIN_DIR, "--output-dir", BASELINE_DIR],
+        arguments=["--model-dir", MODEL_DIR, "--train-dir", TRAIN_DIR, "--output-dir", BASELINE_DIR,
+                   *section_arguments("monitoring", config.monitoring)],
     )
     return ProcessingStep(name=COMPUTE_MONITOR_BASELINE, step_args=step_args)
 

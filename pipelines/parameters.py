@@ -68,6 +68,7 @@ class PipelineParameters:
     regression_tolerance: ParameterFloat
     model_approval_status: ParameterString
     feature_group_name: ParameterString
+    pseudonym_salt_secret_id: ParameterString
 
     def all(self) -> list:
         return [getattr(self, name) for name in self.__dataclass_fields__]
@@ -114,5 +115,8 @@ def build_parameters(config: FeedbackBrainConfig) -> PipelineParameters:
         ),
         feature_group_name=ParameterString(
             "FeatureGroupName", default_value=config.processing.feature_group_name
+        ),
+        pseudonym_salt_secret_id=ParameterString(
+            "PseudonymSaltSecretId", default_value=config.aws.pseudonym_salt_secret_id
         ),
     )

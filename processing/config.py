@@ -1,10 +1,12 @@
 """Configuration of the processing layer (one section of pipelines.config.FeedbackBrainConfig)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
+
+from processing.settings import settings_section
 
 
-@dataclass
+@settings_section
 class ProcessingConfig:
     max_text_chars: int = 20_000
     """Records with longer text are quarantined (reason text_too_long)."""
@@ -23,10 +25,10 @@ class ProcessingConfig:
     """A progress log line (rows, rows/s) is written at least this often."""
 
     # --- silver: cleaning and PII (processing.cleaning, processing.pii) ---
-    pseudonym_salt_env: str = "FBRAIN_PSEUDONYM_SALT"
-    """Environment variable holding the salt for customer/order id pseudonyms (set it on AWS)."""
-    pseudonym_default_salt: str = "feedback-brain-local-salt"
-    """Salt used when the environment variable is unset (local runs only; not a secret)."""
+    pseudonym_salt_secret_id: str = ""
+    """AWS Secrets Manager secret holding the salt of customer / order id pseudonyms (the pipeline passes its
+    PseudonymSaltSecretId parameter here). Empty, or in a local run: a random salt kept in
+    `<workspace>/secrets/`, created on first use (processing.secrets). No salt is ever written in config."""
     pseudonym_hex_chars: int = 16
     """Hex characters of the salted BLAKE2b digest kept in a pseudonym."""
     min_account_digits: int = 9
@@ -85,7 +87,7 @@ class ProcessingConfig:
     """Words per shingle."""
     near_duplicate_min_tokens: int = 8
     """Shorter texts are only deduplicated exactly ("Love it!" by two customers is not a copy)."""
-    near_duplicate_scope: str = "customer"
+    near_duplicate_scope: Literal["customer", "global"] = "customer"
     """"customer": near-duplicates only count between records of the same customer (records
     without a customer id share one anonymous customer); "global": across all customers.
     Templated requests ("where is my order, it has been 5 days") from different customers are

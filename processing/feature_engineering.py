@@ -1,7 +1,7 @@
 """The FeatureEngineering pipeline step: raw feedback -> lake -> features -> train/validation/test.
 
     python3 -m processing.feature_engineering --input-dir /opt/ml/processing/input/raw \
-        --output-dir /opt/ml/processing/output [--feature-group-name ...] [--split-seed ...]
+        --output-dir /opt/ml/processing/output [--set processing.split_seed=3 ...]
 
 Pass 1 (per shard, streaming in chunks): read -> bronze -> validate (quarantine) -> clean,
 mask PII, pseudonymise ids, detect language -> spam rules -> staged candidates with dedup keys
@@ -38,6 +38,9 @@ import pyarrow.parquet as pq
 from processing import lake
 from processing.cleaning import SilverRowBuilder
 from processing.config import ProcessingConfig
+from processing.pii import pseudonym_salt
+from processing.secrets import SecretUnavailable
+from processing.settings import add_settings_argument, load_sections
 from processing.corrections import (LAST_TRAINING_MARKER, CorrectionIndex, CorrectionsRead, read_corrections,
                                     Watermark, write_outcomes, write_training_marker)
 from processing.dedup import (DUPLICATE, KEPT, NEAR_DUPLICATE, NearDuplicateHasher, customer_key, exact_key,
@@ -671,22 +674,15 @@ def _chain(*iterables: Iterable) -> Iterator:
         yield from iterable
 
 
+SECTION = "processing"
+"""The configuration section this job takes whole (`--set processing.field=value`)."""
+
+
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    defaults = ProcessingConfig()
     parser = argparse.ArgumentParser(prog="python3 -m processing.feature_engineering", description=__doc__.split("\n")[0])
     parser.add_argument("--input-dir", type=Path, help="file or folder of CSV / JSONL / Parquet input")
     parser.add_argument("--output-dir", type=Path, required=True, help="gets train/ validation/ test/ lake/")
-    parser.add_argument("--feature-group-name", default=defaults.feature_group_name)
-    parser.add_argument("--taxonomy-version", default=defaults.taxonomy_version)
-    parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction)
-    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
-    parser.add_argument("--split-seed", type=int, default=defaults.split_seed)
-    parser.add_argument("--max-text-chars", type=int, default=defaults.max_text_chars)
-    parser.add_argument("--chunk-rows", type=int, default=defaults.chunk_rows)
-    parser.add_argument("--workers", type=int, default=defaults.workers, help="processes for pass 1 (default 1)")
-    parser.add_argument("--near-duplicate-threshold", type=float, default=defaults.near_duplicate_threshold)
-    parser.add_argument("--near-duplicate-scope", choices=("customer", "global"), default=defaults.near_duplicate_scope,
-                        help="near-duplicates within one customer's feedback (default) or across all customers")
+    add_settings_argument(parser, [SECTION])
     parser.add_argument("--column-mapping", help='JSON: {"fields": {...}, "constants": {...}, "derive_feedback_id": true}')
     parser.add_argument("--include-external", type=Path, help="folder of external data sets read by processing.adapters")
     parser.add_argument("--shard-index", type=int, help="this instance's shard (default: from SageMaker resourceconfig)")
@@ -707,19 +703,25 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> ProcessingConfig:
+    """The whole processing section: defaults, then FBRAIN__PROCESSING__* variables, then `--set processing.X=...`
+    (the pipeline definition passes every field this way)."""
     config = ProcessingConfig()
-    for name in ("feature_group_name", "taxonomy_version", "validation_fraction", "test_fraction", "split_seed",
-                 "max_text_chars", "chunk_rows", "near_duplicate_threshold", "near_duplicate_scope", "workers"):
-        setattr(config, name, getattr(args, name))
+    load_sections({SECTION: config}, args.settings)
     return config
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    config = config_from_args(args)
+    try:
+        pseudonym_salt(config)  # fail fast, before any data is read, when the salt's secret cannot be read
+    except SecretUnavailable as exc:
+        log.error("%s", exc)
+        return 2
     mapping = ColumnMapping.from_json(args.column_mapping) if args.column_mapping else None
     shard = detect_shard(args.shard_index, args.shard_count)
-    report = run(args.input_dir, args.output_dir, config_from_args(args), shard, mapping, args.include_external,
+    report = run(args.input_dir, args.output_dir, config, shard, mapping, args.include_external,
                  args.merge_only, args.keep_staging, args.stage_only, args.staged_lake_dir, args.corrections_dir,
                  args.corrections_state_dir)
     print(json.dumps({"counts": report.counts(), "splits": report.splits, "rows_per_second": report.rows_per_second}))

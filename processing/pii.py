@@ -20,7 +20,6 @@ Known limits (regular expressions, not a NER model):
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections import Counter
 from typing import Optional
@@ -305,5 +304,14 @@ def pseudonymise(value: Optional[str], salt: str, hex_chars: int = 16) -> Option
     return "p_" + digest.hexdigest()[:hex_chars]
 
 
+PSEUDONYM_SALT_SECRET = "feedback-brain/pseudonym-salt"
+"""Id of the salt's secret when `processing.pseudonym_salt_secret_id` is empty (a local run, or a module run by
+hand): the local file then has the name the pipeline's default secret id gives it, so batch jobs, the live
+loop and hand runs in one workspace make the same pseudonyms."""
+
+
 def pseudonym_salt(config: ProcessingConfig) -> str:
-    return os.environ.get(config.pseudonym_salt_env) or config.pseudonym_default_salt
+    """The salt of customer / order id pseudonyms: Secrets Manager on AWS, a random per-workspace file locally."""
+    from processing.secrets import read_secret_cached
+
+    return read_secret_cached(config.pseudonym_salt_secret_id, PSEUDONYM_SALT_SECRET)

@@ -7,6 +7,10 @@ from pipelines.local.settings import OFFLINE_ENV  # noqa: E402  (light: no heavy
 for _key, _value in {**OFFLINE_ENV, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
     os.environ.setdefault(_key, _value)
 os.environ.pop("AWS_ENDPOINT_URL", None)
+# Jobs called in-process (not through the runner) keep their local secrets in a scratch workspace, not the checkout.
+import tempfile  # noqa: E402
+
+os.environ.setdefault("FBRAIN_WORKSPACE", tempfile.mkdtemp(prefix="fbrain-test-workspace-"))
 
 from pathlib import Path  # noqa: E402
 

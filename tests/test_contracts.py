@@ -47,7 +47,7 @@ def test_missing_field_and_label_mask_consistency():
 def test_config_overrides_are_typed_and_checked():
     config = load_config(overrides=["training.epochs=2", "training.learning_rate=1e-4"])
     assert config.training.epochs == 2 and config.training.learning_rate == 1e-4
-    with pytest.raises(ConfigError, match="expected int"):
+    with pytest.raises(ConfigError, match="valid integer"):
         load_config(overrides=["training.epochs=many"])
     with pytest.raises(ConfigError, match="unknown setting"):
         load_config(overrides=["training.nope=1"])

@@ -206,8 +206,8 @@ def test_local_champion_is_scored_on_the_same_rows(tiny_dir, splits, tmp_path, m
     weak = weakened_copy(tiny_dir, tmp_path / "weak")
     monkeypatch.setenv(evaluate_module.CHAMPION_DIR_ENV, str(weak))
     exit_code = main(["--model-dir", str(tiny_dir), "--test-dir", str(splits["test"]),
-                      "--output-dir", str(tmp_path / "out"), "--bootstrap-rounds", "0",
-                      "--macro-f1-threshold", "0.0"])
+                      "--output-dir", str(tmp_path / "out"), "--set", "evaluation.bootstrap_rounds=0",
+                      "--set", "evaluation.macro_f1_threshold=0.0"])
     assert exit_code == 0
     report = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     champion = report["champion"]

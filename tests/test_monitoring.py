@@ -231,7 +231,8 @@ def test_monitor_entry_point_follows_the_sagemaker_container_contract(monitored,
         "start_time": CAPTURE_START.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "end_time": (CAPTURE_START + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         # ... of which a seeded sample of 30 is monitored.
-        "monitoring_config_json": json.dumps({"window_max_records": 30, "cloudwatch_metrics_dir": str(tmp_path / "cw")}),
+        "FBRAIN__MONITORING__WINDOW_MAX_RECORDS": "30",
+        "FBRAIN__MONITORING__CLOUDWATCH_METRICS_DIR": str(tmp_path / "cw"),
         "publish_cloudwatch_metrics": "Enabled",
     }
     for key, value in environment.items():

@@ -164,6 +164,7 @@ def test_parameters_are_typed_with_defaults_from_config(definition, config):
         "RegressionTolerance": ("Float", config.evaluation.regression_tolerance),
         "ModelApprovalStatus": ("String", "PendingManualApproval"),
         "FeatureGroupName": ("String", config.processing.feature_group_name),
+        "PseudonymSaltSecretId": ("String", config.aws.pseudonym_salt_secret_id),
     }
     assert config.aws.training_instance_type.startswith(("ml.g", "ml.p")), "training defaults to a GPU instance"
 
@@ -173,13 +174,14 @@ def test_feature_engineering_step(steps, config):
     app = arguments["AppSpecification"]
     assert app["ImageUri"] == image_uri(config, "processing")
     assert app["ContainerEntrypoint"] == ["python3", "-m", "processing.feature_engineering"]
-    shared = [
-        "--feature-group-name", get("Parameters.FeatureGroupName"),
-        "--taxonomy-version", config.processing.taxonomy_version,
-        "--validation-fraction", str(config.processing.validation_fraction),
-        "--test-fraction", str(config.processing.test_fraction),
-        "--split-seed", str(config.processing.split_seed),
-    ]
+    # The whole processing section (tests/test_settings.py parses it back field by field), two fields
+    # from pipeline parameters.
+    shared = app["ContainerArguments"][5:]
+    assert "--set=processing.split_seed=13" in shared
+    assert {"Std:Join": {"On": "=", "Values": ["--set", "processing.feature_group_name",
+                                               get("Parameters.FeatureGroupName")]}} in shared
+    assert {"Std:Join": {"On": "=", "Values": ["--set", "processing.pseudonym_salt_secret_id",
+                                               get("Parameters.PseudonymSaltSecretId")]}} in shared
     assert app["ContainerArguments"] == [
         "--input-dir", "/opt/ml/processing/input/raw", "--output-dir", "/opt/ml/processing/output", "--stage-only",
         *shared]
@@ -268,10 +270,14 @@ def test_evaluation_step_wiring_and_property_file(steps, config):
         "--test-dir", "/opt/ml/processing/test",
         "--train-dir", "/opt/ml/processing/train",
         "--output-dir", "/opt/ml/processing/evaluation",
-        "--macro-f1-threshold", as_string("MacroF1Threshold"),
-        "--regression-tolerance", as_string("RegressionTolerance"),
         "--model-package-group", config.aws.model_package_group,
+        *app["ContainerArguments"][10:],
     ]
+    settings = app["ContainerArguments"][10:]
+    assert {"Std:Join": {"On": "=", "Values": ["--set", "evaluation.macro_f1_threshold",
+                                               as_string("MacroF1Threshold")]}} in settings
+    assert {"Std:Join": {"On": "=", "Values": ["--set", "evaluation.regression_tolerance",
+                                               as_string("RegressionTolerance")]}} in settings
     inputs = inputs_by_name(step)
     assert inputs["model"]["S3Uri"] == get("Steps.TrainModel.ModelArtifacts.S3ModelArtifacts")
     assert inputs["model"]["LocalPath"] == "/opt/ml/processing/model"
@@ -298,11 +304,12 @@ def test_monitor_baseline_step(steps):
     step = steps["ComputeMonitorBaseline"]
     app = step["Arguments"]["AppSpecification"]
     assert app["ContainerEntrypoint"] == ["python3", "-m", "monitoring.baseline"]
-    assert app["ContainerArguments"] == [
+    assert app["ContainerArguments"][:6] == [
         "--model-dir", "/opt/ml/processing/model",
         "--train-dir", "/opt/ml/processing/train",
         "--output-dir", "/opt/ml/processing/baseline",
     ]
+    assert app["ContainerArguments"][6] == "--set=monitoring.drift_auc_threshold=0.75"  # the whole section follows
     assert inputs_by_name(step)["train"]["S3Uri"] == output_uri("MergeFeatureShards", "train")
     assert outputs_by_name(step)["baseline"]["LocalPath"] == "/opt/ml/processing/baseline"
 

@@ -80,7 +80,7 @@ def corrected_run(tmp_path_factory):
         run(root / "raw", root / "staged", config, ShardSpec(0, 1, "none"), stage_only=True)
         assert main(["--merge-only", "--staged-lake-dir", str(root / "staged" / "lake"), "--output-dir",
                      str(root / "out"), "--corrections-dir", str(root / "corrections"),
-                     "--validation-fraction", "0.2", "--test-fraction", "0.2"]) == 0
+                     "--set", "processing.validation_fraction=0.2", "--set", "processing.test_fraction=0.2"]) == 0
     finally:
         monkeypatch.undo()
     return root, lake.read_report(root / "out" / "lake" / lake.RUN_REPORT)
@@ -268,7 +268,7 @@ def test_merge_that_reads_the_corrections_starts_a_new_counting_period(tmp_path,
     started = datetime.now(timezone.utc)
     assert main(["--merge-only", "--staged-lake-dir", str(tmp_path / "staged" / "lake"), "--output-dir",
                  str(tmp_path / "out"), "--corrections-dir", str(corrections), "--corrections-state-dir", str(state),
-                 "--validation-fraction", "0.2", "--test-fraction", "0.2"]) == 0
+                 "--set", "processing.validation_fraction=0.2", "--set", "processing.test_fraction=0.2"]) == 0
     ended = datetime.now(timezone.utc)
     marker = json.loads((state / LAST_TRAINING_MARKER).read_text(encoding="utf-8"))
     assert started <= parse_timestamp(marker["at"]) <= ended
@@ -417,7 +417,7 @@ def test_a_correction_recorded_after_the_copy_counts_towards_the_next_retrain(tm
     state = tmp_path / "out" / "corrections_state"
     assert main(["--merge-only", "--staged-lake-dir", str(tmp_path / "staged" / "lake"), "--output-dir",
                  str(tmp_path / "out"), "--corrections-dir", str(copied), "--corrections-state-dir", str(state),
-                 "--validation-fraction", "0.2", "--test-fraction", "0.2"]) == 0
+                 "--set", "processing.validation_fraction=0.2", "--set", "processing.test_fraction=0.2"]) == 0
     marker = json.loads((state / LAST_TRAINING_MARKER).read_text(encoding="utf-8"))
     assert parse_timestamp(unread.created_at) < parse_timestamp(marker["at"]), "a time cut-off would lose it"
     assert parse_timestamp(marker["watermark"]) < parse_timestamp(unread.created_at)

@@ -199,8 +199,9 @@ def test_entry_point_arguments_and_external_adapters(tmp_path, monkeypatch, shar
     write_malformed_input(tmp_path / "raw")
     monkeypatch.setenv("FBRAIN_LOCAL_FEATURE_STORE", str(tmp_path / "store"))
     assert main(["--input-dir", str(tmp_path / "raw"), "--output-dir", str(tmp_path / "out"),
-                 "--include-external", str(tmp_path / "external"), "--split-seed", "3",
-                 "--validation-fraction", "0.2", "--test-fraction", "0.2", "--chunk-rows", "7"]) == 0
+                 "--include-external", str(tmp_path / "external"), "--set", "processing.split_seed=3",
+                 "--set", "processing.validation_fraction=0.2", "--set", "processing.test_fraction=0.2",
+                 "--set", "processing.chunk_rows=7"]) == 0
     report = json.loads((tmp_path / "out" / "lake" / "run_report.json").read_text())
     assert report["bronze"] == 16 + 40
     assert report["silver"] > 4

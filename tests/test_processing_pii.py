@@ -69,8 +69,18 @@ def test_pseudonyms_are_stable_salted_and_one_way(monkeypatch):
     assert pseudonymise("cust-1", "s1") == pseudonymise("cust-1", "s1")
     assert pseudonymise("cust-1", "s1") != pseudonymise("cust-1", "s2")
     assert "cust" not in pseudonymise("cust-1", "s1") and pseudonymise(None, "s1") is None
-    monkeypatch.setenv(config.pseudonym_salt_env, "from-env")
-    assert pseudonym_salt(config) == "from-env"
+    assert config.pseudonym_salt_secret_id == ""  # no salt (or salt id) is written in the defaults
+
+
+def test_local_salt_is_random_per_workspace_and_created_once(monkeypatch, tmp_path):
+    config = ProcessingConfig()
+    monkeypatch.setenv("FBRAIN_WORKSPACE", str(tmp_path / "one"))
+    first = pseudonym_salt(config)
+    assert len(first) == 64 and pseudonym_salt(config) == first
+    salt_file = tmp_path / "one" / "secrets" / "feedback-brain_pseudonym-salt"
+    assert salt_file.read_text() == first and oct(salt_file.stat().st_mode & 0o777) == "0o600"
+    monkeypatch.setenv("FBRAIN_WORKSPACE", str(tmp_path / "two"))
+    assert pseudonym_salt(config) != first
 
 
 # ---------------------------------------------------------------- property-based

@@ -132,7 +132,7 @@ def test_api_validates_input_and_drafts():
 
 def test_text_limit_is_the_serving_configs_and_reachable_from_the_cli():
     """/responses and /summaries refuse texts above ServingConfig.max_text_chars with 413, whether standalone or
-    mounted on the endpoint, and the limit moves with `--set serving.max_text_chars` / FBRAIN_SERVING_*."""
+    mounted on the endpoint, and the limit moves with `--set serving.max_text_chars` / FBRAIN__SERVING__*."""
     from inference.app import create_app
     from inference.config import ServingConfig
     from inference.serve import config_from_env
@@ -146,7 +146,7 @@ def test_text_limit_is_the_serving_configs_and_reachable_from_the_cli():
 
     limit = 50
     serving = load_config(overrides=[f"serving.max_text_chars={limit}"]).serving  # what `fbrain --set ...` builds
-    assert config_from_env(environ={"FBRAIN_SERVING_MAX_TEXT_CHARS": str(limit)}).max_text_chars == limit
+    assert config_from_env(environ={"FBRAIN__SERVING__MAX_TEXT_CHARS": str(limit)}).max_text_chars == limit
     at_limit, over = {"text": "x" * limit}, {"text": "x" * (limit + 1)}
     for client in (TestClient(create_responses_app(GenerativeConfig(), serving=serving)),
                    # Mounted on the endpoint (no model needed: the length check comes before scoring).

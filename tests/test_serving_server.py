@@ -30,7 +30,7 @@ def free_port() -> int:
 def server(tiny_model_dir: Path, tmp_path: Path):
     port = free_port()
     log_path = tmp_path / "server.log"
-    env = {**os.environ, "FBRAIN_MODEL_NAME": "feedback-brain-models", "FBRAIN_MODEL_VERSION": "4", "FBRAIN_SERVING_MAX_BATCH_WAIT_MS": "1"}
+    env = {**os.environ, "FBRAIN_MODEL_NAME": "feedback-brain-models", "FBRAIN_MODEL_VERSION": "4", "FBRAIN__SERVING__MAX_BATCH_WAIT_MS": "1"}
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "inference.serve", "serve", "--model-dir", str(tiny_model_dir), "--host", "127.0.0.1",
@@ -81,11 +81,11 @@ def test_server_answers_good_requests_after_every_bad_one(server):
 
 
 def test_settings_from_the_environment_and_cli_validation(tiny_model_dir: Path):
-    config = config_from_env(environ={"FBRAIN_SERVING_RUNTIME": "onnx", "FBRAIN_SERVING_MAX_BATCH_SIZE": "8"})
+    config = config_from_env(environ={"FBRAIN__SERVING__RUNTIME": "onnx", "FBRAIN__SERVING__MAX_BATCH_SIZE": "8"})
     assert config.runtime == "onnx" and config.max_batch_size == 8
-    with pytest.raises(ValueError, match="FBRAIN_SERVING_PORT"):
-        config_from_env(environ={"FBRAIN_SERVING_PORT": "eighty"})
+    with pytest.raises(ValueError, match="serving.port"):
+        config_from_env(environ={"FBRAIN__SERVING__PORT": "eighty"})
     result = CliRunner().invoke(cli_app, ["serve", "--model-dir", str(tiny_model_dir), "--runtime", "tensorrt"])
     assert result.exit_code != 0 and "tensorrt" in result.output
-    result = CliRunner().invoke(cli_app, ["serve", "--model-dir", str(tiny_model_dir), "--set", "nope=1"])
+    result = CliRunner().invoke(cli_app, ["serve", "--model-dir", str(tiny_model_dir), "--set", "serving.nope=1"])
     assert result.exit_code != 0 and "nope" in result.output

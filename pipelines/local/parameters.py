@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
+from processing.settings import SettingsError, parse_value
+
+PARAMETER_TYPES: dict[str, type] = {"String": str, "Integer": int, "Float": float, "Boolean": bool}
+"""SageMaker pipeline parameter type -> the Python type its values are parsed to."""
 
 
 class ParameterError(ValueError):
@@ -12,25 +14,13 @@ class ParameterError(ValueError):
 
 
 def _convert(name: str, kind: str, value: Any) -> Any:
-    if kind == "String":
-        return value if isinstance(value, str) else str(value)
+    """The value parsed by the one settings parser (processing.settings), so `--param` and `--set` agree."""
+    if kind not in PARAMETER_TYPES:
+        raise ParameterError(f"parameter {name} has unsupported type {kind!r}")
     try:
-        if kind == "Integer":
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if kind == "Float":
-            return float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"parameter {name} is {kind}: cannot use {value!r}") from None
-    if kind == "Boolean":
-        if isinstance(value, bool):
-            return value
-        lowered = str(value).strip().lower()
-        if lowered in _TRUE | _FALSE:
-            return lowered in _TRUE
-        raise ParameterError(f"parameter {name} is Boolean: use true or false, not {value!r}")
-    raise ParameterError(f"parameter {name} has unsupported type {kind!r}")
+        return parse_value(PARAMETER_TYPES[kind], value, name)
+    except SettingsError as exc:
+        raise ParameterError(f"parameter {name} is {kind}: {exc}") from None
 
 
 def resolve_parameters(declared: list[dict[str, Any]], overrides: dict[str, Any] | None) -> dict[str, Any]:

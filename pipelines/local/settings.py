@@ -6,7 +6,9 @@ defaults, and callers may pass a modified `RunnerSettings`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from processing.settings import settings_section
 
 OFFLINE_ENV: dict[str, str] = {
     "HF_HUB_OFFLINE": "1",
@@ -35,7 +37,7 @@ def _marker_folders() -> list[str]:
     return [STATE_DIR]
 
 
-@dataclass
+@settings_section
 class RunnerSettings:
     pipeline_name: str = "feedback-brain"
     """`Execution.PipelineName` when the definition's Metadata names none."""
