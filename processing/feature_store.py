@@ -1,7 +1,8 @@
 """The feedback feature group: its definition, ingestion (local or SageMaker) and reads.
 
 `open_feature_store(name)` returns a writer chosen by environment, never by a different code
-path in the job: with `FBRAIN_LOCAL_FEATURE_STORE=<dir>` set, a local store that lays out its
+path in the job: outside a SageMaker job (processing.workspace), or with
+`FBRAIN_LOCAL_FEATURE_STORE=<dir>` set, a local store that lays out its
 offline store exactly like SageMaker's (Parquet under
 `offline/<account>/sagemaker/<region>/offline-store/<group>-<created>/data/year=/month=/day=/hour=/`)
 and keeps an online store in SQLite (latest record per id by event time, as SageMaker's online
@@ -31,10 +32,12 @@ import pandas as pd
 from processing.config import ProcessingConfig
 from processing.features import EVENT_TIME, FEATURE_TYPES, RECORD_IDENTIFIER
 from processing.json_lines import json_lines
+from processing.workspace import LOCAL_STORE_FOLDER, local_workspace
 
 logger = logging.getLogger(__name__)
 
 LOCAL_STORE_ENV = "FBRAIN_LOCAL_FEATURE_STORE"
+FEATURE_STORE_KIND_ENV = "FBRAIN_FEATURE_STORE"
 RUNTIME_SERVICE = "sagemaker-featurestore-runtime"
 # Error codes worth another attempt (the rest, e.g. ValidationError, fail at once).
 RETRYABLE_CODES = frozenset({"ThrottlingException", "Throttling", "ServiceUnavailable", "InternalFailure",
@@ -392,10 +395,16 @@ def read_offline_store(folder: Path, columns: Optional[Iterable[str]] = None) ->
 
 def open_feature_store(feature_group_name: str, config: Optional[ProcessingConfig] = None,
                        client: Any = None) -> FeatureStoreWriter:
-    """Local store when $FBRAIN_LOCAL_FEATURE_STORE names a folder, SageMaker PutRecord otherwise."""
+    """Where features go: the folder $FBRAIN_LOCAL_FEATURE_STORE names; SageMaker PutRecord inside a SageMaker job
+    (or with FBRAIN_FEATURE_STORE=sagemaker); otherwise a local store in the workspace (a module run by hand)."""
     local_dir = os.environ.get(LOCAL_STORE_ENV)
     if local_dir:
         return LocalFeatureStore(Path(local_dir), feature_group_name, config)
+    workspace = local_workspace()
+    if workspace is not None and os.environ.get(FEATURE_STORE_KIND_ENV, "").lower() != "sagemaker":
+        logger.info("not in a SageMaker job: features go to the local Feature Store in %s (set %s=sagemaker to "
+                    "call PutRecord from here)", workspace / LOCAL_STORE_FOLDER, FEATURE_STORE_KIND_ENV)
+        return LocalFeatureStore(workspace / LOCAL_STORE_FOLDER, feature_group_name, config)
     return SageMakerFeatureStoreWriter(feature_group_name, client=client, config=config)
 
 

@@ -1,12 +1,12 @@
 """Secrets by id: AWS Secrets Manager on AWS, a per-workspace secret file locally.
 
 No secret value is ever written in code or configuration, only its id. Where the value comes from:
-- a job on SageMaker (no `FBRAIN_WORKSPACE` in its environment) given a secret id reads it with
-  `GetSecretValue`; a missing secret or missing permission fails the job with a message naming the
-  secret and what to create (the infrastructure app creates it);
-- a local run (the embedded runner sets `FBRAIN_WORKSPACE` for its jobs; a module run by hand
-  defaults to `.fbrain`) keeps each secret in `<workspace>/secrets/<id>`, created on first use
-  with 32 random bytes and readable by the owner only. Deleting that file rotates the secret.
+- a SageMaker job given a secret id reads it with `GetSecretValue`; a missing secret or missing
+  permission fails the job with a message naming the secret and what to create (the
+  infrastructure app creates it);
+- a local run (processing.workspace: the embedded runner names the workspace in `FBRAIN_WORKSPACE`;
+  a module run by hand uses `.fbrain`) keeps each secret in `<workspace>/secrets/<id>`, created on
+  first use with 32 random bytes and readable by the owner only. Deleting that file rotates it.
 """
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ import secrets as random_secrets
 from pathlib import Path
 from typing import Optional
 
+from processing.workspace import WORKSPACE_ENV, local_workspace
+
 log = logging.getLogger(__name__)
 
-WORKSPACE_ENV = "FBRAIN_WORKSPACE"
-"""Set by the local runner (and `fbrain loop serve`) for everything it starts: secrets are local files there."""
-DEFAULT_WORKSPACE = ".fbrain"
 SECRETS_FOLDER = "secrets"
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -78,21 +77,24 @@ def read_aws_secret(secret_id: str, client=None) -> str:
     return value
 
 
-def read_secret(secret_id: str, default_id: str, workspace: Optional[str] = None, client=None) -> str:
+def read_secret(secret_id: str, default_id: str, workspace: Optional[Path] = None, client=None) -> str:
     """The value of `secret_id` (`default_id` when empty), from the workspace or from Secrets Manager (module doc).
 
-    `workspace` None means `$FBRAIN_WORKSPACE`; without it, a secret id means AWS and no id means `.fbrain`."""
-    workspace = workspace if workspace is not None else os.environ.get(WORKSPACE_ENV)
-    if secret_id and not workspace:
+    `workspace` None means processing.workspace.local_workspace(): None again inside a SageMaker job."""
+    workspace = workspace if workspace is not None else local_workspace()
+    if workspace is None:
+        if not secret_id:
+            raise SecretUnavailable("no secret id configured for this SageMaker job (the pipeline passes "
+                                    "PseudonymSaltSecretId into processing.pseudonym_salt_secret_id)")
         return read_aws_secret(secret_id, client)
-    return read_local_secret(secret_id or default_id, workspace or DEFAULT_WORKSPACE)
+    return read_local_secret(secret_id or default_id, workspace)
 
 
 @functools.lru_cache(maxsize=32)
-def _read_secret_once(secret_id: str, default_id: str, workspace: Optional[str]) -> str:
+def _read_secret_once(secret_id: str, default_id: str, workspace: Optional[Path]) -> str:
     return read_secret(secret_id, default_id, workspace)
 
 
 def read_secret_cached(secret_id: str, default_id: str) -> str:
     """`read_secret`, once per process, secret and workspace (worker processes read it once, not per chunk)."""
-    return _read_secret_once(secret_id, default_id, os.environ.get(WORKSPACE_ENV))
+    return _read_secret_once(secret_id, default_id, local_workspace())

@@ -30,6 +30,7 @@ from pipelines.local.parameters import ParameterError, resolve_parameters
 from pipelines.local.process import log_tail
 from pipelines.local.registry import ARTIFACTS_DIR
 from pipelines.local.settings import OFFLINE_ENV, RunnerSettings
+from processing.workspace import LOCAL_STORE_FOLDER
 from pipelines.local.step_control import run_condition, run_fail
 from pipelines.local.step_processing import clean_container, predicted_processing_properties, run_processing
 from pipelines.local.step_training import predicted_training_properties, run_training
@@ -38,7 +39,7 @@ LOG = logging.getLogger("fbrain.runner")
 CODE_ROOT = Path(__file__).resolve().parents[2]
 """Repository root: on PYTHONPATH of every job, so `python3 -m processing.x` finds the same code as the image."""
 OBJECT_STORE_DIR = "s3"
-FEATURE_STORE_DIR = "featurestore"
+FEATURE_STORE_DIR = LOCAL_STORE_FOLDER
 LOGS_DIR = "logs"
 MLFLOW_ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
 JOB_TYPES = {"Processing": run_processing, "Training": run_training}
