@@ -30,7 +30,7 @@ from inference.capture import CaptureWriter
 from inference.codec import JSON, RequestError, check_texts, parse_texts, render, request_format, response_format
 from inference.config import GenerativeConfig, ServingConfig
 from inference.predictor import Predictor, load_predictor
-from inference.responses_api import build_router
+from inference.replies.api import build_router
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("fbrain.access")

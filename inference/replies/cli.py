@@ -26,7 +26,7 @@ def draft(
     language: Optional[str] = typer.Option(None, help="ISO 639-1 code of the customer's language."),
 ) -> None:
     """Draft a reply (pending human approval) for one piece of feedback."""
-    from inference.responses import ResponseService
+    from inference.replies.drafting import ResponseService
 
     service = ResponseService(_generative(ctx))
     result = service.draft_reply({"text": text, "language": language}, json.loads(scores) if scores else None)
@@ -40,8 +40,8 @@ def summarise(
     jsonl: Path = typer.Argument(..., help="JSON lines with a 'text' field per feedback item."),
 ) -> None:
     """Summarise a cluster of feedback for the team that owns its aspect."""
-    from inference.bedrock import BedrockClient
-    from inference.summaries import summarise_cluster
+    from inference.replies.bedrock import BedrockClient
+    from inference.replies.summaries import summarise_cluster
 
     config = _generative(ctx)
     items = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines() if line.strip()]

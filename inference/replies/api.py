@@ -16,11 +16,11 @@ from typing import Any, Callable, Optional
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from inference.bedrock import BedrockClient
+from inference.replies.bedrock import BedrockClient
 from inference.config import GenerativeConfig, ServingConfig
-from inference.responses import ResponseService
-from inference.second_stage import second_stage_review
-from inference.summaries import summarise_cluster
+from inference.replies.drafting import ResponseService
+from inference.replies.second_stage import second_stage_review
+from inference.replies.summaries import summarise_cluster
 from processing.taxonomy import load_taxonomy
 
 
