@@ -193,7 +193,7 @@ def create_app(
     async def load_model() -> None:
         try:
             predictor = await asyncio.to_thread(loader)
-        except Exception as error:  # noqa: BLE001 - reported on /ping and in the log
+        except Exception as error:  # reported on /ping and in the log
             state.load_error = f"{type(error).__name__}: {error}"
             logger.exception("model failed to load")
             return
@@ -260,7 +260,7 @@ def create_app(
                 raise RequestError(503, "overloaded", str(error)) from None
         except RequestError as error:
             return _error_response(error, request)
-        except Exception as error:  # noqa: BLE001 - a failed batch must not take the server down
+        except Exception as error:  # a failed batch must not take the server down
             logger.exception("invocation failed")
             return _error_response(RequestError(500, "internal_error", f"{type(error).__name__}: {error}"), request)
         request.state.texts = len(texts)

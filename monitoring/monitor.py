@@ -21,8 +21,6 @@ import logging
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
