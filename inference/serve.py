@@ -5,7 +5,9 @@ under /opt/ml/model, and talks to port 8080. Locally, `fbrain serve` / `fbrain d
 `serve_model_dir` with the registered model's directory; both run the same app.
 
 Settings: ServingConfig defaults, overridden by `FBRAIN_SERVING_<FIELD>` environment
-variables (how CreateModel's Environment configures the container), then by arguments.
+variables (how CreateModel's Environment configures the container), then by arguments; the
+reply-drafting routes' GenerativeConfig likewise by `FBRAIN_GENERATIVE_<FIELD>` (e.g.
+FBRAIN_GENERATIVE_USE_BEDROCK=true turns Bedrock on for POST /responses and /summaries).
 """
 from __future__ import annotations
 
@@ -19,12 +21,14 @@ import typing
 from pathlib import Path
 
 from inference.capture import CaptureWriter
-from inference.config import ServingConfig
+from inference.config import GenerativeConfig, ServingConfig
 
 logger = logging.getLogger(__name__)
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 ENV_PREFIX = "FBRAIN_SERVING_"
+GENERATIVE_ENV_PREFIX = "FBRAIN_GENERATIVE_"
+ENV_PREFIXES = {ServingConfig: ENV_PREFIX, GenerativeConfig: GENERATIVE_ENV_PREFIX}
 MODEL_NAME_ENV = "FBRAIN_MODEL_NAME"
 MODEL_VERSION_ENV = "FBRAIN_MODEL_VERSION"
 
@@ -55,20 +59,23 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
-def config_from_env(config: ServingConfig | None = None, environ: typing.Mapping[str, str] | None = None) -> ServingConfig:
-    """ServingConfig with `FBRAIN_SERVING_<FIELD>` variables applied (e.g. FBRAIN_SERVING_RUNTIME=onnx)."""
+def config_from_env(config: ServingConfig | GenerativeConfig | None = None,
+                    environ: typing.Mapping[str, str] | None = None) -> ServingConfig | GenerativeConfig:
+    """A copy of config (ServingConfig when None) with its section's variables applied: `FBRAIN_SERVING_<FIELD>`
+    (e.g. FBRAIN_SERVING_RUNTIME=onnx) for ServingConfig, `FBRAIN_GENERATIVE_<FIELD>` for GenerativeConfig."""
     config = dataclasses.replace(config) if config else ServingConfig()
     environ = os.environ if environ is None else environ
-    hints = typing.get_type_hints(ServingConfig)
-    for item in dataclasses.fields(ServingConfig):
-        raw = environ.get(ENV_PREFIX + item.name.upper())
+    section, prefix = type(config), ENV_PREFIXES[type(config)]
+    hints = typing.get_type_hints(section)
+    for item in dataclasses.fields(section):
+        raw = environ.get(prefix + item.name.upper())
         if raw is None:
             continue
         kind = hints[item.name]
         try:
             value = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
         except ValueError:
-            raise ValueError(f"{ENV_PREFIX}{item.name.upper()}={raw!r}: expected {kind.__name__}") from None
+            raise ValueError(f"{prefix}{item.name.upper()}={raw!r}: expected {kind.__name__}") from None
         setattr(config, item.name, value)
     return config
 
@@ -92,21 +99,27 @@ def serve_model_dir(
     *,
     model_name: str | None = None,
     model_version: str | None = None,
+    generative: GenerativeConfig | None = None,
 ) -> None:
     """Serve a model directory over HTTP until interrupted (blocks; uvicorn, one process).
 
-    Data capture is on when config.capture_dir is set (locally: `<workspace>/s3/<bucket>/datacapture`).
+    Data capture is on when config.capture_dir is set (locally: `<workspace>/s3/<bucket>/datacapture`);
+    `generative` configures POST /responses and /summaries (Bedrock or templates; defaults: templates).
     """
     import uvicorn
 
     from inference.app import create_app
 
     config = config or ServingConfig()
+    generative = generative or GenerativeConfig()
     configure_logging(config.log_level)
     app = create_app(
-        model_dir, config, capture=capture_writer_for(config), model_name=model_name, model_version=model_version
+        model_dir, config, capture=capture_writer_for(config), model_name=model_name, model_version=model_version,
+        generative=generative,
     )
-    logger.info("serving %s on http://%s:%d (runtime %s, capture %s)", model_dir, config.host, config.port, config.runtime, config.capture_dir or "off")
+    replies = f"bedrock {generative.bedrock_model_id}" if generative.use_bedrock else "templates"
+    logger.info("serving %s on http://%s:%d (runtime %s, capture %s, replies %s)", model_dir, config.host, config.port,
+                config.runtime, config.capture_dir or "off", replies)
     # One process: the model call is serialised behind the micro-batcher and ONNX Runtime
     # uses the cores itself; more workers would duplicate the model and fight for cores.
     uvicorn.run(app, host=config.host, port=config.port, log_config=None, access_log=False, workers=1)
@@ -141,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD a ServingConfig field")
         overrides[ENV_PREFIX + key.strip().upper()] = value.strip()
     config = config_from_env(config, overrides)
-    serve_model_dir(args.model_dir, config, model_name=os.environ.get(MODEL_NAME_ENV), model_version=os.environ.get(MODEL_VERSION_ENV))
+    serve_model_dir(args.model_dir, config, model_name=os.environ.get(MODEL_NAME_ENV), model_version=os.environ.get(MODEL_VERSION_ENV),
+                    generative=config_from_env(GenerativeConfig()))
 
 
 if __name__ == "__main__":
