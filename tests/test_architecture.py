@@ -1,7 +1,8 @@
 """Boundaries you can check: the layering the README promises, no import cycles, ruff clean.
 
-The contracts live in `.importlinter` at the repository root (import-linter: a `layers` contract
-and an `acyclic_siblings` contract); these tests run them with the packages that exist today, so
+The contracts live in `.importlinter` at the repository root (import-linter: a `layers` contract,
+an `acyclic_siblings` contract, and a `forbidden` one keeping the web framework out of the monitor
+and the capture readers); these tests run them with the packages that exist today, so
 the optional layers (operations, infrastructure) start being checked the day their package
 lands. Each contract is also run once on a small synthetic project that breaks it, so a test
 that passes means the contract looked.
@@ -85,7 +86,7 @@ def _write(root: Path, files: dict[str, str]) -> None:
         path.write_text(text, encoding="utf-8")
 
 
-def test_the_contracts_catch_an_upward_import_and_a_cycle(tmp_path):
+def test_the_contracts_catch_an_upward_import_a_cycle_and_the_web_framework_in_the_monitor(tmp_path):
     project = tmp_path / "project"
     _write(project, {
         "processing/__init__.py": "",
@@ -93,9 +94,11 @@ def test_the_contracts_catch_an_upward_import_and_a_cycle(tmp_path):
         "training/__init__.py": "",
         "training/train.py": "",
         "inference/__init__.py": "",
-        "inference/app.py": "from inference.capture import CaptureWriter\n",
+        "inference/app.py": "import fastapi\nfrom inference.capture import CaptureWriter\n",
         "inference/capture.py": "def read():\n    from inference.app import parse\n",  # a cycle, even lazily
+        "inference/codec.py": "",
         "monitoring/__init__.py": "",
+        "monitoring/reader.py": "from inference.app import parse\n",  # the web framework, indirectly
         "pipelines/__init__.py": "import processing, training, inference, monitoring\n",
         "benchmarks/speed.py": "import pipelines\n",
         "operations/__init__.py": "",
@@ -107,7 +110,8 @@ def test_the_contracts_catch_an_upward_import_and_a_cycle(tmp_path):
     assert "processing.reader -> training.train" in result.stdout
     assert ".capture -> .app" in result.stdout or ".app -> .capture" in result.stdout
     assert "operations.loop -> pipelines" in result.stdout
-    assert "2 broken" in result.stdout
+    assert "monitoring.reader -> inference.app" in result.stdout and "inference.app -> fastapi" in result.stdout
+    assert "3 broken" in result.stdout
 
 
 def test_ruff_check_passes():
