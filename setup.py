@@ -45,7 +45,8 @@ setup(
     # Data files the code reads at run time (taxonomy, demo corpus, playbooks, prompts, lexicons).
     package_data={
         "processing": ["taxonomy/*.json", "data/*.jsonl"],
-        "inference": ["lexicons/*.json", "playbooks/*.json", "prompts/*/*.txt"],
+        "inference": ["lexicons/*.json"],
+        "inference.replies": ["playbooks/*.json", "prompts/*/*.txt"],
         "pipelines": ["local/*.md"],
     },
     install_requires=INSTALL_REQUIRES,

@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--load-clients", type=int, default=16)
     parser.add_argument("--load-seconds", type=float, default=60.0, help=f"load test length (at most {MAX_LOAD_SECONDS})")
     parser.add_argument("--no-baseline", action="store_true", help="skip the PyTorch eager baseline")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="ServingConfig FIELD=VALUE for the candidate server")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="serving.FIELD=VALUE for the candidate server")
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON")
     return parser.parse_args(argv)
 
@@ -265,16 +265,14 @@ def int8_vs_fp32(model_dir: Path, rows: list[dict], overrides: list[str]) -> dic
     from sklearn.metrics import f1_score
 
     from inference.predictor import load_predictor
-    from inference.serve import ENV_PREFIX, config_from_env
-
-    # The same FIELD=VALUE conversion as the server's --set.
-    settings = {ENV_PREFIX + key.strip().upper(): value.strip()
-                for key, _, value in (item.partition("=") for item in overrides)}
+    from processing.settings import apply_overrides
 
     texts = model_inputs(rows)
     results = {}
     for runtime in ("onnx", "onnx-int8"):
-        predictor = load_predictor(model_dir, config_from_env(ServingConfig(runtime=runtime), settings))
+        serving = ServingConfig(runtime=runtime)
+        apply_overrides({"serving": serving}, overrides)  # the server's own --set serving.FIELD=VALUE parser
+        predictor = load_predictor(model_dir, serving)
         predictions = []
         for start in range(0, len(texts), 32):
             predictions += predictor.predict(texts[start : start + 32])
@@ -320,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"model_dir": str(model_dir), "untrained_heads": untrained, "cpus": psutil.cpu_count(),
                      "load_average_at_start": os.getloadavg()}
     # The baseline pads each model batch to its longest text, as transformers.pipeline(batch_size=N) does.
-    baseline_overrides = [f"sub_batch_size={args.batch_size}", "group_call_overhead_tokens=0", "max_batch_wait_ms=0"]
+    baseline_overrides = [f"serving.sub_batch_size={args.batch_size}", "serving.group_call_overhead_tokens=0",
+                          "serving.max_batch_wait_ms=0"]
     servers = [("candidate", "onnx-int8", args.overrides)] + ([] if args.no_baseline else [("baseline", "torch", baseline_overrides)])
     for role, runtime, overrides in servers:
         server = ServerProcess(model_dir, runtime, overrides, work)

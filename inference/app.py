@@ -10,9 +10,7 @@ the Prometheus text format. Every bad request gets a JSON error
 from __future__ import annotations
 
 import asyncio
-import csv
 import gc
-import io
 import json
 import logging
 import threading
@@ -29,145 +27,20 @@ from fastapi.responses import Response
 
 from inference.batching import MicroBatcher, QueueFullError
 from inference.capture import CaptureWriter
+from inference.codec import JSON, RequestError, check_texts, parse_texts, render, request_format, response_format
 from inference.config import GenerativeConfig, ServingConfig
 from inference.predictor import Predictor, load_predictor
-from inference.responses_api import build_router
-from processing.schema import model_input_text
+from inference.replies.api import build_router
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("fbrain.access")
 
-JSON = "application/json"
-JSONLINES = "application/jsonlines"
-CSV = "text/csv"
-REQUEST_TYPES = {JSON: JSON, JSONLINES: JSONLINES, "application/x-jsonlines": JSONLINES, "application/jsonl": JSONLINES, CSV: CSV}
-RESPONSE_TYPES = {JSON: JSON, JSONLINES: JSONLINES, "application/x-jsonlines": JSONLINES, "application/jsonl": JSONLINES}
 CUSTOM_ATTRIBUTES_HEADER = "x-amzn-sagemaker-custom-attributes"
 EMBEDDING_ATTRIBUTE = "embedding=true"
 OVERLENGTH_MODES = ("truncate", "reject")
 KNOWN_PATHS = ("/ping", "/invocations", "/metrics")
 LATENCY_BUCKETS_MS = (1, 2, 4, 6, 8, 10, 15, 25, 50, 100, 250, 500, 1000, 2500)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
-
-
-class RequestError(Exception):
-    """A request the endpoint refuses: HTTP status, machine-readable code, message, item index."""
-
-    def __init__(self, status: int, code: str, message: str, index: int | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.index = status, code, message, index
-
-    def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.index is not None:
-            error["index"] = self.index
-        return {"error": error}
-
-
-# ---------------------------------------------------------------- request parsing (pure)
-
-
-def media_type(header: str | None) -> str:
-    return (header or "").split(";", 1)[0].strip().lower()
-
-
-def request_format(content_type: str | None) -> str:
-    base = media_type(content_type)
-    if base not in REQUEST_TYPES:
-        shown = base or "none"
-        raise RequestError(415, "unsupported_media_type", f"Content-Type {shown!r} is not accepted; send one of {sorted(set(REQUEST_TYPES.values()))}")
-    charset = [p.split("=", 1)[1].strip().strip('"').lower() for p in (content_type or "").split(";")[1:] if p.strip().lower().startswith("charset=")]
-    if charset and charset[0] not in ("utf-8", "utf8"):
-        raise RequestError(415, "unsupported_charset", f"charset {charset[0]!r} is not accepted; send UTF-8")
-    return REQUEST_TYPES[base]
-
-
-def response_format(accept: str | None) -> str:
-    """The first acceptable type in the Accept header (q-values ignored: clients send one)."""
-    if not accept or not accept.strip():
-        return JSON
-    for part in accept.split(","):
-        base = media_type(part)
-        if base in RESPONSE_TYPES:
-            return RESPONSE_TYPES[base]
-        if base in ("*/*", "application/*"):
-            return JSON
-    raise RequestError(406, "not_acceptable", f"Accept {accept!r} cannot be served; ask for one of {sorted(set(RESPONSE_TYPES.values()))}")
-
-
-def _text_of(item: Any, index: int) -> str:
-    if isinstance(item, str):
-        return item
-    if isinstance(item, dict) and "text" in item:
-        if not isinstance(item["text"], str):
-            raise RequestError(400, "invalid_text", f"item {index}: 'text' must be a string, got {type(item['text']).__name__}", index)
-        title = item.get("title")
-        if title is not None and not isinstance(title, str):
-            raise RequestError(400, "invalid_title", f"item {index}: 'title' must be a string, got {type(title).__name__}", index)
-        # An empty text stays empty (and gets its 400) even when a title comes with it.
-        return model_input_text(item["text"], title) if item["text"].strip() else item["text"]
-    raise RequestError(400, "invalid_instance", f'item {index}: expected a string or an object with "text"', index)
-
-
-def parse_texts(body: bytes, fmt: str) -> list[str]:
-    """Texts of a request body in one of the accepted formats (no limits applied here)."""
-    try:
-        decoded = body.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise RequestError(400, "invalid_utf8", f"body is not valid UTF-8 (byte {error.start}): {error.reason}") from None
-    if fmt == JSON:
-        try:
-            payload = json.loads(decoded)
-        except json.JSONDecodeError as error:
-            raise RequestError(400, "malformed_json", f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
-        if isinstance(payload, dict) and "instances" in payload:
-            items = payload["instances"]
-            if not isinstance(items, list):
-                raise RequestError(400, "invalid_instances", '"instances" must be a list')
-            return [_text_of(item, i) for i, item in enumerate(items)]
-        if isinstance(payload, dict) and "text" in payload:
-            return [_text_of(payload, 0)]
-        if isinstance(payload, list):
-            return [_text_of(item, i) for i, item in enumerate(payload)]
-        raise RequestError(400, "invalid_body", 'JSON body must be {"text": ...}, {"instances": [...]} or a list')
-    if fmt == JSONLINES:
-        texts = []
-        for i, line in enumerate(line for line in decoded.splitlines() if line.strip()):
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RequestError(400, "malformed_json", f"line {i}: not valid JSON: {error.msg}", i) from None
-            texts.append(_text_of(item, i))
-        return texts
-    texts = []
-    try:
-        rows = list(csv.reader(io.StringIO(decoded, newline=""), strict=True))
-    except csv.Error as error:
-        raise RequestError(400, "malformed_csv", f"body is not valid CSV (RFC 4180): {error}") from None
-    for i, row in enumerate(row for row in rows if row):
-        if len(row) != 1:
-            raise RequestError(400, "malformed_csv", f"row {i} has {len(row)} fields; send one text per row and quote texts containing commas", i)
-        texts.append(row[0])
-    return texts
-
-
-def check_texts(texts: list[str], config: ServingConfig) -> None:
-    if not texts:
-        raise RequestError(400, "no_texts", "the request holds no texts")
-    if len(texts) > config.max_instances_per_request:
-        raise RequestError(400, "too_many_instances", f"{len(texts)} texts in one request; the limit is {config.max_instances_per_request}")
-    for i, text in enumerate(texts):
-        if not text.strip():
-            raise RequestError(400, "empty_text", f"item {i}: text is empty", i)
-        if len(text) > config.max_text_chars:
-            raise RequestError(400, "text_too_long", f"item {i}: {len(text)} characters; the limit is {config.max_text_chars}", i)
-
-
-def render(predictions: list[dict[str, Any]], fmt: str) -> bytes:
-    if fmt == JSONLINES:
-        return "".join(json.dumps(p, separators=(",", ":")) + "\n" for p in predictions).encode("utf-8")
-    return json.dumps({"predictions": predictions}, separators=(",", ":")).encode("utf-8")
-
 
 # ---------------------------------------------------------------- metrics
 
@@ -320,7 +193,7 @@ def create_app(
     async def load_model() -> None:
         try:
             predictor = await asyncio.to_thread(loader)
-        except Exception as error:  # noqa: BLE001 - reported on /ping and in the log
+        except Exception as error:  # reported on /ping and in the log
             state.load_error = f"{type(error).__name__}: {error}"
             logger.exception("model failed to load")
             return
@@ -387,7 +260,7 @@ def create_app(
                 raise RequestError(503, "overloaded", str(error)) from None
         except RequestError as error:
             return _error_response(error, request)
-        except Exception as error:  # noqa: BLE001 - a failed batch must not take the server down
+        except Exception as error:  # a failed batch must not take the server down
             logger.exception("invocation failed")
             return _error_response(RequestError(500, "internal_error", f"{type(error).__name__}: {error}"), request)
         request.state.texts = len(texts)

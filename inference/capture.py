@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
+from inference.codec import RequestError, parse_predictions, parse_texts, request_format
+
 logger = logging.getLogger(__name__)
 
 EVENT_VERSION = "0"
@@ -212,18 +214,13 @@ def iter_captured_predictions(root: Path | str, errors: list[dict[str, Any]] | N
     Pairs each text of a captured request with its prediction in the captured response
     (JSON `{"predictions": [...]}` or JSON lines), for the text monitor.
     """
-    from inference.app import RequestError, parse_texts, request_format
-
     for record in iter_captured_records(root, errors):
         data, meta = record["captureData"], record["eventMetadata"]
         try:
             texts = parse_texts(decode_payload(data["endpointInput"]), request_format(data["endpointInput"]["observedContentType"]))
             output = data.get("endpointOutput")
-            body = decode_payload(output).decode("utf-8") if output else ""
-            if output and output["observedContentType"].startswith("application/jsonlines"):
-                predictions = [json.loads(line) for line in body.splitlines() if line.strip()]
-            else:
-                predictions = json.loads(body)["predictions"] if body else [None] * len(texts)
+            body = decode_payload(output) if output else b""
+            predictions = parse_predictions(body, output["observedContentType"]) if body else [None] * len(texts)
             if len(predictions) != len(texts):
                 raise CaptureFormatError(f"{len(texts)} texts but {len(predictions)} predictions")
         except (RequestError, CaptureFormatError, KeyError, ValueError) as error:

@@ -66,7 +66,7 @@ class ServingConfig:
     """Texts in one request at most (400 above it)."""
     max_text_chars: int = 20_000
     """A text longer than this (characters) is refused, whatever `overlength`: 400 on /invocations, 413 on
-    /responses and /summaries (inference.responses_api; the text drafted for is the text scored)."""
+    /responses and /summaries (inference.replies.api; the text drafted for is the text scored)."""
     max_summary_items: int = 500
     """Feedback items in one /summaries cluster at most (400 above it): the summary prompt quotes
     representatives of the whole cluster, so its cost grows with the items."""
@@ -140,7 +140,7 @@ class GenerativeConfig:
     """USD, for the cost recorded per call (defaults: Claude 3 Haiku on-demand)."""
     output_price_per_1k_tokens: float = 0.00125
     prompt_version: str = "v1"
-    """Folder under inference/prompts/ holding the prompt templates."""
+    """Folder under inference/replies/prompts/ holding the prompt templates."""
     playbook_version: str = "v1"
     max_reply_chars: int = 1200
     min_reply_chars: int = 40

@@ -5,7 +5,9 @@ under /opt/ml/model, and talks to port 8080. Locally, `fbrain serve` / `fbrain d
 `serve_model_dir` with the registered model's directory; both run the same app.
 
 Settings: ServingConfig defaults, overridden by `FBRAIN__SERVING__<FIELD>` environment
-variables (how CreateModel's Environment configures the container), then by arguments.
+variables (how CreateModel's Environment configures the container), then by `--set serving.FIELD=VALUE`;
+the reply-drafting routes' GenerativeConfig likewise by `FBRAIN__GENERATIVE__<FIELD>` (e.g.
+FBRAIN__GENERATIVE__USE_BEDROCK=true turns Bedrock on for POST /responses and /summaries).
 """
 from __future__ import annotations
 
@@ -19,12 +21,14 @@ import typing
 from pathlib import Path
 
 from inference.capture import CaptureWriter
-from inference.config import ServingConfig
+from inference.config import GenerativeConfig, ServingConfig
 from processing.settings import add_settings_argument, apply_overrides, load_sections
 
 logger = logging.getLogger(__name__)
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+SECTION_NAMES = {ServingConfig: "serving", GenerativeConfig: "generative"}
+"""The configuration sections the endpoint reads (processing.settings names their variables)."""
 MODEL_NAME_ENV = "FBRAIN_MODEL_NAME"
 MODEL_VERSION_ENV = "FBRAIN_MODEL_VERSION"
 
@@ -55,11 +59,12 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
-def config_from_env(config: ServingConfig | None = None, environ: typing.Mapping[str, str] | None = None) -> ServingConfig:
-    """ServingConfig with `FBRAIN__SERVING__<FIELD>` variables applied (e.g. FBRAIN__SERVING__RUNTIME=onnx),
-    parsed by the shared settings parser."""
+def config_from_env(config: ServingConfig | GenerativeConfig | None = None,
+                    environ: typing.Mapping[str, str] | None = None) -> ServingConfig | GenerativeConfig:
+    """A copy of config (ServingConfig when None) with its section's `FBRAIN__<SECTION>__<FIELD>` variables applied
+    (e.g. FBRAIN__SERVING__RUNTIME=onnx, FBRAIN__GENERATIVE__USE_BEDROCK=true), by the shared settings parser."""
     config = dataclasses.replace(config) if config else ServingConfig()
-    load_sections({"serving": config}, environ=environ)
+    load_sections({SECTION_NAMES[type(config)]: config}, environ=environ)
     return config
 
 
@@ -82,21 +87,27 @@ def serve_model_dir(
     *,
     model_name: str | None = None,
     model_version: str | None = None,
+    generative: GenerativeConfig | None = None,
 ) -> None:
     """Serve a model directory over HTTP until interrupted (blocks; uvicorn, one process).
 
-    Data capture is on when config.capture_dir is set (locally: `<workspace>/s3/<bucket>/datacapture`).
+    Data capture is on when config.capture_dir is set (locally: `<workspace>/s3/<bucket>/datacapture`);
+    `generative` configures POST /responses and /summaries (Bedrock or templates; defaults: templates).
     """
     import uvicorn
 
     from inference.app import create_app
 
     config = config or ServingConfig()
+    generative = generative or GenerativeConfig()
     configure_logging(config.log_level)
     app = create_app(
-        model_dir, config, capture=capture_writer_for(config), model_name=model_name, model_version=model_version
+        model_dir, config, capture=capture_writer_for(config), model_name=model_name, model_version=model_version,
+        generative=generative,
     )
-    logger.info("serving %s on http://%s:%d (runtime %s, capture %s)", model_dir, config.host, config.port, config.runtime, config.capture_dir or "off")
+    replies = f"bedrock {generative.bedrock_model_id}" if generative.use_bedrock else "templates"
+    logger.info("serving %s on http://%s:%d (runtime %s, capture %s, replies %s)", model_dir, config.host, config.port,
+                config.runtime, config.capture_dir or "off", replies)
     # One process: the model call is serialised behind the micro-batcher and ONNX Runtime
     # uses the cores itself; more workers would duplicate the model and fight for cores.
     uvicorn.run(app, host=config.host, port=config.port, log_config=None, access_log=False, workers=1)
@@ -110,7 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=None, help="default 8080, or SAGEMAKER_BIND_TO_PORT")
     parser.add_argument("--runtime", choices=["onnx-int8", "onnx", "torch"], default=None)
     parser.add_argument("--capture-dir", default=None)
-    add_settings_argument(parser, ["serving"])
+    add_settings_argument(parser, ["serving", "generative"])
     return parser.parse_args(argv)
 
 
@@ -123,8 +134,10 @@ def main(argv: list[str] | None = None) -> None:
         config.runtime = args.runtime
     if args.capture_dir is not None:
         config.capture_dir = args.capture_dir
-    apply_overrides({"serving": config}, args.settings)
-    serve_model_dir(args.model_dir, config, model_name=os.environ.get(MODEL_NAME_ENV), model_version=os.environ.get(MODEL_VERSION_ENV))
+    generative = config_from_env(GenerativeConfig())
+    apply_overrides({"serving": config, "generative": generative}, args.settings)
+    serve_model_dir(args.model_dir, config, model_name=os.environ.get(MODEL_NAME_ENV), model_version=os.environ.get(MODEL_VERSION_ENV),
+                    generative=generative)
 
 
 if __name__ == "__main__":

@@ -21,15 +21,12 @@ import logging
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
 from monitoring.artifacts import local_path, resolve_model_dir
-from monitoring.baseline import CONSTRAINTS_FILE, EMBEDDINGS_FILE, STATISTICS_FILE
 from monitoring.capture_reader import CaptureWindow, parse_time, read_capture_window
 from monitoring.compare import Comparison, add_embedding_check, compare_window
 from monitoring.config import MonitoringConfig
@@ -38,63 +35,15 @@ from monitoring.drift import domain_classifier_auc
 from monitoring.features import monitored_statistics
 from monitoring.metrics import put_metric_data_request, window_metrics, write_cloudwatch_lines
 from monitoring.prediction_features import ASPECT_SCORE_PREFIX, SENTIMENT_CONFIDENCE, INTENT_CONFIDENCE, columns_from_records
+from monitoring.results import (METRICS_FILE, QUARANTINE_FILE, VIOLATIONS_FILE, WINDOW_STATISTICS_FILE, MonitorInputs,
+                                MonitorResult)
 from monitoring.text_descriptors import TOKENIZER_FILE, TextDescriber
+from monitoring.triggers import emit_drift_event
 
 logger = logging.getLogger(__name__)
 
-VIOLATIONS_FILE = "constraint_violations.json"
-WINDOW_STATISTICS_FILE = "statistics.json"
-METRICS_FILE = "metrics.json"
-QUARANTINE_FILE = "quarantine.jsonl"
 DEFAULT_DATASET_SOURCE = "/opt/ml/processing/input/endpoint"
 DEFAULT_OUTPUT_PATH = "/opt/ml/processing/resultdata"
-
-
-@dataclass
-class MonitorInputs:
-    """Where one monitoring run reads and writes (all paths may be s3:// URIs except the two folders)."""
-
-    capture_dir: str
-    output_dir: str
-    baseline_statistics: str
-    baseline_constraints: str
-    baseline_embeddings: str = ""
-    """embeddings.npy of the baseline; empty skips embedding drift."""
-    baseline_tokenizer: str = ""
-    """tokenizer.json for out-of-vocabulary rates; empty means the model dir's."""
-    model_dir: str = ""
-    """Model (dir or model.tar.gz) that embeds captured texts; empty skips embedding drift."""
-    start_time: Optional[datetime] = None
-    end_time: Optional[datetime] = None
-    endpoint_name: str = "local"
-    schedule_name: str = "local"
-    publish_cloudwatch_metrics: bool = False
-
-    @classmethod
-    def from_baseline_dir(cls, baseline_dir: str, capture_dir: str, output_dir: str, **kwargs: Any) -> "MonitorInputs":
-        """Inputs for a baseline folder as monitoring.baseline writes it (local runs)."""
-        root = Path(baseline_dir)
-        return cls(
-            capture_dir=capture_dir, output_dir=output_dir,
-            baseline_statistics=str(root / STATISTICS_FILE), baseline_constraints=str(root / CONSTRAINTS_FILE),
-            baseline_embeddings=str(root / EMBEDDINGS_FILE) if (root / EMBEDDINGS_FILE).exists() else "",
-            baseline_tokenizer=str(root / TOKENIZER_FILE) if (root / TOKENIZER_FILE).exists() else "",
-            **kwargs,
-        )
-
-
-@dataclass
-class MonitorResult:
-    output_dir: Path
-    violations: list[dict[str, str]]
-    comparison: Comparison
-    texts: int
-    quarantined: int
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def drift_detected(self) -> bool:
-        return bool(self.violations)
 
 
 def _read_json(location: str, scratch: Path) -> dict[str, Any]:
@@ -209,8 +158,6 @@ def _run_monitor(inputs: MonitorInputs, config: MonitoringConfig, scratch: Path)
     logger.info("monitoring window: %d texts, %d violations -> %s", len(texts), len(comparison.violations), output)
     result = MonitorResult(output, comparison.violations, comparison, len(texts), len(window.quarantined), metrics)
     if result.drift_detected and config.emit_drift_events:
-        from monitoring.triggers import emit_drift_event
-
         emit_drift_event(result, inputs, config)
     return result
 

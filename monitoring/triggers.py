@@ -21,21 +21,18 @@ import shlex
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from monitoring.config import MonitoringConfig
 from monitoring.corrections import (LocalCorrectionStore, count_corrections, count_new_corrections,
                                     last_training_marker, marker_time)
-
-if TYPE_CHECKING:
-    from monitoring.monitor import MonitorInputs, MonitorResult
+from monitoring.results import VIOLATIONS_FILE, MonitorInputs, MonitorResult
 
 logger = logging.getLogger(__name__)
 
 TARGET_ID = "start-retraining-pipeline"
 RUNS_DIR = "runs"
 STATE_FILE = "trigger_state.json"
-VIOLATIONS_FILE = "constraint_violations.json"
 MAX_FEATURES_IN_EVENT = 20
 """Drift events name at most this many drifted features (EventBridge caps an entry at 256 KB)."""
 
@@ -113,7 +110,7 @@ def apply_retraining_rules(events_client: Any, rules: list[RetrainingRule]) -> l
     return arns
 
 
-def drift_event_entry(result: "MonitorResult", inputs: "MonitorInputs", config: MonitoringConfig) -> dict[str, Any]:
+def drift_event_entry(result: MonitorResult, inputs: MonitorInputs, config: MonitoringConfig) -> dict[str, Any]:
     """The PutEvents entry the monitoring job sends when it found violations."""
     features = sorted({v["feature_name"] for v in result.violations})
     return {
@@ -132,7 +129,7 @@ def drift_event_entry(result: "MonitorResult", inputs: "MonitorInputs", config: 
 
 
 def emit_drift_event(
-    result: "MonitorResult", inputs: "MonitorInputs", config: MonitoringConfig, events_client: Any = None
+    result: MonitorResult, inputs: MonitorInputs, config: MonitoringConfig, events_client: Any = None
 ) -> None:
     if events_client is None:
         import boto3

@@ -52,7 +52,15 @@ def main(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     os.environ.setdefault("AWS_DEFAULT_REGION", config.aws.region)
-    ctx.obj = {"config": config}
+    # The champion lookup goes to sub-commands of lower layers (`respond draft`), which may not import pipelines/.
+    ctx.obj = {"config": config, "champion_model_dir": lambda workspace=None: _champion_model_dir(config, workspace)}
+
+
+def _champion_model_dir(config: FeedbackBrainConfig, workspace: Optional[Path]) -> Path:
+    """The registry's champion model directory in workspace (default local.workspace), or exit with the how-to."""
+    from pipelines.local_run import champion_model_dir
+
+    return champion_model_dir(config, Path(workspace) if workspace else Path(config.local.workspace))
 
 
 @app.command("config")
@@ -174,7 +182,7 @@ def serve(
         if value:
             setattr(config.serving, name, value)
     directory, name, version = serving_setup(config, _workspace(ctx, workspace), model_dir, capture)
-    serve_model_dir(directory, config.serving, model_name=name, model_version=version)
+    serve_model_dir(directory, config.serving, model_name=name, model_version=version, generative=config.generative)
 
 
 @app.command("deploy")
@@ -201,7 +209,7 @@ def _mount_optional(module: str, name: str, help_text: str) -> None:
 
 
 _mount_optional("monitoring.cli", "monitor", "Model Monitor for text, corrections and retraining triggers.")
-_mount_optional("inference.responses_cli", "respond", "Draft replies, summaries and second-stage judgements.")
+_mount_optional("inference.replies.cli", "respond", "Draft replies, summaries and second-stage judgements.")
 
 if __name__ == "__main__":
     app()

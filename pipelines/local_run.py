@@ -118,7 +118,7 @@ DEMO_TEXTS = [
 def print_demo(config: FeedbackBrainConfig, workspace: Path) -> None:
     """Score a few texts through the real HTTP endpoint, then draft replies for them."""
     from inference.demo_client import score_over_http
-    from inference.responses import ResponseService, normalise_scores
+    from inference.replies.drafting import ResponseService, normalise_scores
 
     model_dir, _, _ = serving_setup(config, workspace, None, capture=True)
     scored = score_over_http(model_dir, config.serving, DEMO_TEXTS)

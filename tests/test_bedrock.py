@@ -3,9 +3,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from inference.bedrock import BedrockClient, BedrockUnavailable
+from inference.replies.bedrock import BedrockClient, BedrockUnavailable
 from inference.config import GenerativeConfig
-from inference.responses import ResponseService
+from inference.replies.drafting import ResponseService
 
 
 def converse_response(text: str, tokens_in: int = 120, tokens_out: int = 40) -> dict:

@@ -8,13 +8,13 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inference.bedrock import BedrockClient
+from inference.replies.bedrock import BedrockClient
 from inference.config import GenerativeConfig, ServingConfig
-from inference.policy import check_reply
-from inference.responses import ResponseService
-from inference.responses_api import create_responses_app
-from inference.second_stage import second_stage_review
-from inference.summaries import representative_indices, summarise_cluster
+from inference.replies.policy import check_reply
+from inference.replies.drafting import ResponseService
+from inference.replies.api import create_responses_app
+from inference.replies.second_stage import second_stage_review
+from inference.replies.summaries import representative_indices, summarise_cluster
 
 NEGATIVE_SHIPPING = {"sentiment": {"label": "negative", "probabilities": {"negative": 0.9, "neutral": 0.05, "positive": 0.05}},
                      "intent": {"label": "delivery_status", "probabilities": {"delivery_status": 0.8, "complaint": 0.2}},

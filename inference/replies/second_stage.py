@@ -13,10 +13,10 @@ from typing import Any
 
 import jsonschema
 
-from inference.bedrock import BedrockClient, BedrockUnavailable
+from inference.replies.bedrock import BedrockClient, BedrockUnavailable
 from inference.config import GenerativeConfig
-from inference.policy import mask_pii
-from inference.responses import load_prompt, normalise_scores
+from inference.replies.policy import mask_pii
+from inference.replies.drafting import load_prompt, normalise_scores
 from processing.taxonomy import load_taxonomy
 
 

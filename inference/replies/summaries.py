@@ -12,10 +12,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from inference.bedrock import BedrockClient, BedrockUnavailable
+from inference.replies.bedrock import BedrockClient, BedrockUnavailable
 from inference.config import GenerativeConfig
-from inference.policy import mask_pii
-from inference.responses import load_prompt
+from inference.replies.policy import mask_pii
+from inference.replies.drafting import load_prompt
 from processing.taxonomy import load_taxonomy
 
 Embedder = Callable[[Sequence[str]], np.ndarray]

@@ -16,11 +16,11 @@ from typing import Any, Callable, Optional
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from inference.bedrock import BedrockClient
+from inference.replies.bedrock import BedrockClient
 from inference.config import GenerativeConfig, ServingConfig
-from inference.responses import ResponseService
-from inference.second_stage import second_stage_review
-from inference.summaries import summarise_cluster
+from inference.replies.drafting import ResponseService
+from inference.replies.reply import reply_to
+from inference.replies.summaries import summarise_cluster
 from processing.taxonomy import load_taxonomy
 
 
@@ -66,10 +66,7 @@ def build_router(config: GenerativeConfig, bedrock: BedrockClient | None = None,
         score = scorer or getattr(request.app.state, "score_texts", None)
         if scores is None and score is not None:
             scores = score([body.feedback.text])[0]
-        record = body.feedback.model_dump()
-        draft = service.draft_reply(record, scores)
-        review = second_stage_review(record, scores, config, service.bedrock, body.order_value)
-        return {"draft": draft.to_dict(), "second_stage": review.to_dict(), "scores_source":
+        return reply_to(service, body.feedback.model_dump(), scores, body.order_value) | {"scores_source":
                 "request" if body.scores is not None else ("endpoint" if scores is not None else "none")}
 
     @router.post("/summaries")

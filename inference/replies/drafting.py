@@ -13,9 +13,9 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from inference.bedrock import BedrockClient, BedrockUnavailable
+from inference.replies.bedrock import BedrockClient, BedrockUnavailable
 from inference.config import GenerativeConfig
-from inference.policy import PolicyResult, check_reply, mask_pii
+from inference.replies.policy import PolicyResult, check_reply, mask_pii
 from processing.taxonomy import load_taxonomy
 
 LOG = logging.getLogger(__name__)
