@@ -24,24 +24,19 @@ class ServingConfig:
     onnx_inter_op_threads: int = 1
     """ONNX Runtime threads across graph branches; the encoder is sequential, so 1."""
     onnx_allow_spinning: bool = False
-    """Let idle ONNX Runtime threads spin-wait. Measured on 2 cores (2026-11-23): single-text p50 9.4 vs 11.1 ms and
-    p99 23.3 vs 26.1 ms, but 89 vs 101 requests/s with 16 concurrent clients (spinning threads take the core
-    from the HTTP loop). Off: throughput under load matters more than ~2 ms for feedback scoring."""
+    """Let idle ONNX Runtime threads spin-wait: ~2 ms lower single-text latency, but fewer requests/s under
+    concurrent load (spinning threads take the core from the HTTP loop), so off (docs/results.md)."""
     onnx_single_text_session: bool = True
     """Run one-text model calls on a second ONNX Runtime session whose threads spin-wait, batches on the
     main one: a lone request gets spinning's latency, while under load (merged batches) the spinning
-    session is mostly idle. Measured on 2 cores (2026-11-23, two interleaved pairs, run-(c) model):
-    single-text p50 9.9 / 7.8 ms vs 11.4 / 10.5 ms off, p99 24.5 / 21.9 vs 29.0 / 26.6 ms, batched
-    texts/s unchanged (147 vs 141-151); 16 clients: 89-92 / 76-77 vs 97-101 / 74-88 requests/s (noisy,
-    possibly ~5 % fewer); +32 MB RSS for the second copy of the weights."""
+    session is mostly idle. Costs a second copy of the weights in memory (measurements: docs/results.md)."""
     sub_batch_size: int = 8
     """Most texts in one model call: a batch runs as length-sorted groups, so short texts are not padded to long ones."""
     group_call_overhead_tokens: float = 0.0
     """0: fixed groups of `sub_batch_size`. Above 0: groups are cut where the padding they save is worth more
-    than one extra model call costing this many padded tokens (~16 here: ~1.7 ms per ONNX Runtime call vs
-    ~0.1 ms per padded token, MiniLM-L6 int8, 2 cores). That gave +23 % texts/s in process, but dynamic int8
-    quantisation scales activations per call, so scores move with the grouping: intent macro-F1 on the demo
-    set went from -0.3 to -0.9 points vs fp32. Off until activations are statically calibrated."""
+    than one extra model call costing this many padded tokens. Faster, but dynamic int8 quantisation scales
+    activations per call, so scores would move with the grouping: off until activations are statically
+    calibrated (docs/results.md)."""
     torch_threads: int = 2
     """torch.set_num_threads for the PyTorch runtime on CPU."""
     aspect_threshold: float = 0.5
