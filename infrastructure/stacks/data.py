@@ -48,17 +48,7 @@ class DataStack(cdk.Stack):
             enable_key_rotation=True,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
-        # Services that encrypt with the key on our behalf: log groups, the alarm topic (CloudWatch
-        # publishes to it), EventBridge (dead-letter messages), all for this account only.
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="ServicesOfThisAccount",
-            actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
-            principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com"),
-                        iam.ServicePrincipal("cloudwatch.amazonaws.com"),
-                        iam.ServicePrincipal("events.amazonaws.com")],
-            resources=["*"],  # in a key policy "*" means this key
-            conditions={"StringEquals": {"aws:SourceAccount": self.account}},
-        ))
+        self._key_policy_for_services()
 
         # Server access logs cannot be delivered to a bucket encrypted with a customer-managed key
         # (S3 log delivery writes with SSE-S3), so this one bucket uses S3-managed keys.
@@ -98,6 +88,38 @@ class DataStack(cdk.Stack):
         self.tables: dict[str, dynamodb.Table] = {}
         for field_name, keys in TABLE_KEYS.items():
             self.tables[field_name] = self._table(field_name, getattr(settings, field_name), keys, settings)
+
+    def _key_policy_for_services(self) -> None:
+        """Services that use the key on our behalf, each limited to this account's resources."""
+        account_arn = lambda service, resource: f"arn:{self.partition}:{service}:{self.region}:{self.account}:{resource}"  # noqa: E731
+        encrypt = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
+        # Log groups created with this key (Lambda, CodeBuild, API access logs, CloudTrail's copy).
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchLogGroups", actions=encrypt, resources=["*"],  # in a key policy "*" means this key
+            principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
+            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": account_arn("logs", "log-group:*")}}))
+        # CloudWatch alarms publishing to the encrypted topic; EventBridge sending to encrypted dead-letter queues.
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="AlarmsAndEvents", actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"],
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com"), iam.ServicePrincipal("events.amazonaws.com")],
+            conditions={"StringEquals": {"aws:SourceAccount": self.account}}))
+        # CloudTrail encrypts its log files with this key (trails of this account only).
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudTrailLogFiles", actions=["kms:GenerateDataKey*"], resources=["*"],
+            principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
+            conditions={"StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
+                                       f"arn:{self.partition}:cloudtrail:*:{self.account}:trail/*"},
+                        "StringEquals": {"aws:SourceAccount": self.account}}))
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudTrailDescribeKey", actions=["kms:DescribeKey"], resources=["*"],
+            principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")]))
+        # Macie reads the raw bucket's objects through its service-linked role, which exists only once Macie is
+        # enabled: named by condition, because a key policy may not name a principal that does not exist yet.
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="MacieServiceLinkedRole", actions=["kms:Decrypt"], resources=["*"],
+            principals=[iam.AccountRootPrincipal()],
+            conditions={"StringEquals": {"aws:PrincipalArn": f"arn:{self.partition}:iam::{self.account}:role/"
+                                         "aws-service-role/macie.amazonaws.com/AWSServiceRoleForAmazonMacie"}}))
 
     def _bucket(self, kind: str, name: str, lifecycle: list[s3.LifecycleRule]) -> s3.Bucket:
         return s3.Bucket(
