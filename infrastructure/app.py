@@ -17,15 +17,16 @@ from pathlib import Path
 
 for _silenced in ("DEPRECATED", "END_OF_LIFE", "UNTESTED"):  # the Node.js support notice of the jsii runtime
     os.environ.setdefault(f"JSII_SILENCE_WARNING_{_silenced}_NODE_VERSION", "1")
-if __package__ in (None, ""):  # run as a script (`cdk synth` runs `python app.py` in this folder)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a script (`cdk synth` runs `python3 app.py` in this folder):
+    # import from the repository root, never this folder (its module names would shadow installed ones)
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import aws_cdk as cdk  # noqa: E402
-from cdk_nag import AwsSolutionsChecks  # noqa: E402
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
 
-from infrastructure.config import InfrastructureConfig, infrastructure_settings  # noqa: E402
-from infrastructure.packaging import build_lambda_package, check_handler_isolated  # noqa: E402
-from pipelines.config import FeedbackBrainConfig, load_config  # noqa: E402
+from infrastructure.config import InfrastructureConfig, infrastructure_settings
+from infrastructure.lambda_packages import build_lambda_package, check_handler_isolated
+from pipelines.config import FeedbackBrainConfig, load_config
 
 DEFAULT_OUTDIR = Path(__file__).resolve().parent / "cdk.out"
 INGEST_HANDLERS_MODULE = "operations.lambda_handlers"

@@ -1,7 +1,6 @@
 """Small helpers shared by the stacks."""
 from __future__ import annotations
 
-import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct

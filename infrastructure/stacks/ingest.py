@@ -19,7 +19,7 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from infrastructure.config import InfrastructureConfig
-from infrastructure.packaging import LambdaPackage
+from infrastructure.lambda_packages import LambdaPackage
 from infrastructure.stacks.common import lambda_role, log_retention
 from infrastructure.stacks.data import TABLE_KEYS, DataStack
 from infrastructure.stacks.ml import lambda_runtime

@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_ecr as ecr
@@ -18,8 +17,8 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from infrastructure.config import InfrastructureConfig
+from infrastructure.lambda_packages import LambdaPackage
 from infrastructure.stacks.common import lambda_role, log_retention
-from infrastructure.packaging import LambdaPackage
 from infrastructure.stacks.data import DataStack
 from pipelines.config import FeedbackBrainConfig
 
@@ -88,7 +87,8 @@ class MlStack(cdk.Stack):
         # --- images (buildspec.yml pushes <prefix><kind>:<commit>) ---
         self.repositories = {kind: ecr.Repository(
             self, f"{kind.capitalize()}Images", repository_name=f"{IMAGE_REPOSITORY_PREFIX}{kind}",
-            image_scan_on_push=True, image_tag_mutability=ecr.TagMutability.IMMUTABLE,
+            # Mutable: every CodePipeline stage runs buildspec.yml, which pushes the same commit tag again.
+            image_scan_on_push=True, image_tag_mutability=ecr.TagMutability.MUTABLE,
             encryption=ecr.RepositoryEncryption.KMS, encryption_key=data.key,
             lifecycle_rules=[ecr.LifecycleRule(max_image_count=50, description="keep the 50 newest images")],
             removal_policy=cdk.RemovalPolicy.RETAIN,
@@ -277,8 +277,8 @@ class MlStack(cdk.Stack):
             resources=[self.format_arn(service="application-autoscaling", resource="scalable-target", resource_name="*")]))
         function.add_to_role_policy(iam.PolicyStatement(
             sid="AutoScalingServiceRole", actions=["iam:CreateServiceLinkedRole"],
-            resources=[f"arn:{self.partition}:iam::{self.account}:role/aws-service-role/"
-                       "sagemaker.application-autoscaling.amazonaws.com/*"],
+            resources=[(f"arn:{self.partition}:iam::{self.account}:role/aws-service-role/"
+                       "sagemaker.application-autoscaling.amazonaws.com/*")],
             conditions={"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}}))
         function.add_to_role_policy(iam.PolicyStatement(
             sid="ScaleVariant", actions=["sagemaker:UpdateEndpointWeightsAndCapacities"],

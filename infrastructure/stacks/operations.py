@@ -60,7 +60,7 @@ class OperationsStack(cdk.Stack):
         aws, serving, monitoring = config.aws, config.serving, config.monitoring
         endpoint_dims = {"EndpointName": aws.endpoint_name, "VariantName": serving.variant_name}
         monitor_dims = {"Endpoint": aws.endpoint_name, "MonitoringSchedule": monitoring.schedule_name}
-        metric = lambda namespace, name, dims, statistic="Sum", period=FIVE_MINUTES: cloudwatch.Metric(  # noqa: E731
+        metric = lambda namespace, name, dims, statistic="Sum", period=FIVE_MINUTES: cloudwatch.Metric(
             namespace=namespace, metric_name=name, dimensions_map=dims, statistic=statistic, period=period)
 
         latency_p99 = metric(SAGEMAKER_NAMESPACE, "ModelLatency", endpoint_dims, "p99")

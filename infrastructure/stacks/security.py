@@ -87,6 +87,14 @@ class SecurityStack(cdk.Stack):
             "id": "AwsSolutions-IAM5",
             "reason": "Macie assigns the job id at creation, so the policy names classification-job/* of this account.",
         }], apply_to_children=True)
+        # The provider Lambda is aws-cdk-lib's singleton; X-Ray tracing like every Lambda of the app.
+        provider = self.node.find_child(f"AWS{cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace('-', '')}")
+        provider.node.default_child.add_property_override("TracingConfig", {"Mode": "Active"})
+        provider.role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"]))
+        NagSuppressions.add_resource_suppressions(provider.role, [{
+            "id": "AwsSolutions-IAM5", "reason": "X-Ray PutTraceSegments / PutTelemetryRecords have no resource type.",
+            "appliesTo": ["Resource::*"]}], apply_to_children=True)
         NagSuppressions.add_stack_suppressions(self, [
             {"id": "AwsSolutions-IAM4",
              "reason": "CDK's AwsCustomResource provider Lambda uses AWSLambdaBasicExecutionRole for its logs only.",

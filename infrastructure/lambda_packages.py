@@ -102,7 +102,7 @@ def repository_modules(module: str, repo_root: Path = REPO_ROOT) -> dict[str, Pa
     return found
 
 
-def check_handler_isolated(package: "LambdaPackage") -> None:
+def check_handler_isolated(package: LambdaPackage) -> None:
     """Import the handler from its package with only the standard library and the Lambda
     runtime's packages importable; raises PackagingError naming the missing import."""
     result = subprocess.run(
@@ -122,7 +122,7 @@ def build_lambda_package(handler: str, out_dir: Path, package_data: dict[str, li
     target = Path(out_dir) / module.replace(".", "-")
     if target.exists():
         shutil.rmtree(target)
-    for name, source in modules.items():
+    for source in modules.values():
         relative = source.resolve().relative_to(repo_root)
         destination = target / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
