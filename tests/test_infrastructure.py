@@ -85,6 +85,8 @@ def test_the_key_rotates_and_every_data_bucket_and_table_is_encrypted_with_it(sy
         assert props["PublicAccessBlockConfiguration"] == {
             "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
         assert props["LoggingConfiguration"]["DestinationBucketName"]["Ref"].startswith("AccessLogs")
+    (database,) = resources(data, "AWS::Glue::Database").values()
+    assert database["Properties"]["DatabaseInput"]["Name"] == InfrastructureConfig().glue_database
     tables = resources(data, "AWS::DynamoDB::Table")
     names = {body["Properties"]["TableName"] for body in tables.values()}
     settings = InfrastructureConfig()
@@ -185,6 +187,20 @@ def test_the_pipeline_is_the_cli_definition_with_the_deployed_role_registry_and_
     assert "111122223333" not in literal  # no placeholder account of the defaults is deployed
     groups = resources(templates["ml"], "AWS::SageMaker::ModelPackageGroup")
     assert [g["Properties"]["ModelPackageGroupName"] for g in groups.values()] == [config.aws.model_package_group]
+
+
+def test_deployed_definition_is_the_cli_definition_given_the_same_role_registry_and_key():
+    """The stand-ins the app builds with are replaced everywhere: same JSON as `fbrain --set ... pipeline definition`."""
+    from infrastructure.stacks.ml import deployed_definition
+    from pipelines.definition import definition_json
+
+    role = "arn:aws:iam::123456789012:role/fbrain-pipeline"
+    registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    ours = deployed_definition(load_config(), role_arn=role, ecr_registry=registry, kms_key_arn=key)
+    cli = definition_json(load_config(overrides=[f"aws.role_arn={role}", f"aws.ecr_registry={registry}",
+                                                 f"aws.kms_key_id={key}"]))
+    assert json.loads(ours) == json.loads(cli)
 
 
 def test_feature_group_matches_the_processing_definition(synthesized):

@@ -35,6 +35,12 @@ TABLE_KEYS = {
 """Key schema of each table, by its InfrastructureConfig name field."""
 
 
+def lake_database(config: FeedbackBrainConfig, settings: InfrastructureConfig) -> str:
+    """Glue database of the lake: the live loop's Iceberg namespace when the config has that section."""
+    loop = getattr(config, "loop", None)
+    return getattr(loop, "namespace", None) or settings.glue_database
+
+
 class DataStack(cdk.Stack):
     """Everything that holds data; other stacks receive these constructs, never names."""
 
@@ -79,7 +85,7 @@ class DataStack(cdk.Stack):
         self.glue_database = glue.CfnDatabase(
             self, "LakeDatabase", catalog_id=self.account,
             database_input=glue.CfnDatabase.DatabaseInputProperty(
-                name=settings.glue_database,
+                name=lake_database(config, settings),
                 description="feedback-brain lake: Iceberg tables bronze / silver / gold / quarantine",
                 location_uri=f"s3://{self.buckets['processed'].bucket_name}/{settings.lake_prefix}/",
             ),

@@ -21,7 +21,7 @@ from constructs import Construct
 from infrastructure.config import InfrastructureConfig
 from infrastructure.lambda_packages import LambdaPackage
 from infrastructure.stacks.common import lambda_role, log_retention
-from infrastructure.stacks.data import TABLE_KEYS, DataStack
+from infrastructure.stacks.data import TABLE_KEYS, DataStack, lake_database
 from infrastructure.stacks.ml import lambda_runtime
 from pipelines.config import FeedbackBrainConfig
 
@@ -47,7 +47,7 @@ class IngestStack(cdk.Stack):
             "FBRAIN_FEEDBACK_STREAM": self.stream.stream_name,
             "FBRAIN_LAKE_WAREHOUSE": f"s3://{data.buckets['processed'].bucket_name}/{settings.lake_prefix}",
             "FBRAIN_RAW_BUCKET": data.buckets["raw"].bucket_name,
-            "FBRAIN_GLUE_DATABASE": settings.glue_database,
+            "FBRAIN_GLUE_DATABASE": lake_database(config, settings),
             **{f"FBRAIN_{field.upper()}": getattr(settings, field) for field in TABLE_KEYS},
         }
         self.submit_function = self._function("Submit", submit_package, settings, data, environment)
