@@ -161,6 +161,8 @@ def test_the_approval_rule_targets_the_deploy_lambda(synthesized):
         assert target["Id"] == DEPLOY_TARGET_ID
         assert target["Arn"] == {"Fn::GetAtt": [deploy, "Arn"]}
         assert "DeadLetterConfig" in target
+    (invoke_config,) = resources(ml, "AWS::Lambda::EventInvokeConfig").values()
+    assert "OnFailure" in invoke_config["Properties"]["DestinationConfig"]  # failed deployments are kept, not dropped
     permissions = resources(ml, "AWS::Lambda::Permission")
     assert sum(p["Properties"]["Principal"] == "events.amazonaws.com" for p in permissions.values()) == 2
     environment = functions[deploy]["Properties"]["Environment"]["Variables"]

@@ -10,6 +10,7 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as lambda_destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sqs as sqs
@@ -169,6 +170,9 @@ class MlStack(cdk.Stack):
             enforce_ssl=True, retention_period=cdk.Duration.days(14))
         NagSuppressions.add_resource_suppressions(self.rule_dead_letters, [{
             "id": "AwsSolutions-SQS3", "reason": "This queue is itself the dead-letter queue of the deploy rules."}])
+        self.deploy_function.configure_async_invoke(
+            retry_attempts=2, max_event_age=cdk.Duration.hours(6),
+            on_failure=lambda_destinations.SqsDestination(self.rule_dead_letters))
         self.approval_rule = self._deploy_rule("ApprovalRule", aws.approval_rule_name, approval_event_pattern(config),
                                                f"Deploy approved model packages of {aws.model_package_group}",
                                                DEPLOY_TARGET_ID)
@@ -250,7 +254,9 @@ class MlStack(cdk.Stack):
             environment_encryption=data.key,
             log_group=log_group,
             role=lambda_role(self, "DeployFunctionRole", log_group, "feedback-brain deploy Lambda"),
-            reserved_concurrent_executions=1,  # one deployment at a time: an endpoint takes one update at once
+            # No reserved concurrency: a new account's limit of 10 cannot spare any, and a second deployment
+            # while the endpoint is updating is refused by the handler (BUSY_STATES), retried by Lambda's
+            # asynchronous invocation, and finally kept in the dead-letter queue.
         )
         endpoint_name = aws.endpoint_name
         sm = lambda resource, name: self.format_arn(service="sagemaker", resource=resource, resource_name=name)
