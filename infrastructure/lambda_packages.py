@@ -106,7 +106,8 @@ def check_handler_isolated(package: LambdaPackage) -> None:
     """Import the handler from its package with only the standard library and the Lambda
     runtime's packages importable; raises PackagingError naming the missing import."""
     result = subprocess.run(
-        [sys.executable, "-I", "-c", _ISOLATED_IMPORT, str(package.directory.resolve()), package.handler,
+        # -B: no __pycache__ written into the package (its asset hash must not change between syntheses)
+        [sys.executable, "-I", "-B", "-c", _ISOLATED_IMPORT, str(package.directory.resolve()), package.handler,
          ",".join(RUNTIME_PROVIDED)],
         capture_output=True, text=True, check=False, cwd=package.directory,
     )

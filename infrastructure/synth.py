@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ def synthesize(config=None, outdir: Path | str | None = None, lint: bool = True)
     from infrastructure.app import DEFAULT_OUTDIR, build_app
 
     outdir = Path(outdir or DEFAULT_OUTDIR)
+    if (outdir / "manifest.json").is_file():  # an earlier cloud assembly: start clean (no stale assets)
+        shutil.rmtree(outdir)
     built = build_app(config, outdir=outdir)
     assembly = built.app.synth()
     templates = sorted(Path(stack.template_full_path) for stack in assembly.stacks)

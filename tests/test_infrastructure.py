@@ -313,6 +313,8 @@ def test_deploy_handler_package_imports_with_only_the_lambda_runtime(tmp_path):
     assert "inference.deploy" in package.modules
     assert not any(m.startswith(("training", "pipelines")) for m in package.modules)
     check_handler_isolated(package)
+    # Only sources: bytecode would change the asset hash (and so the template) from one synthesis to the next.
+    assert sorted(p.suffix for p in package.directory.rglob("*") if p.is_file()) == [".py"] * len(package.modules)
 
 
 def test_a_handler_needing_a_third_party_package_is_refused(tmp_path):
