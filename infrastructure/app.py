@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script (`cdk synth` runs `python3 app.
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from infrastructure.config import InfrastructureConfig, infrastructure_settings
+from pipelines.infrastructure_config import InfrastructureConfig
 from infrastructure.lambda_packages import build_lambda_package, check_handler_isolated
 from pipelines.config import FeedbackBrainConfig, load_config
 
@@ -60,7 +60,7 @@ def build_app(config: FeedbackBrainConfig | None = None, outdir: Path | str = DE
     from infrastructure.stacks.security import SecurityStack
 
     config = config or load_config()
-    settings = settings or infrastructure_settings(config)
+    settings = settings or config.infrastructure
     outdir = Path(outdir)
     # S3 server access logs are granted to the logging service by bucket policy, not by a (legacy) ACL.
     app = cdk.App(outdir=str(outdir), context={"@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True})

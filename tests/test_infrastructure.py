@@ -15,7 +15,7 @@ for _silenced in ("DEPRECATED", "END_OF_LIFE", "UNTESTED"):
     os.environ.setdefault(f"JSII_SILENCE_WARNING_{_silenced}_NODE_VERSION", "1")
 
 from infrastructure.app import ingest_handlers_available
-from infrastructure.config import InfrastructureConfig
+from pipelines.infrastructure_config import InfrastructureConfig
 from infrastructure.lambda_packages import PackagingError, build_lambda_package, check_handler_isolated
 from pipelines.config import load_config
 
@@ -249,7 +249,7 @@ def test_alarms_exist_for_each_watched_signal_and_notify_the_topic(synthesized):
         assert props["AlarmActions"] == [{"Ref": topic}]
     assert resources(templates["operations"], "AWS::CloudWatch::Dashboard")
     secrets = {body["Properties"]["Name"] for body in resources(templates["operations"], "AWS::SecretsManager::Secret").values()}
-    assert settings.pseudonym_salt_secret in secrets
+    assert config.aws.pseudonym_salt_secret_id in secrets
     assert {f"{settings.project}/notifications/{c}" for c in settings.notification_secrets} <= secrets
 
 

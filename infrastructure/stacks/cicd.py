@@ -11,7 +11,7 @@ from aws_cdk import aws_logs as logs
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from infrastructure.config import InfrastructureConfig
+from pipelines.infrastructure_config import InfrastructureConfig
 from infrastructure.stacks.common import log_retention
 from infrastructure.stacks.data import DataStack
 from infrastructure.stacks.ml import MlStack

@@ -12,7 +12,7 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from infrastructure.config import InfrastructureConfig
+from pipelines.infrastructure_config import InfrastructureConfig
 from pipelines.config import FeedbackBrainConfig
 
 BUCKET_KINDS = ("raw", "processed", "features", "models")

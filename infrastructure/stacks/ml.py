@@ -17,7 +17,7 @@ from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from infrastructure.config import InfrastructureConfig
+from pipelines.infrastructure_config import InfrastructureConfig
 from infrastructure.lambda_packages import LambdaPackage
 from infrastructure.stacks.common import lambda_role, log_retention
 from infrastructure.stacks.data import DataStack

@@ -11,7 +11,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from infrastructure.config import InfrastructureConfig
+from pipelines.infrastructure_config import InfrastructureConfig
 from infrastructure.stacks.data import DataStack
 from infrastructure.stacks.ml import MlStack
 from pipelines.config import FeedbackBrainConfig
@@ -35,8 +35,8 @@ class OperationsStack(cdk.Stack):
             encryption_key=data.key, removal_policy=cdk.RemovalPolicy.RETAIN,
         ) for channel in settings.notification_secrets}
         self.pseudonym_salt = secretsmanager.Secret(
-            self, "PseudonymSalt", secret_name=settings.pseudonym_salt_secret,
-            description=f"Salt of customer / order pseudonyms ({config.processing.pseudonym_salt_env} of processing jobs)",
+            self, "PseudonymSalt", secret_name=config.aws.pseudonym_salt_secret_id,
+            description="Salt of customer / order pseudonyms (processing jobs read it: PseudonymSaltSecretId)",
             encryption_key=data.key, removal_policy=cdk.RemovalPolicy.RETAIN,
             generate_secret_string=secretsmanager.SecretStringGenerator(password_length=48, exclude_punctuation=True),
         )

@@ -13,7 +13,7 @@ from aws_cdk import custom_resources as cr
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from infrastructure.config import InfrastructureConfig
+from pipelines.infrastructure_config import InfrastructureConfig
 from infrastructure.stacks.common import log_retention
 from infrastructure.stacks.data import DataStack
 

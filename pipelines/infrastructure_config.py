@@ -1,20 +1,22 @@
-"""Settings of the AWS deployment (the CDK app under infrastructure/).
+"""Settings of the AWS deployment (the `infrastructure` section, read by the CDK app under infrastructure/).
 
 Everything the stacks name or size that is not already a setting of another layer lives here;
 names shared with the code that runs on AWS (pipeline, model package group, endpoint, feature
 group, rules, buckets of the pipeline) come from those layers' sections (`aws`, `processing`,
 `serving`, `monitoring`), so the deployed resources and the code that uses them cannot disagree.
 
-`infrastructure_settings(config)` returns the `infrastructure` section of the project config
-when it has one, else these defaults.
+The section lives in `pipelines/` (not in `infrastructure/`) because `pipelines/config.py` composes every
+section and `infrastructure/` sits above `pipelines/` in the layering.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import field
+from typing import Literal
+
+from processing.settings import settings_section
 
 
-@dataclass
+@settings_section
 class DeploymentStage:
     """One stage of the CodePipeline after the source: a CodeBuild run of buildspec.yml."""
 
@@ -28,11 +30,11 @@ class DeploymentStage:
 
 
 def _default_stages() -> list[DeploymentStage]:
-    return [DeploymentStage("dev", manual_approval=False, start_execution=False),
-            DeploymentStage("prod", manual_approval=True, start_execution=True)]
+    return [DeploymentStage(name="dev", manual_approval=False, start_execution=False),
+            DeploymentStage(name="prod", manual_approval=True, start_execution=True)]
 
 
-@dataclass
+@settings_section
 class InfrastructureConfig:
     # --- naming ---
     project: str = "feedback-brain"
@@ -100,8 +102,6 @@ class InfrastructureConfig:
     # --- operations ---
     notification_secrets: list[str] = field(default_factory=lambda: ["slack", "pagerduty", "jira", "teams"])
     """One Secrets Manager secret per notification channel, `<project>/notifications/<channel>`."""
-    pseudonym_salt_secret: str = "feedback-brain/pseudonym-salt"
-    """Secret holding the salt of customer/order pseudonyms (processing.pseudonym_salt_env)."""
     alarm_email: str = ""
     """Email subscribed to the alarm topic; empty leaves the topic without a subscription."""
     lambda_error_threshold: int = 1
@@ -133,13 +133,3 @@ class InfrastructureConfig:
     codebuild_timeout_minutes: int = 120
     stages: list[DeploymentStage] = field(default_factory=_default_stages)
     """Deployment stages after the source, in order."""
-
-
-def infrastructure_settings(config: Any) -> InfrastructureConfig:
-    """The `infrastructure` section of the project config, or the defaults when it has none."""
-    settings = getattr(config, "infrastructure", None)
-    if settings is None:
-        settings = InfrastructureConfig()
-    stages = [s if isinstance(s, DeploymentStage) else DeploymentStage(**s) for s in settings.stages]
-    settings.stages = stages
-    return settings
