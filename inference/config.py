@@ -42,8 +42,6 @@ class ServingConfig:
     set went from -0.3 to -0.9 points vs fp32. Off until activations are statically calibrated."""
     torch_threads: int = 2
     """torch.set_num_threads for the PyTorch runtime on CPU."""
-    aspect_threshold: float = 0.5
-    """Default per-aspect probability threshold when fbrain_model.json carries none."""
     flag_lexicon: str = ""
     """Keyword lexicon file for the rule-based flags; empty means inference/lexicons/flags_v1.json."""
 
