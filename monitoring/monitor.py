@@ -39,7 +39,7 @@ from monitoring.metrics import put_metric_data_request, window_metrics, write_cl
 from monitoring.prediction_features import ASPECT_SCORE_PREFIX, SENTIMENT_CONFIDENCE, INTENT_CONFIDENCE, columns_from_records
 from monitoring.text_descriptors import TOKENIZER_FILE, TextDescriber
 from inference.predictor import MODEL_CARD_FILE
-from training.metrics import aspect_decisions, model_aspect_thresholds
+from training.metrics import METADATA_ASPECT_THRESHOLDS, aspect_decisions, model_aspect_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def served_aspect_thresholds(
 ) -> dict[str, float]:
     """The monitored model's aspect thresholds: recorded in the baseline, else stored with the model."""
     if statistics.get(BASELINE_ASPECT_THRESHOLDS):
-        metadata = {"aspect_thresholds": statistics[BASELINE_ASPECT_THRESHOLDS]}
+        metadata = {METADATA_ASPECT_THRESHOLDS: statistics[BASELINE_ASPECT_THRESHOLDS]}
     elif model_path is not None:
         metadata = json.loads((model_path / MODEL_CARD_FILE).read_text(encoding="utf-8"))
     else:
