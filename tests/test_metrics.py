@@ -144,6 +144,8 @@ def test_aspect_thresholds_come_from_the_model_card_with_one_default():
         model_aspect_thresholds({"aspect_thresholds": {"colour": 0.4}}, aspects)
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         model_aspect_thresholds({"aspect_threshold": 1.5}, aspects)
+    with pytest.raises(ValueError, match="must be numbers"):
+        model_aspect_thresholds({"aspect_threshold": None}, aspects)
 
 
 def test_per_aspect_thresholds_decide_each_column():
@@ -277,3 +279,13 @@ def test_benchmarks_score_with_the_same_functions():
     assert serving_latency.macro_f1 is metrics.macro_f1
     assert model_quality.HEADLINE_METRIC is metrics.HEADLINE_METRIC is evaluate.HEADLINE_METRIC
     assert model_quality.score_tasks is evaluate.score_tasks
+
+
+def test_the_endpoint_refuses_a_model_card_with_an_unusable_threshold(tiny_model_dir, tmp_path):
+    from inference.predictor import ModelCard, ModelLoadError
+
+    card = json.loads((tiny_model_dir / "fbrain_model.json").read_text())
+    assert card["aspect_threshold"] == DEFAULT_ASPECT_THRESHOLD  # saved with every model
+    (tmp_path / "fbrain_model.json").write_text(json.dumps({**card, "aspect_threshold": 0.0}))
+    with pytest.raises(ModelLoadError, match="aspect thresholds must lie strictly between 0 and 1"):
+        ModelCard.from_model_dir(tmp_path)

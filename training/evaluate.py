@@ -25,7 +25,7 @@ import numpy as np
 from processing.schema import TASKS, example_model_input
 from training.config import EvaluationConfig
 from training.example_rows import read_example_records
-from training.gate import GATE_TASKS, decide_gate
+from training.gate import decide_gate
 from training.metrics import (
     DEFAULT_ASPECT_THRESHOLD,
     HEADLINE_METRIC,
@@ -221,15 +221,14 @@ def build_report(
         baseline = {"model": BASELINE_NAME, "tasks": baseline_tasks, "delta": deltas(tasks, baseline_tasks)}
 
     champion = None
-    champion_macro = None
+    champion_scores = None
     if champion_probabilities is not None:
         champion_tasks = score_tasks(examples, champion_probabilities, label_maps, config, champion_aspect_thresholds)
-        champion_macro = {task: headline(champion_tasks)[task] for task in GATE_TASKS}
+        champion_scores = headline(champion_tasks)
         champion = {"name": champion_name, "tasks": champion_tasks, "delta": deltas(tasks, champion_tasks)}
 
-    candidate_macro = {task: headline(tasks)[task] for task in GATE_TASKS}
     gate = decide_gate(
-        candidate_macro, config.macro_f1_threshold, config.regression_tolerance, champion_macro, champion_name
+        headline(tasks), config.macro_f1_threshold, config.regression_tolerance, champion_scores, champion_name
     )
     if champion is not None:
         champion["macro_f1"] = gate.champion_macro_f1

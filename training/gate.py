@@ -14,7 +14,6 @@ from training.metrics import SCORED_TASKS, model_score
 GATE_METRIC = "macro_f1"
 """Name of the gate metric in evaluation.json (`gate.macro_f1`): the test split's model score,
 the same `training.metrics.model_score` that chooses training's saved epoch on validation."""
-GATE_TASKS = SCORED_TASKS
 
 
 @dataclass

@@ -50,12 +50,20 @@ METADATA_ASPECT_THRESHOLDS = "aspect_thresholds"
 # ----------------------------------------------------------------------------- decisions
 def model_aspect_thresholds(metadata: Mapping[str, Any], aspects: Sequence[str]) -> np.ndarray:
     """Per-aspect decision thresholds of a model, in `aspects` order, from its fbrain_model.json."""
-    base = float(metadata.get(METADATA_ASPECT_THRESHOLD, DEFAULT_ASPECT_THRESHOLD))
     overrides = metadata.get(METADATA_ASPECT_THRESHOLDS) or {}
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"{METADATA_ASPECT_THRESHOLDS} must map aspect names to numbers, got {overrides!r}")
     unknown = sorted(set(overrides) - set(aspects))
     if unknown:
         raise ValueError(f"{METADATA_ASPECT_THRESHOLDS} names aspects the model does not have: {unknown}")
-    thresholds = np.asarray([float(overrides.get(aspect, base)) for aspect in aspects], dtype=float)
+    try:
+        base = float(metadata.get(METADATA_ASPECT_THRESHOLD, DEFAULT_ASPECT_THRESHOLD))
+        thresholds = np.asarray([float(overrides.get(aspect, base)) for aspect in aspects], dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{METADATA_ASPECT_THRESHOLD} / {METADATA_ASPECT_THRESHOLDS} must be numbers, got "
+            f"{metadata.get(METADATA_ASPECT_THRESHOLD)!r} / {overrides!r}"
+        ) from None
     if ((thresholds <= 0.0) | (thresholds >= 1.0)).any():
         raise ValueError(f"aspect thresholds must lie strictly between 0 and 1, got {thresholds.tolist()}")
     return thresholds

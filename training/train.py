@@ -51,7 +51,7 @@ from training.data import (
     tokenize_examples,
     write_quarantine,
 )
-from training.metrics import headline_score, model_score, multi_label_f1, predicted_labels
+from training.metrics import HEADLINE_METRIC, model_score, predicted_labels, task_f1
 from training.model import LossSettings, MultiTaskClassifier, METADATA_FILE, MULTI_LABEL_TASK
 from training.tracking import Tracker
 
@@ -407,13 +407,12 @@ def evaluate(model: MultiTaskClassifier, examples: Sequence[Example], config: Tr
         if not rows:
             continue
         truth = np.asarray([getattr(ordered[i], task) for i in rows])
-        headlines[task] = headline_score(task, truth, stacked[task][rows], thresholds)
+        scores = task_f1(task, truth, predicted_labels(task, stacked[task][rows], thresholds))
+        headlines[task] = scores[HEADLINE_METRIC[task]]
         if task == MULTI_LABEL_TASK:
-            metrics["val_aspect_micro_f1"] = headlines[task]
-            decisions = predicted_labels(task, stacked[task][rows], thresholds)
-            metrics["val_aspect_macro_f1"] = multi_label_f1(truth, decisions)["macro_f1"]
+            metrics["val_aspect_micro_f1"], metrics["val_aspect_macro_f1"] = scores["micro_f1"], scores["macro_f1"]
         else:
-            metrics[f"val_{task}_macro_f1"] = headlines[task]
+            metrics[f"val_{task}_macro_f1"] = scores["macro_f1"]
     score, _ = model_score(headlines)
     metrics["val_macro_f1"] = 0.0 if score is None else score
     return metrics
