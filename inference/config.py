@@ -1,7 +1,9 @@
 """Configuration of serving and generative responses (sections of FeedbackBrainConfig)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from processing.settings import settings_section
 
@@ -71,7 +73,7 @@ class ServingConfig:
     # --- data capture (local emulation of SageMaker's DataCaptureConfig) ---
     capture_dir: str = ""
     """Root of captured files (`<root>/<endpoint>/<variant>/yyyy/mm/dd/hh/`); empty disables capture."""
-    capture_sampling_percentage: float = 100.0
+    capture_sampling_percentage: Annotated[float, Field(ge=0.0, le=100.0)] = 100.0
     """Share of requests captured, 0-100 (SageMaker's InitialSamplingPercentage)."""
     capture_queue_size: int = 1000
     """Captured requests waiting for the writer thread; when full, new ones are dropped and counted."""

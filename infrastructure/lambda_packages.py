@@ -1,10 +1,12 @@
 """Lambda code packages built from the repository's own modules, without Docker.
 
 A handler's package holds exactly the repository modules its module imports, transitively
-(those a fresh interpreter loads when it imports the handler's module), plus the data files those packages declare in setup.py's package_data. Third-party
-imports are not copied: a Lambda handler may only need what the Lambda Python runtime ships
-(boto3 / botocore and the standard library); tests/test_infrastructure.py imports each packaged
-handler with nothing else importable to prove it.
+(those a fresh interpreter loads when it imports the handler's module), plus the data files those
+packages declare in setup.py's package_data, plus the wheels of `PACKAGED_DISTRIBUTIONS` it loads
+(pydantic: every configuration section is validated), installed by pip for the Lambda platform at
+the versions installed here. Any other third-party import is refused: a Lambda handler may only
+need those, what the Lambda Python runtime ships (boto3 / botocore) and the standard library;
+tests/test_infrastructure.py imports each packaged handler with nothing else importable to prove it.
 """
 from __future__ import annotations
 
@@ -21,6 +23,12 @@ REPO_PACKAGES = ("processing", "training", "inference", "monitoring", "operation
 """Top-level packages of this repository (infrastructure/ itself is never packaged)."""
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
 """Third-party packages the AWS Lambda Python runtime provides."""
+
+
+PACKAGED_DISTRIBUTIONS = ("pydantic", "pydantic-core", "typing-extensions", "annotated-types", "typing-inspection")
+"""Third-party distributions a handler may need that the runtime lacks: the settings machinery's (processing.settings)."""
+LAMBDA_PLATFORM = "manylinux2014_x86_64"
+"""Wheels are installed for x86_64 Lambda functions (the default architecture)."""
 
 
 class PackagingError(RuntimeError):
@@ -60,7 +68,8 @@ class OnlyRuntimeModules(importlib.abc.MetaPathFinder):
     # Refuses every top-level import that the Lambda runtime would not have.
     def find_spec(self, name, path=None, target=None):
         top = name.split(".")[0]
-        if top in allowed or top in sys.builtin_module_names:
+        # _sysconfigdata_*: the interpreter's own build settings (stdlib, though not in stdlib_module_names)
+        if top in allowed or top in sys.builtin_module_names or top.startswith("_sysconfigdata"):
             return None
         import os
         if os.path.exists(os.path.join(package_root, top)) or os.path.exists(os.path.join(package_root, top + ".py")):
@@ -79,6 +88,43 @@ print(module.__file__)
 """
 
 
+def loaded_modules(module: str, repo_root: Path = REPO_ROOT) -> dict[str, str | None]:
+    """Dotted name -> file of every module a fresh interpreter loads when it imports `module`."""
+    result = subprocess.run([sys.executable, "-c", _LOADED_MODULES, module], cwd=repo_root, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(repo_root)}, check=False)
+    if result.returncode != 0:
+        raise PackagingError(f"importing {module} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def packaged_distributions(loaded: dict[str, str | None]) -> dict[str, str]:
+    """Distribution -> installed version, for the PACKAGED_DISTRIBUTIONS whose modules were loaded."""
+    from importlib import metadata
+
+    by_module = metadata.packages_distributions()
+    found = {}
+    for top in {name.split(".")[0] for name in loaded}:
+        for distribution in by_module.get(top, []):
+            normalised = distribution.lower().replace("_", "-")
+            if normalised in PACKAGED_DISTRIBUTIONS:
+                found[normalised] = metadata.version(distribution)
+    return dict(sorted(found.items()))
+
+
+def install_distributions(distributions: dict[str, str], target: Path) -> None:
+    """pip-install exactly these wheels (no dependencies, no bytecode) for the Lambda platform into target."""
+    if not distributions:
+        return
+    python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+               "--no-compile", "--only-binary=:all:", "--platform", LAMBDA_PLATFORM, "--implementation", "cp",
+               "--python-version", python_version, "--target", str(target),
+               *[f"{name}=={version}" for name, version in distributions.items()]]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise PackagingError(f"installing {distributions} for the Lambda runtime failed:\n{result.stderr[-2000:]}")
+
+
 def repository_modules(module: str, repo_root: Path = REPO_ROOT) -> dict[str, Path]:
     """Dotted name -> source file of every repository module loaded by importing `module`.
 
@@ -86,11 +132,7 @@ def repository_modules(module: str, repo_root: Path = REPO_ROOT) -> dict[str, Pa
     is exactly what the handler loads on a cold start (modules imported lazily inside
     functions that the handler calls must only be standard library or runtime-provided).
     """
-    result = subprocess.run([sys.executable, "-c", _LOADED_MODULES, module], cwd=repo_root, capture_output=True,
-                            text=True, env={**os.environ, "PYTHONPATH": str(repo_root)}, check=False)
-    if result.returncode != 0:
-        raise PackagingError(f"importing {module} failed:\n{result.stderr[-2000:]}")
-    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    loaded = loaded_modules(module, repo_root)
     found: dict[str, Path] = {}
     for name, file in loaded.items():
         if name.split(".")[0] in REPO_PACKAGES and file:
@@ -123,6 +165,7 @@ def build_lambda_package(handler: str, out_dir: Path, package_data: dict[str, li
     target = Path(out_dir) / module.replace(".", "-")
     if target.exists():
         shutil.rmtree(target)
+    install_distributions(packaged_distributions(loaded_modules(module, repo_root)), target)
     for source in modules.values():
         relative = source.resolve().relative_to(repo_root)
         destination = target / relative

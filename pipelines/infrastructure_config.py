@@ -76,8 +76,9 @@ class InfrastructureConfig:
     """DynamoDB Streams view of FeedbackMetadata."""
 
     # --- Lambda ---
-    lambda_runtime: str = "python3.14"
-    """Runtime of the Python Lambdas (the repo needs >= 3.11)."""
+    lambda_runtime: Literal["python3.11"] = "python3.11"
+    """Runtime of the Python Lambdas: the project's Python (3.11), since their packages carry native wheels
+    (pydantic-core) installed for the interpreter that builds them."""
     lambda_memory_mb: int = 512
     lambda_timeout_s: int = 300
     """Deploy Lambda timeout: CreateModel + EndpointConfig + alarms + Create/UpdateEndpoint."""

@@ -1,7 +1,9 @@
 """Configuration of the processing layer (one section of pipelines.config.FeedbackBrainConfig)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from processing.settings import settings_section
 
@@ -10,8 +12,8 @@ from processing.settings import settings_section
 class ProcessingConfig:
     max_text_chars: int = 20_000
     """Records with longer text are quarantined (reason text_too_long)."""
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.15
+    validation_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    test_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.15
     split_seed: int = 13
     taxonomy_version: str = "1"
     feature_group_name: str = "feedback-features"
@@ -77,7 +79,7 @@ class ProcessingConfig:
     """Ratio rules only judge texts with at least this many letters."""
 
     # --- silver: deduplication (processing.dedup) ---
-    near_duplicate_threshold: float = 0.7
+    near_duplicate_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.7
     """Estimated Jaccard similarity of word shingles at which two texts are near-duplicates."""
     minhash_num_perm: int = 64
     """MinHash permutations per signature (more = more exact, slower)."""

@@ -168,7 +168,7 @@ def test_the_approval_rule_targets_the_deploy_lambda(synthesized):
     environment = functions[deploy]["Properties"]["Environment"]["Variables"]
     assert environment["ENDPOINT_NAME"] == config.aws.endpoint_name
     assert environment["ENDPOINT_INSTANCE_TYPE"] == config.aws.endpoint_instance_type
-    assert environment["FBRAIN_SERVING_ROLLOUT_MODE"] == config.serving.rollout_mode
+    assert environment["FBRAIN__SERVING__ROLLOUT_MODE"] == config.serving.rollout_mode
 
 
 def test_the_pipeline_is_the_cli_definition_with_the_deployed_role_registry_and_key(synthesized):
@@ -199,9 +199,13 @@ def test_deployed_definition_is_the_cli_definition_given_the_same_role_registry_
     role = "arn:aws:iam::123456789012:role/fbrain-pipeline"
     registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
     key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-    ours = deployed_definition(load_config(), role_arn=role, ecr_registry=registry, kms_key_arn=key)
+    feature_store_role = "arn:aws:iam::123456789012:role/fbrain-feature-store"
+    ours = deployed_definition(load_config(), role_arn=role, ecr_registry=registry, kms_key_arn=key,
+                               feature_store_role_arn=feature_store_role)
     cli = definition_json(load_config(overrides=[f"aws.role_arn={role}", f"aws.ecr_registry={registry}",
-                                                 f"aws.kms_key_id={key}"]))
+                                                 f"aws.kms_key_id={key}",
+                                                 f"processing.feature_store_role_arn={feature_store_role}",
+                                                 f"processing.feature_store_kms_key_id={key}"]))
     assert json.loads(ours) == json.loads(cli)
 
 
@@ -249,7 +253,7 @@ def test_alarms_exist_for_each_watched_signal_and_notify_the_topic(synthesized):
         assert props["AlarmActions"] == [{"Ref": topic}]
     assert resources(templates["operations"], "AWS::CloudWatch::Dashboard")
     secrets = {body["Properties"]["Name"] for body in resources(templates["operations"], "AWS::SecretsManager::Secret").values()}
-    assert config.aws.pseudonym_salt_secret_id in secrets
+    assert load_config().aws.pseudonym_salt_secret_id in secrets
     assert {f"{settings.project}/notifications/{c}" for c in settings.notification_secrets} <= secrets
 
 
@@ -313,8 +317,11 @@ def test_deploy_handler_package_imports_with_only_the_lambda_runtime(tmp_path):
     assert "inference.deploy" in package.modules
     assert not any(m.startswith(("training", "pipelines")) for m in package.modules)
     check_handler_isolated(package)
-    # Only sources: bytecode would change the asset hash (and so the template) from one synthesis to the next.
-    assert sorted(p.suffix for p in package.directory.rglob("*") if p.is_file()) == [".py"] * len(package.modules)
+    # No bytecode: it would change the asset hash (and so the template) from one synthesis to the next.
+    assert not list(package.directory.rglob("*.pyc"))
+    # The settings machinery's wheels, for the Lambda platform, at the versions installed here.
+    assert (package.directory / "pydantic").is_dir() and list(package.directory.glob("pydantic_core-*.dist-info"))
+    assert not (package.directory / "pandas").exists()
 
 
 def test_a_handler_needing_a_third_party_package_is_refused(tmp_path):

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from processing.settings import settings_section
 
@@ -65,7 +67,7 @@ class TrainingConfig:
     """Examples per forward pass during validation."""
     early_stopping_patience: int = 2
     """Epochs without a better validation model score (training.metrics.model_score) before training stops; 0 disables."""
-    aspect_threshold: float = 0.5
+    aspect_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
     """Sigmoid probability at which an aspect is predicted. Stored with the model (fbrain_model.json), so
     epoch selection, evaluation, export parity, the endpoint and the monitor all decide aspects with it."""
     log_every_steps: int = 10

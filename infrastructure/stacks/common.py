@@ -26,3 +26,15 @@ def lambda_role(scope: Construct, construct_id: str, log_group: logs.ILogGroup, 
         sid="OwnLogGroup", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
         resources=[log_group.log_group_arn, f"{log_group.log_group_arn}:log-stream:*"]))
     return role
+
+
+LAMBDA_RUNTIME_REASON = ("The functions run the project's Python (3.11, infrastructure.lambda_runtime): their packages "
+                         "carry native wheels (pydantic-core) built for the interpreter that packages them, so the "
+                         "runtime moves with the project's Python, not ahead of it.")
+
+
+def suppress_runtime_finding(function) -> None:
+    """cdk-nag L1 (not the latest runtime) on a function that runs the project's Python, with the reason."""
+    from cdk_nag import NagSuppressions
+
+    NagSuppressions.add_resource_suppressions(function, [{"id": "AwsSolutions-L1", "reason": LAMBDA_RUNTIME_REASON}])

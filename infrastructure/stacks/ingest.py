@@ -20,7 +20,7 @@ from constructs import Construct
 
 from pipelines.infrastructure_config import InfrastructureConfig
 from infrastructure.lambda_packages import LambdaPackage
-from infrastructure.stacks.common import lambda_role, log_retention
+from infrastructure.stacks.common import lambda_role, log_retention, suppress_runtime_finding
 from infrastructure.stacks.data import TABLE_KEYS, DataStack, lake_database
 from infrastructure.stacks.ml import lambda_runtime
 from pipelines.config import FeedbackBrainConfig
@@ -129,13 +129,15 @@ class IngestStack(cdk.Stack):
                   environment: dict[str, str]) -> lambda_.Function:
         log_group = logs.LogGroup(self, f"{name}FunctionLogs", retention=log_retention(settings.log_retention_days),
                                   encryption_key=data.key, removal_policy=cdk.RemovalPolicy.RETAIN)
-        return lambda_.Function(
+        function = lambda_.Function(
             self, f"{name}Function", function_name=f"{settings.project}-{name.lower()}",
             runtime=lambda_runtime(settings.lambda_runtime), handler=package.handler,
             code=lambda_.Code.from_asset(str(package.directory)), memory_size=settings.lambda_memory_mb,
             timeout=cdk.Duration.seconds(60), tracing=lambda_.Tracing.ACTIVE, environment=environment,
             environment_encryption=data.key, log_group=log_group,
             role=lambda_role(self, f"{name}FunctionRole", log_group, f"feedback-brain {name.lower()} Lambda"))
+        suppress_runtime_finding(function)
+        return function
 
     def alarm_specs(self, settings: InfrastructureConfig) -> list[tuple]:
         return [

@@ -19,9 +19,10 @@ from constructs import Construct
 
 from pipelines.infrastructure_config import InfrastructureConfig
 from infrastructure.lambda_packages import LambdaPackage
-from infrastructure.stacks.common import lambda_role, log_retention
+from infrastructure.stacks.common import lambda_role, log_retention, suppress_runtime_finding
 from infrastructure.stacks.data import DataStack
 from pipelines.config import FeedbackBrainConfig
+from processing.settings import environment_variables
 
 DEPLOY_HANDLER = "inference.deploy.handler"
 SERVING_DEPLOY_FIELDS = (
@@ -31,7 +32,7 @@ SERVING_DEPLOY_FIELDS = (
     "rollout_mode", "rollout_step_percent", "rollout_wait_s", "rollout_termination_wait_s",
     "rollback_5xx_errors", "rollback_p99_latency_ms", "rollback_evaluation_minutes",
 )
-"""ServingConfig fields the deploy Lambda uses, passed as FBRAIN_SERVING_<FIELD> (inference.serve.config_from_env)."""
+"""ServingConfig fields the deploy Lambda uses, passed as FBRAIN__SERVING__<FIELD> (inference.serve.config_from_env)."""
 
 
 def lambda_runtime(name: str) -> lambda_.Runtime:
@@ -44,13 +45,14 @@ def s3_uri_bucket(uri: str) -> str:
     return uri.removeprefix("s3://").split("/", 1)[0]
 
 
-PLACEHOLDER_ACCOUNT = "000000000000"
+PLACEHOLDER_ACCOUNT = "444455556666"
 """Account of the stand-in values the definition is built with (the SDK checks that an ARN looks like one)."""
 
 
-def deployed_definition(config: FeedbackBrainConfig, *, role_arn: str, ecr_registry: str, kms_key_arn: str) -> str:
+def deployed_definition(config: FeedbackBrainConfig, *, role_arn: str, ecr_registry: str, kms_key_arn: str,
+                        feature_store_role_arn: str) -> str:
     """The definition `fbrain pipeline definition` builds, with the values only a deployment knows
-    (role, registry, key) as CodeBuild would pass them. Those are CloudFormation tokens here, and
+    (roles, registry, key) as CodeBuild would pass them. Those are CloudFormation tokens here, and
     the SDK validates what it is given, so the definition is built with stand-ins of the right
     shape which are then replaced by the tokens (resolved at deploy time)."""
     from pipelines.definition import definition_json
@@ -60,10 +62,14 @@ def deployed_definition(config: FeedbackBrainConfig, *, role_arn: str, ecr_regis
         f"arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/fbrain-deployment-pipeline-role": role_arn,
         f"{PLACEHOLDER_ACCOUNT}.dkr.ecr.{region}.amazonaws.com": ecr_registry,
         f"arn:aws:kms:{region}:{PLACEHOLDER_ACCOUNT}:key/00000000-0000-0000-0000-000000000000": kms_key_arn,
+        f"arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/fbrain-deployment-feature-store-role": feature_store_role_arn,
     }
-    role, registry, key = stand_ins
+    role, registry, key, feature_store_role = stand_ins
     built = copy.deepcopy(config)
     built.aws = dataclasses.replace(built.aws, role_arn=role, ecr_registry=registry, kms_key_id=key)
+    # The processing jobs get their whole section: the Feature Store role and key are this deployment's too.
+    built.processing = dataclasses.replace(built.processing, feature_store_role_arn=feature_store_role,
+                                           feature_store_kms_key_id=key)
     definition = definition_json(built)
     for stand_in, value in stand_ins.items():
         definition = definition.replace(stand_in, value)
@@ -156,7 +162,8 @@ class MlStack(cdk.Stack):
             model_package_group_description="Candidates of the feedback-brain multi-task model")
         from pipelines.aws import PIPELINE_DESCRIPTION
         definition = deployed_definition(
-            config, role_arn=self.pipeline_role.role_arn, ecr_registry=registry, kms_key_arn=data.key.key_arn)
+            config, role_arn=self.pipeline_role.role_arn, ecr_registry=registry, kms_key_arn=data.key.key_arn,
+            feature_store_role_arn=self.feature_store_role.role_arn)
         self.pipeline = sagemaker.CfnPipeline(
             self, "Pipeline", pipeline_name=aws.pipeline_name, role_arn=self.pipeline_role.role_arn,
             pipeline_description=PIPELINE_DESCRIPTION,
@@ -237,7 +244,7 @@ class MlStack(cdk.Stack):
             "ENDPOINT_INSTANCE_TYPE": aws.endpoint_instance_type,
             "KMS_KEY_ID": data.key.key_arn,
         }
-        environment.update({f"FBRAIN_SERVING_{name.upper()}": str(getattr(serving, name)) for name in SERVING_DEPLOY_FIELDS})
+        environment.update(environment_variables("serving", serving, SERVING_DEPLOY_FIELDS))
         log_group = logs.LogGroup(self, "DeployFunctionLogs", retention=log_retention(settings.log_retention_days),
                                   encryption_key=data.key, removal_policy=cdk.RemovalPolicy.RETAIN)
         function = lambda_.Function(
@@ -258,6 +265,7 @@ class MlStack(cdk.Stack):
             # while the endpoint is updating is refused by the handler (BUSY_STATES), retried by Lambda's
             # asynchronous invocation, and finally kept in the dead-letter queue.
         )
+        suppress_runtime_finding(function)
         endpoint_name = aws.endpoint_name
         sm = lambda resource, name: self.format_arn(service="sagemaker", resource=resource, resource_name=name)
         function.add_to_role_policy(iam.PolicyStatement(
