@@ -18,12 +18,13 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
 from processing.schema import TASKS, example_model_input
 from processing.settings import add_settings_argument, load_sections
+from training.champion import RegisteredChampion, registered_champion
 from training.config import EvaluationConfig
 from training.example_rows import read_example_records
 from training.gate import GATE_TASKS, decide_gate
@@ -36,7 +37,8 @@ log = logging.getLogger("training.evaluate")
 EVALUATION_FILE = "evaluation.json"
 QUARANTINE_FILE = "quarantine.jsonl"
 CHAMPION_DIR_ENV = "FBRAIN_CHAMPION_MODEL_DIR"
-CHAMPION_FROM_REGISTRY_ENV = "FBRAIN_CHAMPION_FROM_REGISTRY"
+LOCAL_RUN_ENV = "FBRAIN_WORKSPACE"
+"""Set by the local runner (pipelines/local); its absence means the job runs on SageMaker or by hand."""
 BASELINE_NAME = "tfidf-logreg"
 HEADLINE_METRIC = {"sentiment": "macro_f1", "intent": "macro_f1", "aspects": "micro_f1"}
 """The one number per task that the baseline and champion deltas compare."""
@@ -108,54 +110,27 @@ def deltas(candidate: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[s
 
 
 # ----------------------------------------------------------------------------- champion
-def download_s3_uri(uri: str, destination: Path) -> Path:
-    """Copy `s3://bucket/key` to `destination` (tests patch this with a local copy)."""
-    import boto3
-
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    boto3.client("s3").download_file(bucket, key, str(destination))
-    return destination
+def running_locally() -> bool:
+    """True inside the local runner (it sets LOCAL_RUN_ENV); on SageMaker the registry holds the champion."""
+    return bool(os.environ.get(LOCAL_RUN_ENV))
 
 
-def find_registry_champion(sagemaker_client, model_package_group: str) -> Optional[dict[str, str]]:
-    """The latest Approved package of the group: `{arn, version, model_data_url}`, or None."""
-    listing = sagemaker_client.list_model_packages(
-        ModelPackageGroupName=model_package_group, ModelApprovalStatus="Approved",
-        SortBy="CreationTime", SortOrder="Descending", MaxResults=1,
-    )
-    summaries = listing.get("ModelPackageSummaryList", [])
-    if not summaries:
-        return None
-    arn = summaries[0]["ModelPackageArn"]
-    package = sagemaker_client.describe_model_package(ModelPackageName=arn)
-    containers = package.get("InferenceSpecification", {}).get("Containers", [])
-    model_data_url = next((c["ModelDataUrl"] for c in containers if c.get("ModelDataUrl")), None)
-    if not model_data_url:
-        raise ValueError(f"approved model package {arn} has no ModelDataUrl in its inference specification")
-    return {"arn": arn, "version": str(package.get("ModelPackageVersion", "")), "model_data_url": model_data_url}
+def resolve_champion(scratch_dir: Path) -> Optional[tuple[Path, str]]:
+    """Locally: (extracted champion model dir, display name) from CHAMPION_DIR_ENV, or None.
 
-
-def resolve_champion(
-    model_package_group: str, scratch_dir: Path, sagemaker_client_factory: Optional[Callable[[], Any]] = None
-) -> Optional[tuple[Path, str]]:
-    """(extracted champion model dir, display name), or None when there is no champion."""
+    The local runner sets that variable to the registry's `champion` version; on SageMaker the
+    champion's recorded metrics are read instead (training.champion.registered_champion)."""
     local = os.environ.get(CHAMPION_DIR_ENV)
     if local:
         return resolve_model_dir(local, scratch_dir / "champion"), Path(local).name
-    if os.environ.get(CHAMPION_FROM_REGISTRY_ENV) != "1" or not model_package_group:
-        return None
-    if sagemaker_client_factory is None:
-        import boto3
+    return None
 
-        def sagemaker_client_factory():
-            return boto3.client("sagemaker")
-    found = find_registry_champion(sagemaker_client_factory(), model_package_group)
-    if found is None:
-        log.info("no Approved model package in group %s: no champion", model_package_group)
+
+def registry_champion(model_package_group: str) -> Optional[RegisteredChampion]:
+    """On SageMaker, with a model package group: the newest Approved package and its recorded evaluation."""
+    if not model_package_group or running_locally():
         return None
-    archive = download_s3_uri(found["model_data_url"], scratch_dir / "champion" / "model.tar.gz")
-    return resolve_model_dir(archive, scratch_dir / "champion"), f"v{found['version']}"
+    return registered_champion(model_package_group)
 
 
 # ----------------------------------------------------------------------------- the report
@@ -181,8 +156,12 @@ def build_report(
     baseline_probabilities: Optional[Probabilities] = None,
     champion_probabilities: Optional[Probabilities] = None,
     champion_name: Optional[str] = None,
+    champion_recorded_tasks: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
-    """evaluation.json as a dict, from predictions already made on `examples`."""
+    """evaluation.json as a dict, from predictions already made on `examples`.
+
+    The champion is either scored here (`champion_probabilities`, locally) or known by the `tasks`
+    of the evaluation recorded when it was registered (`champion_recorded_tasks`, on SageMaker)."""
     tasks = score_tasks(examples, candidate_probabilities, label_maps, config)
     sentiment_rows = rows_labeled_for(examples, "sentiment")
     if sentiment_rows and "sentiment" in candidate_probabilities:
@@ -206,6 +185,10 @@ def build_report(
         champion_tasks = score_tasks(examples, champion_probabilities, label_maps, config)
         champion_macro = {task: headline(champion_tasks)[task] for task in GATE_TASKS}
         champion = {"name": champion_name, "tasks": champion_tasks, "delta": deltas(tasks, champion_tasks)}
+    elif champion_recorded_tasks is not None:
+        champion_macro = {task: headline(champion_recorded_tasks).get(task) for task in GATE_TASKS}
+        champion = {"name": champion_name, "source": "recorded at registration",
+                    "delta": deltas(tasks, champion_recorded_tasks)}
 
     candidate_macro = {task: headline(tasks)[task] for task in GATE_TASKS}
     gate = decide_gate(
@@ -258,7 +241,7 @@ def evaluate(
             log.warning("no training split given (--train-dir %s): baseline is null", train_dir)
 
         champion_probabilities, champion_name = None, None
-        champion = resolve_champion(model_package_group, scratch_dir)
+        champion = resolve_champion(scratch_dir)
         champion_skipped = None
         if champion is not None:
             champion_dir, champion_name = champion
@@ -272,10 +255,26 @@ def evaluate(
                 log.info("scoring champion %s on the same %d test rows", champion_name, len(examples))
                 champion_probabilities, _ = _score_model(champion_model, examples, label_maps, config)
 
+    recorded = registry_champion(model_package_group) if champion is None else None
+    recorded_tasks = None
+    if recorded is not None:
+        champion_name = recorded.name
+        recorded_taxonomy = (recorded.evaluation.get("evaluation") or {}).get("taxonomy_version")
+        if recorded_taxonomy != loaded.metadata.get("taxonomy_version") or "tasks" not in recorded.evaluation:
+            champion_skipped = (f"champion {recorded.name} was evaluated under taxonomy {recorded_taxonomy!r}, the "
+                                f"candidate under {loaded.metadata.get('taxonomy_version')!r}; not compared")
+            log.warning(champion_skipped)
+            champion = (None, recorded.name)
+        else:
+            recorded_tasks = recorded.evaluation["tasks"]
     report = build_report(
         examples, candidate_probabilities, label_maps, config,
-        baseline_probabilities, champion_probabilities, champion_name,
+        baseline_probabilities, champion_probabilities, champion_name if not champion_skipped else None,
+        recorded_tasks,
     )
+    if recorded is not None and report["champion"] is not None:
+        report["champion"].update({"model_package_arn": recorded.package.arn,
+                                   "statistics_uri": recorded.package.statistics_uri})
     if champion_skipped:
         report["champion"] = {"name": champion[1], "skipped": champion_skipped}
     all_quarantined = [{**row, "split": "test"} for row in quarantined] + [
