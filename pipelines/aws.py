@@ -377,3 +377,94 @@ def describe_execution(
                     }
                 )
     return description
+
+
+# ---------------------------------------------------------------- deployment and approval
+def data_capture_uri(config: FeedbackBrainConfig) -> str:
+    """Where the endpoint captures requests and responses: s3://<bucket>/<data_capture_prefix>."""
+    return f"s3://{config.aws.bucket}/{config.aws.data_capture_prefix.strip('/')}"
+
+
+def deployment_target(config: FeedbackBrainConfig):
+    """The endpoint `fbrain deploy --aws` creates or updates, from the `aws` section."""
+    from inference.deploy import DeploymentTarget
+
+    return DeploymentTarget(
+        endpoint_name=config.aws.endpoint_name, role_arn=config.aws.role_arn, capture_s3_uri=data_capture_uri(config),
+        instance_type=config.aws.endpoint_instance_type, kms_key_id=config.aws.kms_key_id,
+    )
+
+
+def deploy_endpoint(config: FeedbackBrainConfig, package_arn: Optional[str] = None, wait: bool = False,
+                    session=None):
+    """Deploy an Approved package (default: the group's newest) with inference.deploy; returns its DeploymentResult.
+
+    Without `wait` the call returns once the endpoint is Creating/Updating; the endpoint-InService rule
+    (wired by `pipeline upsert`) then has the deploy Lambda apply auto scaling."""
+    from inference.deploy import AwsClients, DeploymentError, deploy_model_package
+    from training.champion import ChampionLookupError, latest_approved_package
+
+    clients = AwsClients(_client(config, session, "sagemaker"), _client(config, session, "application-autoscaling"),
+                         _client(config, session, "cloudwatch"))
+    if not package_arn:
+        try:
+            package = latest_approved_package(clients.sagemaker, config.aws.model_package_group)
+        except ChampionLookupError as error:
+            raise PipelineAwsError(str(error)) from error
+        if package is None:
+            raise PipelineAwsError(f"model package group {config.aws.model_package_group} has no Approved package: "
+                                   "approve one (`fbrain model approve VERSION --aws`) or pass --model-package-arn")
+        package_arn = package.arn
+    try:
+        return deploy_model_package(package_arn, deployment_target(config), config.serving, clients, wait=wait)
+    except DeploymentError as error:
+        raise PipelineAwsError(str(error)) from error
+    except ClientError as error:
+        raise PipelineAwsError(f"deploying {package_arn} failed: {error}") from error
+
+
+def model_package_arn(config: FeedbackBrainConfig, version: int, session=None) -> str:
+    """ARN of version `version` of our group (from the group's ARN: same region, account and name)."""
+    group_arn = ensure_model_package_group_arn(config, session)
+    prefix, _, group = group_arn.partition(":model-package-group/")
+    return f"{prefix}:model-package/{group}/{int(version)}"
+
+
+def ensure_model_package_group_arn(config: FeedbackBrainConfig, session=None) -> str:
+    sagemaker = _client(config, session, "sagemaker")
+    group = config.aws.model_package_group
+    return _call(f"DescribeModelPackageGroup {group}", sagemaker.describe_model_package_group,
+                 ModelPackageGroupName=group)["ModelPackageGroupArn"]
+
+
+def list_model_packages(config: FeedbackBrainConfig, session=None) -> list[dict[str, Any]]:
+    """Every package of our group, newest first: version, approval status, creation time, ARN."""
+    sagemaker = _client(config, session, "sagemaker")
+    packages = []
+    try:
+        for page in sagemaker.get_paginator("list_model_packages").paginate(
+                ModelPackageGroupName=config.aws.model_package_group, SortBy="CreationTime", SortOrder="Descending"):
+            for summary in page.get("ModelPackageSummaryList", []):
+                packages.append({"version": summary.get("ModelPackageVersion"),
+                                 "approval_status": summary.get("ModelApprovalStatus"),
+                                 "created": _text(summary.get("CreationTime")), "arn": summary["ModelPackageArn"]})
+    except ClientError as error:
+        raise PipelineAwsError(f"ListModelPackages {config.aws.model_package_group} failed: {error}") from error
+    return packages
+
+
+def set_model_approval(config: FeedbackBrainConfig, version: int, status: str, description: str = "",
+                       session=None) -> dict[str, Any]:
+    """UpdateModelPackage(ModelApprovalStatus=status) on version `version` of our group.
+
+    Approving fires the approval rule (deploy Lambda) that `pipeline upsert` wires."""
+    sagemaker = _client(config, session, "sagemaker")
+    arn = model_package_arn(config, version, session)
+    current = _call(f"DescribeModelPackage {arn}", sagemaker.describe_model_package, ModelPackageName=arn)
+    request: dict[str, Any] = {"ModelPackageArn": arn, "ModelApprovalStatus": status}
+    if description:
+        request["ApprovalDescription"] = description
+    _call(f"UpdateModelPackage {arn}", sagemaker.update_model_package, **request)
+    logger.info("model package %s: %s -> %s", arn, current.get("ModelApprovalStatus"), status)
+    return {"arn": arn, "version": int(version), "previous_status": current.get("ModelApprovalStatus"),
+            "approval_status": status}

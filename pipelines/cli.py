@@ -22,6 +22,9 @@ app = typer.Typer(help="feedback-brain: customer feedback intelligence on SageMa
                   no_args_is_help=True)
 pipeline_app = typer.Typer(help="Build, validate, ship and run the SageMaker pipeline.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
+model_app = typer.Typer(help="Model versions in the registry (local MLflow, or SageMaker with --aws): list, "
+                             "approve, reject.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 
 
 def _config(ctx: typer.Context) -> FeedbackBrainConfig:
@@ -186,9 +189,111 @@ def serve(
 
 
 @app.command("deploy")
-def deploy(ctx: typer.Context, workspace: Optional[Path] = typer.Option(None)) -> None:
-    """Locally: serve the approved champion version (on AWS, approval deploys through EventBridge)."""
-    ctx.invoke(serve, ctx=ctx, model_dir=None, workspace=workspace, host=None, port=None, runtime=None, capture=True)
+def deploy(
+    ctx: typer.Context,
+    workspace: Optional[Path] = typer.Option(None),
+    aws: bool = typer.Option(False, "--aws", help="Deploy to a SageMaker endpoint (aws.endpoint_name) instead of "
+                                                  "serving locally; needs AWS credentials."),
+    model_package_arn: Optional[str] = typer.Option(
+        None, help="With --aws: the Approved model package to deploy (default: the newest Approved package of "
+                   "aws.model_package_group)."),
+    wait: bool = typer.Option(False, "--wait/--no-wait", help="With --aws: wait for InService and apply auto "
+                                                             "scaling here (default: the endpoint-InService rule does)."),
+) -> None:
+    """Locally: serve the approved champion version. With --aws: create or update the SageMaker endpoint
+    (data capture, rollback alarms, blue/green update) from an Approved model package."""
+    if not aws:
+        if model_package_arn:
+            raise typer.BadParameter("--model-package-arn needs --aws (locally the registry's champion is served)")
+        ctx.invoke(serve, ctx=ctx, model_dir=None, workspace=workspace, host=None, port=None, runtime=None,
+                   capture=True)
+        return
+    import dataclasses
+
+    from pipelines.aws import PipelineAwsError, deploy_endpoint
+
+    try:
+        result = deploy_endpoint(_config(ctx), model_package_arn, wait=wait)
+    except PipelineAwsError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(dataclasses.asdict(result), indent=2))
+
+
+# ---------------------------------------------------------------- model registry
+@model_app.command("list")
+def model_list(
+    ctx: typer.Context,
+    aws: bool = typer.Option(False, "--aws", help="List the SageMaker model package group instead of the local registry."),
+    workspace: Optional[Path] = typer.Option(None),
+) -> None:
+    """Versions of aws.model_package_group, newest first, with their approval status (and the local champion)."""
+    config = _config(ctx)
+    if aws:
+        from pipelines.aws import PipelineAwsError, list_model_packages
+
+        try:
+            versions = list_model_packages(config)
+        except PipelineAwsError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+    else:
+        from pipelines.local.registry import list_model_versions
+
+        versions = list_model_versions(_workspace(ctx, workspace), config.aws.model_package_group)
+    if not versions:
+        typer.echo(f"no versions of {config.aws.model_package_group} yet: run `fbrain pipeline run --local`"
+                   + (" on SageMaker (`fbrain pipeline start`)" if aws else ""), err=True)
+    typer.echo(json.dumps(versions, indent=2))
+
+
+def _set_approval(ctx: typer.Context, version: int, status: str, aws: bool, workspace: Optional[Path],
+                  description: str) -> None:
+    config = _config(ctx)
+    if aws:
+        from pipelines.aws import PipelineAwsError, set_model_approval
+
+        try:
+            result = set_model_approval(config, version, status, description)
+        except PipelineAwsError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from pipelines.local.registry import list_model_versions, update_approval_status
+
+    folder = _workspace(ctx, workspace)
+    try:
+        update_approval_status(folder, config.aws.model_package_group, version, status)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    listed = {v["version"]: v for v in list_model_versions(folder, config.aws.model_package_group)}
+    typer.echo(json.dumps(listed[version], indent=2))
+
+
+@model_app.command("approve")
+def model_approve(
+    ctx: typer.Context,
+    version: int = typer.Argument(..., help="Model version (ModelPackageVersion) to approve."),
+    aws: bool = typer.Option(False, "--aws", help="Approve the SageMaker model package (the approval rule deploys it)."),
+    workspace: Optional[Path] = typer.Option(None),
+    description: str = typer.Option("", help="With --aws: ApprovalDescription (why it was approved)."),
+) -> None:
+    """Approve VERSION: locally it becomes the champion (`fbrain deploy` serves it, evaluation compares with it)."""
+    _set_approval(ctx, version, "Approved", aws, workspace, description)
+
+
+@model_app.command("reject")
+def model_reject(
+    ctx: typer.Context,
+    version: int = typer.Argument(..., help="Model version (ModelPackageVersion) to reject."),
+    aws: bool = typer.Option(False, "--aws", help="Reject the SageMaker model package."),
+    workspace: Optional[Path] = typer.Option(None),
+    description: str = typer.Option("", help="With --aws: ApprovalDescription (why it was rejected)."),
+) -> None:
+    """Reject VERSION; a rejected champion loses the champion alias locally."""
+    _set_approval(ctx, version, "Rejected", aws, workspace, description)
 
 
 @app.command("demo")
