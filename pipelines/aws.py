@@ -56,6 +56,8 @@ class UpsertResult(TypedDict):
     model_package_group_arn: str
     approval_rule_arn: Optional[str]
     """None when deploy-on-approval was not wired (aws.deploy_lambda_arn empty or wire_deploy=False)."""
+    feature_group: Optional[dict[str, Any]]
+    """ensure_feature_group's answer (name, ARN, status, created); None when create_feature_group=False."""
 
 
 @dataclass
@@ -232,17 +234,33 @@ def ensure_corrections_prefix(config: FeedbackBrainConfig, session=None) -> Opti
     return f"s3://{bucket}/{key}"
 
 
+def ensure_feature_group(config: FeedbackBrainConfig, session=None, wait: bool = True) -> dict[str, Any]:
+    """The feature group FeatureEngineering ingests into (processing.feature_group_name), created when missing.
+
+    From processing.feature_store's definitions; waits until it is Created (PutRecord fails before)."""
+    from processing.feature_store import FeatureGroupError, create_feature_group_request
+    from processing.feature_store import ensure_feature_group as ensure_group
+
+    request = create_feature_group_request(config.processing, config.processing.feature_group_name)
+    try:
+        return ensure_group(_client(config, session, "sagemaker"), request, config.processing, wait=wait)
+    except FeatureGroupError as error:
+        raise PipelineAwsError(str(error)) from error
+
+
 def upsert_pipeline(
     config: FeedbackBrainConfig,
     session=None,
     definition: Optional[str] = None,
     wire_deploy: bool = True,
+    create_feature_group: bool = True,
 ) -> UpsertResult:
     """Create or update the pipeline from our definition (built here unless given).
 
     Also makes sure the model package group exists (RegisterModel writes into it), that the
-    corrections prefix is not empty (ensure_corrections_prefix) and, when `wire_deploy` and a
-    deploy Lambda is configured, wires deploy-on-approval.
+    corrections prefix is not empty (ensure_corrections_prefix), that the feature group exists
+    and is Created (`create_feature_group`; FeatureEngineering's PutRecord needs it) and, when
+    `wire_deploy` and a deploy Lambda is configured, wires deploy-on-approval.
     """
     if definition is None:
         from pipelines.definition import definition_json
@@ -252,6 +270,7 @@ def upsert_pipeline(
     name = config.aws.pipeline_name
     group_arn = ensure_model_package_group(config, session)
     ensure_corrections_prefix(config, session)
+    feature_group = ensure_feature_group(config, session) if create_feature_group else None
     request = {
         "PipelineName": name,
         "PipelineDefinition": definition,
@@ -275,7 +294,8 @@ def upsert_pipeline(
     if wire_deploy and config.aws.deploy_lambda_arn:
         rule_arn = wire_deploy_on_approval(config, session)
     return UpsertResult(
-        pipeline_arn=arn, created=not exists, model_package_group_arn=group_arn, approval_rule_arn=rule_arn
+        pipeline_arn=arn, created=not exists, model_package_group_arn=group_arn, approval_rule_arn=rule_arn,
+        feature_group=feature_group,
     )
 
 

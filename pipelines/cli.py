@@ -25,6 +25,9 @@ app.add_typer(pipeline_app, name="pipeline")
 model_app = typer.Typer(help="Model versions in the registry (local MLflow, or SageMaker with --aws): list, "
                              "approve, reject.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+features_app = typer.Typer(help="The SageMaker Feature Store feature group of the processing features.",
+                           no_args_is_help=True)
+app.add_typer(features_app, name="features")
 
 
 def _config(ctx: typer.Context) -> FeedbackBrainConfig:
@@ -102,7 +105,8 @@ def pipeline_validate(ctx: typer.Context) -> None:
 
 @pipeline_app.command("upsert")
 def pipeline_upsert(ctx: typer.Context) -> None:
-    """Create or update the pipeline on SageMaker (needs AWS credentials)."""
+    """Create or update the pipeline on SageMaker (needs AWS credentials); also creates the model package
+    group and the feature group when missing, and wires deploy-on-approval."""
     from pipelines.aws import upsert_pipeline
 
     typer.echo(json.dumps(upsert_pipeline(_config(ctx)), indent=2, default=str))
@@ -114,6 +118,24 @@ def pipeline_start(ctx: typer.Context, param: list[str] = typer.Option([], help=
     from pipelines.aws import start_execution
 
     typer.echo(start_execution(_config(ctx), _parse_params(param)))
+
+
+@features_app.command("create-group")
+def features_create_group(
+    ctx: typer.Context,
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the group is Created (PutRecord fails before)."),
+) -> None:
+    """Create the feature group processing.feature_group_name on SageMaker unless it exists (idempotent).
+
+    Locally nothing is needed: jobs write the local Feature Store under the workspace."""
+    from pipelines.aws import PipelineAwsError, ensure_feature_group
+
+    try:
+        result = ensure_feature_group(_config(ctx), wait=wait)
+    except PipelineAwsError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(result, indent=2))
 
 
 # ---------------------------------------------------------------- local execution
