@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
 
@@ -112,7 +113,11 @@ def _run_monitor(inputs: MonitorInputs, config: MonitoringConfig, scratch: Path)
     if not label_maps:
         raise ValueError(f"{inputs.baseline_statistics} has no label_maps: was it written by monitoring.baseline?")
 
-    window: CaptureWindow = read_capture_window(Path(inputs.capture_dir), inputs.start_time, inputs.end_time)
+    start_time = inputs.start_time
+    if start_time is None and inputs.end_time is not None and config.window_hours > 0:
+        # A scheduled run passes its own start as end_time: the window is the hours before it.
+        start_time = inputs.end_time - timedelta(hours=config.window_hours)
+    window: CaptureWindow = read_capture_window(Path(inputs.capture_dir), start_time, inputs.end_time)
     if window.quarantined:
         with (output / QUARANTINE_FILE).open("w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(item) + "\n" for item in window.quarantined)
@@ -136,7 +141,7 @@ def _run_monitor(inputs: MonitorInputs, config: MonitoringConfig, scratch: Path)
 
     window_stats = monitored_statistics(columns, label_maps, config, dataset_name="endpoint_capture", extra={
         "window": {
-            "start_time": inputs.start_time.isoformat() if inputs.start_time else None,
+            "start_time": start_time.isoformat() if start_time else None,
             "end_time": inputs.end_time.isoformat() if inputs.end_time else None,
             "captured_texts": len(window.records), "monitored_texts": len(texts),
             "quarantined": len(window.quarantined), "outside_window": window.outside_window,

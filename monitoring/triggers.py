@@ -89,12 +89,16 @@ def events_role_arn(account_id: str, config: MonitoringConfig) -> str:
     return f"arn:aws:iam::{account_id}:role/{config.events_role_name}"
 
 
-def events_role_policies(pipeline_arn: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(trust policy, permissions policy) of the role EventBridge assumes to start the pipeline."""
+def events_role_policies(pipeline_arn: str, *more_pipeline_arns: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(trust policy, permissions policy) of the role EventBridge rules and EventBridge Scheduler assume to
+    start the pipelines (the training pipeline; the monitoring pipeline for the schedule)."""
     trust = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        "Effect": "Allow", "Principal": {"Service": ["events.amazonaws.com", "scheduler.amazonaws.com"]},
+        "Action": "sts:AssumeRole"}]}
+    resources = [pipeline_arn, *more_pipeline_arns]
     permissions = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": "sagemaker:StartPipelineExecution", "Resource": pipeline_arn}]}
+        "Effect": "Allow", "Action": "sagemaker:StartPipelineExecution",
+        "Resource": resources[0] if len(resources) == 1 else resources}]}
     return trust, permissions
 
 

@@ -266,17 +266,25 @@ def upsert_pipeline(
         from pipelines.definition import definition_json
 
         definition = definition_json(config)
-    sagemaker = _client(config, session, "sagemaker")
-    name = config.aws.pipeline_name
     group_arn = ensure_model_package_group(config, session)
     ensure_corrections_prefix(config, session)
     feature_group = ensure_feature_group(config, session) if create_feature_group else None
-    request = {
-        "PipelineName": name,
-        "PipelineDefinition": definition,
-        "PipelineDescription": PIPELINE_DESCRIPTION,
-        "RoleArn": config.aws.role_arn,
-    }
+    arn, exists = put_pipeline(config, session, config.aws.pipeline_name, definition, PIPELINE_DESCRIPTION)
+    rule_arn = None
+    if wire_deploy and config.aws.deploy_lambda_arn:
+        rule_arn = wire_deploy_on_approval(config, session)
+    return UpsertResult(
+        pipeline_arn=arn, created=not exists, model_package_group_arn=group_arn, approval_rule_arn=rule_arn,
+        feature_group=feature_group,
+    )
+
+
+def put_pipeline(config: FeedbackBrainConfig, session, name: str, definition: str, description: str
+                 ) -> tuple[str, bool]:
+    """CreatePipeline, or UpdatePipeline when `name` exists; (pipeline ARN, whether it existed)."""
+    sagemaker = _client(config, session, "sagemaker")
+    request = {"PipelineName": name, "PipelineDefinition": definition, "PipelineDescription": description,
+               "RoleArn": config.aws.role_arn}
     try:
         sagemaker.describe_pipeline(PipelineName=name)
         exists = True
@@ -290,13 +298,7 @@ def upsert_pipeline(
     else:
         arn = _call(f"CreatePipeline {name}", sagemaker.create_pipeline, **request)["PipelineArn"]
         logger.info("created pipeline %s", arn)
-    rule_arn = None
-    if wire_deploy and config.aws.deploy_lambda_arn:
-        rule_arn = wire_deploy_on_approval(config, session)
-    return UpsertResult(
-        pipeline_arn=arn, created=not exists, model_package_group_arn=group_arn, approval_rule_arn=rule_arn,
-        feature_group=feature_group,
-    )
+    return arn, exists
 
 
 def _declared_parameters(definition: str) -> dict[str, dict]:
@@ -488,3 +490,156 @@ def set_model_approval(config: FeedbackBrainConfig, version: int, status: str, d
     logger.info("model package %s: %s -> %s", arn, current.get("ModelApprovalStatus"), status)
     return {"arn": arn, "version": int(version), "previous_status": current.get("ModelApprovalStatus"),
             "approval_status": status}
+
+
+# ---------------------------------------------------------------- monitoring pipeline, schedule, retraining rules
+def upsert_monitoring_pipeline(config: FeedbackBrainConfig, session=None) -> dict[str, Any]:
+    """Create or update the monitoring pipeline (pipelines/monitoring_definition.py)."""
+    from pipelines.monitoring_definition import PIPELINE_DESCRIPTION as MONITORING_DESCRIPTION
+    from pipelines.monitoring_definition import monitoring_definition_json
+
+    arn, existed = put_pipeline(config, session, config.monitoring.pipeline_name,
+                                monitoring_definition_json(config), MONITORING_DESCRIPTION)
+    return {"pipeline_arn": arn, "created": not existed}
+
+
+def _pipeline_arn(config: FeedbackBrainConfig, session, name: str, how_to_create: str) -> str:
+    sagemaker = _client(config, session, "sagemaker")
+    try:
+        return sagemaker.describe_pipeline(PipelineName=name)["PipelineArn"]
+    except ClientError as error:
+        if _is_missing(error):
+            raise PipelineAwsError(f"pipeline {name} does not exist: run `{how_to_create}` first") from error
+        raise PipelineAwsError(f"DescribePipeline {name} failed: {error}") from error
+
+
+def events_role(config: FeedbackBrainConfig, session=None) -> str:
+    """monitoring.events_role_arn, or the role named monitoring.events_role_name in the caller's account."""
+    if config.monitoring.events_role_arn:
+        return config.monitoring.events_role_arn
+    from monitoring.triggers import events_role_arn
+
+    account = _call("GetCallerIdentity", _client(config, session, "sts").get_caller_identity)["Account"]
+    return events_role_arn(account, config.monitoring)
+
+
+def champion_monitoring_inputs(config: FeedbackBrainConfig, session=None) -> dict[str, str]:
+    """BaselineUri and ModelDataUri: from the configuration, else from the newest Approved package."""
+    from pipelines.monitoring_definition import champion_monitoring_parameters, configured_champion_parameters
+    from training.champion import ChampionLookupError, latest_approved_package
+
+    configured = configured_champion_parameters(config)
+    if configured:
+        return configured
+    try:
+        package = latest_approved_package(_client(config, session, "sagemaker"), config.aws.model_package_group)
+    except ChampionLookupError as error:
+        raise PipelineAwsError(str(error)) from error
+    if package is None:
+        raise PipelineAwsError(f"model package group {config.aws.model_package_group} has no Approved package to "
+                               "monitor: approve one (`fbrain model approve VERSION --aws`) or set "
+                               "monitoring.baseline_uri and monitoring.model_data_uri")
+    try:
+        return champion_monitoring_parameters(package.description)
+    except ValueError as error:
+        raise PipelineAwsError(str(error)) from None
+
+
+def monitoring_schedule_request(config: FeedbackBrainConfig, pipeline_arn: str, role_arn: str,
+                                parameters: Mapping[str, str]) -> dict[str, Any]:
+    """EventBridge Scheduler CreateSchedule/UpdateSchedule request: start the monitoring pipeline on schedule."""
+    monitoring = config.monitoring
+    return {
+        "Name": monitoring.scheduler_schedule_name,
+        "GroupName": monitoring.scheduler_group_name,
+        "ScheduleExpression": monitoring.schedule_expression,
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": "ENABLED",
+        "Description": f"Run the text monitor ({monitoring.pipeline_name}) on {config.aws.endpoint_name}'s traffic",
+        "Target": {
+            "Arn": pipeline_arn,
+            "RoleArn": role_arn,
+            "SageMakerPipelineParameters": {"PipelineParameterList": [
+                {"Name": name, "Value": str(value)} for name, value in sorted(parameters.items())]},
+        },
+    }
+
+
+def put_monitoring_schedule(config: FeedbackBrainConfig, request: dict[str, Any], session=None) -> dict[str, Any]:
+    """Create the Scheduler schedule, or update it when it exists (idempotent)."""
+    scheduler = _client(config, session, "scheduler")
+    name, group = request["Name"], request["GroupName"]
+    try:
+        scheduler.get_schedule(Name=name, GroupName=group)
+        exists = True
+    except ClientError as error:
+        if not _is_missing(error):
+            raise PipelineAwsError(f"GetSchedule {name} failed: {error}") from error
+        exists = False
+    call = scheduler.update_schedule if exists else scheduler.create_schedule
+    arn = _call(f"{'UpdateSchedule' if exists else 'CreateSchedule'} {name}", call, **request)["ScheduleArn"]
+    logger.info("%s schedule %s -> %s", "updated" if exists else "created", arn, request["Target"]["Arn"])
+    return {"schedule_arn": arn, "created": not exists}
+
+
+def put_model_monitor_schedule(config: FeedbackBrainConfig, parameters: Mapping[str, str], session=None
+                               ) -> dict[str, Any]:
+    """The Model Monitor schedule (monitoring/schedule.py), for accounts that still have Model Monitor."""
+    from monitoring.schedule import create_monitoring_schedule_request, monitor_image_uri
+    from pipelines.monitoring_definition import BASELINE_URI, MODEL_DATA_URI
+
+    sagemaker = _client(config, session, "sagemaker")
+    monitoring = config.monitoring
+    request = create_monitoring_schedule_request(
+        monitoring, endpoint_name=config.aws.endpoint_name,
+        image_uri=monitor_image_uri(config.aws.ecr_registry, monitoring, config.aws.image_tag),
+        role_arn=config.aws.role_arn, baseline_s3_uri=parameters[BASELINE_URI],
+        output_s3_uri=f"s3://{config.aws.bucket}/{monitoring.schedule_name}/results",
+        model_data_uri=parameters[MODEL_DATA_URI], kms_key_id=config.aws.kms_key_id,
+    )
+    name = request["MonitoringScheduleName"]
+    try:
+        sagemaker.describe_monitoring_schedule(MonitoringScheduleName=name)
+        exists = True
+    except ClientError as error:
+        if not _is_missing(error):
+            raise PipelineAwsError(f"DescribeMonitoringSchedule {name} failed: {error}") from error
+        exists = False
+    if exists:
+        arn = _call(f"UpdateMonitoringSchedule {name}", sagemaker.update_monitoring_schedule,
+                    MonitoringScheduleName=name,
+                    MonitoringScheduleConfig=request["MonitoringScheduleConfig"])["MonitoringScheduleArn"]
+    else:
+        arn = _call(f"CreateMonitoringSchedule {name}", sagemaker.create_monitoring_schedule,
+                    **request)["MonitoringScheduleArn"]
+    return {"monitoring_schedule_arn": arn, "created": not exists}
+
+
+def apply_monitoring_rules(config: FeedbackBrainConfig, session=None, model_monitor_schedule: bool = False,
+                           ) -> dict[str, Any]:
+    """The monitoring schedule and the retraining rules, created or updated (idempotent):
+
+    - an EventBridge Scheduler schedule starting the monitoring pipeline with the champion's baseline and model;
+    - the EventBridge rules starting the training pipeline: on a schedule, on the monitor's drift event, and
+      on the N-corrections event (monitoring.triggers.retraining_rules);
+    - with `model_monitor_schedule`, also a Model Monitor schedule (only accounts that still have Model Monitor).
+    Both pipelines must exist (`fbrain pipeline upsert`, `fbrain monitor pipeline upsert`)."""
+    from monitoring.triggers import apply_retraining_rules, retraining_rules
+
+    role = events_role(config, session)
+    training_arn = _pipeline_arn(config, session, config.aws.pipeline_name, "fbrain pipeline upsert")
+    monitoring_arn = _pipeline_arn(config, session, config.monitoring.pipeline_name, "fbrain monitor pipeline upsert")
+    parameters = champion_monitoring_inputs(config, session)
+    schedule = put_monitoring_schedule(
+        config, monitoring_schedule_request(config, monitoring_arn, role, parameters), session)
+    try:
+        rule_arns = apply_retraining_rules(_client(config, session, "events"),
+                                           retraining_rules(config.monitoring, training_arn, role))
+    except (ClientError, RuntimeError) as error:
+        raise PipelineAwsError(f"retraining rules: {error}") from error
+    result: dict[str, Any] = {"role_arn": role, "monitoring_pipeline_arn": monitoring_arn,
+                              "training_pipeline_arn": training_arn, "schedule": schedule,
+                              "monitoring_parameters": parameters, "retraining_rule_arns": rule_arns}
+    if model_monitor_schedule:
+        result["model_monitor_schedule"] = put_model_monitor_schedule(config, parameters, session)
+    return result

@@ -326,16 +326,29 @@ def demo(ctx: typer.Context, workspace: Optional[Path] = typer.Option(None)) -> 
     print_demo(_config(ctx), _workspace(ctx, workspace))
 
 
-def _mount_optional(module: str, name: str, help_text: str) -> None:
+def _mount_optional(module: str, name: str, help_text: str):
     try:
         sub_app = __import__(module, fromlist=["app"]).app
     except ImportError as exc:  # a layer without commands yet must not break the CLI
         print(f"warning: `fbrain {name}` unavailable: {exc}", file=sys.stderr)
-        return
+        return None
     app.add_typer(sub_app, name=name, help=help_text)
+    return sub_app
 
 
-_mount_optional("monitoring.cli", "monitor", "Model Monitor for text, corrections and retraining triggers.")
+def _mount_monitoring_pipeline(monitor_app) -> None:
+    """`fbrain monitor pipeline ...` and `fbrain monitor rules ...` (pipelines/monitoring_cli.py)."""
+    from pipelines.monitoring_cli import pipeline_app as monitoring_pipeline_app
+    from pipelines.monitoring_cli import rules_app
+
+    monitor_app.add_typer(monitoring_pipeline_app, name="pipeline")
+    monitor_app.add_typer(rules_app, name="rules")
+
+
+_monitor_app = _mount_optional("monitoring.cli", "monitor", "The text monitor (a scheduled monitoring pipeline), "
+                                                             "corrections, retraining triggers and rules.")
+if _monitor_app is not None:
+    _mount_monitoring_pipeline(_monitor_app)
 _mount_optional("inference.replies.cli", "respond", "Draft replies, summaries and second-stage judgements.")
 
 if __name__ == "__main__":

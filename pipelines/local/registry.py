@@ -299,3 +299,13 @@ def list_model_versions(workspace: Path, model_package_group: str,
             "arn": package_arn(model_package_group, int(version.version)),
         })
     return listed
+
+
+def champion_package_record(workspace: Path, model_package_group: str,
+                            settings: RunnerSettings | None = None) -> dict[str, Any] | None:
+    """The DescribeModelPackage-like record of the group's champion, or None when there is no champion."""
+    champion = resolve_champion(workspace, model_package_group, settings)
+    if champion is None:
+        return None
+    path = Path(workspace) / RECORDS_DIR / model_package_group / str(champion[0]) / PACKAGE_RECORD
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
