@@ -151,11 +151,17 @@ def build_monitoring_pipeline(config: FeedbackBrainConfig) -> Pipeline:
                         pipeline_experiment_config=None)
 
 
+_definitions: dict[str, str] = {}
+
+
 def monitoring_definition_json(config: FeedbackBrainConfig) -> str:
-    """The canonical definition: sorted keys, indent 2; byte-identical across builds."""
-    with quiet_fast_build():
-        raw = build_monitoring_pipeline(config).definition()
-    return json.dumps(json.loads(raw), indent=2, sort_keys=True)
+    """The canonical definition: sorted keys, indent 2; byte-identical across builds (memoised on the config)."""
+    key = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    if key not in _definitions:
+        with quiet_fast_build():
+            raw = build_monitoring_pipeline(config).definition()
+        _definitions[key] = json.dumps(json.loads(raw), indent=2, sort_keys=True)
+    return _definitions[key]
 
 
 def champion_monitoring_parameters(package: dict[str, Any]) -> dict[str, str]:
