@@ -1,5 +1,9 @@
 """Model Monitor for text: `python3 -m monitoring.monitor`, the custom monitoring container's entry.
 
+It runs as the Processing step of the monitoring pipeline (pipelines/monitoring_definition.py, which
+passes the flags below and `--end-time` = the execution's start; `window_hours` sets the window), or
+as a Model Monitor schedule's container where an account still has Model Monitor.
+
 Follows SageMaker's custom-monitor container contract: captured data under `dataset_source`
 (default /opt/ml/processing/input/endpoint), results to `output_path` (default
 /opt/ml/processing/resultdata), baseline files from `baseline_statistics` /

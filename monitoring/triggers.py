@@ -4,6 +4,7 @@ Three rules start the SageMaker pipeline (target `SageMakerPipelineParameters`, 
 EventBridge assumes): a schedule (`retrain_schedule_expression`), a drift violation (the
 monitoring job's `feedback-brain.monitoring` / `ModelDriftDetected` event), and enough
 human-labelled corrections (`feedback-brain.corrections` / `CorrectionsThresholdReached`).
+`fbrain monitor rules apply` (pipelines.aws.apply_monitoring_rules) creates or updates them.
 
 Locally, `check_local_triggers` looks at the latest `fbrain monitor run` output and the
 corrections in the local object store; when either calls for it, it returns the command to

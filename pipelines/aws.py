@@ -9,6 +9,11 @@ ModelApprovalStatus `Approved`; the rule invokes the deploy Lambda
 A second rule sends "our endpoint is InService" to the same Lambda, which then applies
 auto scaling to the new variant.
 
+It also creates the feature group (ensure_feature_group), deploys an approved package
+(`fbrain deploy --aws`), lists and approves model packages (`fbrain model ... --aws`), upserts the
+monitoring pipeline and applies its EventBridge Scheduler schedule and the retraining rules
+(`fbrain monitor pipeline upsert`, `fbrain monitor rules apply`).
+
 Every function takes an optional `session`: a `boto3.Session`, or a ready SageMaker client
 (tests pass clients built inside moto's `mock_aws`); by default a session for
 `config.aws.region` is created.

@@ -8,7 +8,9 @@ offline store exactly like SageMaker's (Parquet under
 and keeps an online store in SQLite (latest record per id by event time, as SageMaker's online
 store does); otherwise `sagemaker-featurestore-runtime` PutRecord, batched, retried with
 exponential backoff on throttling and 5xx errors, and every record that still fails is reported
-(never dropped silently).
+(never dropped silently): the job fails when more fail than `feature_store_max_failed_records`
+(check_ingest_failures), and at once when the group does not exist. `ensure_feature_group` creates
+the group (`fbrain features create-group`, `fbrain pipeline upsert`).
 """
 from __future__ import annotations
 
