@@ -94,8 +94,11 @@ def dockerfiles() -> dict[str, Dockerfile]:
 
 @pytest.fixture(scope="module")
 def modules_by_image() -> dict[str, set[str]]:
-    """Modules the pipeline definition runs in each image (from ContainerEntrypoint)."""
+    """Modules the pipeline definitions (training and monitoring) run in each image (from ContainerEntrypoint)."""
+    from pipelines.monitoring_definition import monitoring_definition_json
+
     definition = json.loads(definition_json(FeedbackBrainConfig()))
+    definition["Steps"] += json.loads(monitoring_definition_json(FeedbackBrainConfig()))["Steps"]
     found: dict[str, set[str]] = {kind: set() for kind in IMAGE_KINDS}
 
     def visit(steps):

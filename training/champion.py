@@ -111,8 +111,14 @@ def registered_champion(model_package_group: str, sagemaker_client: Any = None,
     if sagemaker_client is None or s3_client is None:
         import boto3
 
-        sagemaker_client = sagemaker_client or boto3.client("sagemaker")
-        s3_client = s3_client or boto3.client("s3")
+        try:
+            sagemaker_client = sagemaker_client or boto3.client("sagemaker")
+            s3_client = s3_client or boto3.client("s3")
+        except _client_error() as error:
+            raise ChampionLookupError(
+                f"cannot reach the model registry for group {model_package_group!r}: {error}. On SageMaker the job's "
+                "region and role apply; by hand, set AWS credentials and AWS_DEFAULT_REGION, or leave out "
+                "--model-package-group to evaluate without a champion") from error
     package = latest_approved_package(sagemaker_client, model_package_group)
     if package is None:
         log.info("no Approved model package in group %s: no champion", model_package_group)
