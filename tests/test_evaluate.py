@@ -236,7 +236,7 @@ def moto_registry(monkeypatch):
     from moto import mock_aws
 
     monkeypatch.delenv(evaluate_module.CHAMPION_DIR_ENV, raising=False)
-    monkeypatch.delenv(evaluate_module.LOCAL_RUN_ENV, raising=False)
+    monkeypatch.setattr(evaluate_module, "in_sagemaker_job", lambda: True)  # as if in a SageMaker processing job
     with mock_aws():
         sagemaker = boto3.client("sagemaker", region_name="us-east-1")
         s3 = boto3.client("s3", region_name="us-east-1")
@@ -247,7 +247,7 @@ def moto_registry(monkeypatch):
 
 def _evaluate_cli(tiny_dir, splits, out: Path, *extra: str) -> dict:
     assert main(["--model-dir", str(tiny_dir), "--test-dir", str(splits["test"]), "--output-dir", str(out),
-                 "--bootstrap-rounds", "0", "--macro-f1-threshold", "0.0", *extra]) == 0
+                 "--set", "evaluation.bootstrap_rounds=0", "--set", "evaluation.macro_f1_threshold=0.0", *extra]) == 0
     return json.loads((out / "evaluation.json").read_text())
 
 
@@ -280,21 +280,26 @@ def test_no_approved_package_means_no_champion_and_local_runs_never_ask_aws(
     sagemaker, _ = moto_registry
     _register(sagemaker, "PendingManualApproval", None)
     assert _evaluate_cli(tiny_dir, splits, tmp_path / "a", "--model-package-group", GROUP)["champion"] is None
-    monkeypatch.setenv(evaluate_module.LOCAL_RUN_ENV, str(tmp_path))
+    monkeypatch.setattr(evaluate_module, "in_sagemaker_job", lambda: False)  # the local runner, or by hand
     monkeypatch.setattr(evaluate_module, "registered_champion", lambda *a, **k: pytest.fail("registry asked locally"))
     assert _evaluate_cli(tiny_dir, splits, tmp_path / "b", "--model-package-group", GROUP)["champion"] is None
 
 
-def test_an_approved_package_without_recorded_metrics_fails_the_step_clearly(tiny_dir, splits, tmp_path, moto_registry):
-    from training.champion import ChampionLookupError
-
+def test_an_approved_package_without_recorded_metrics_fails_the_step_clearly(
+        tiny_dir, splits, tmp_path, moto_registry, caplog):
     sagemaker, _ = moto_registry
+    argv = ["--model-dir", str(tiny_dir), "--test-dir", str(splits["test"]), "--output-dir", str(tmp_path / "out"),
+            "--set", "evaluation.bootstrap_rounds=0", "--model-package-group", GROUP]
     _register(sagemaker, "Approved", None)
-    with pytest.raises(ChampionLookupError, match="no ModelMetrics.ModelQuality.Statistics"):
-        _evaluate_cli(tiny_dir, splits, tmp_path / "out", "--model-package-group", GROUP)
+    with caplog.at_level("ERROR"):
+        assert main(argv) == 1
+    assert "no ModelMetrics.ModelQuality.Statistics" in caplog.text
     _register(sagemaker, "Approved", "s3://artifacts/missing/evaluation.json")
-    with pytest.raises(ChampionLookupError, match="cannot read s3://artifacts/missing/evaluation.json"):
-        _evaluate_cli(tiny_dir, splits, tmp_path / "out", "--model-package-group", GROUP)
+    caplog.clear()
+    with caplog.at_level("ERROR"):
+        assert main(argv) == 1
+    assert "cannot read s3://artifacts/missing/evaluation.json" in caplog.text
+    assert not (tmp_path / "out" / "evaluation.json").exists()  # no verdict without the champion
 
 
 def test_build_report_leaves_out_tasks_without_test_rows():

@@ -24,7 +24,8 @@ import numpy as np
 
 from processing.schema import TASKS, example_model_input
 from processing.settings import add_settings_argument, load_sections
-from training.champion import RegisteredChampion, registered_champion
+from processing.workspace import in_sagemaker_job
+from training.champion import ChampionLookupError, RegisteredChampion, registered_champion
 from training.config import EvaluationConfig
 from training.example_rows import read_example_records
 from training.gate import GATE_TASKS, decide_gate
@@ -37,8 +38,6 @@ log = logging.getLogger("training.evaluate")
 EVALUATION_FILE = "evaluation.json"
 QUARANTINE_FILE = "quarantine.jsonl"
 CHAMPION_DIR_ENV = "FBRAIN_CHAMPION_MODEL_DIR"
-LOCAL_RUN_ENV = "FBRAIN_WORKSPACE"
-"""Set by the local runner (pipelines/local); its absence means the job runs on SageMaker or by hand."""
 BASELINE_NAME = "tfidf-logreg"
 HEADLINE_METRIC = {"sentiment": "macro_f1", "intent": "macro_f1", "aspects": "micro_f1"}
 """The one number per task that the baseline and champion deltas compare."""
@@ -110,11 +109,6 @@ def deltas(candidate: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[s
 
 
 # ----------------------------------------------------------------------------- champion
-def running_locally() -> bool:
-    """True inside the local runner (it sets LOCAL_RUN_ENV); on SageMaker the registry holds the champion."""
-    return bool(os.environ.get(LOCAL_RUN_ENV))
-
-
 def resolve_champion(scratch_dir: Path) -> Optional[tuple[Path, str]]:
     """Locally: (extracted champion model dir, display name) from CHAMPION_DIR_ENV, or None.
 
@@ -127,8 +121,10 @@ def resolve_champion(scratch_dir: Path) -> Optional[tuple[Path, str]]:
 
 
 def registry_champion(model_package_group: str) -> Optional[RegisteredChampion]:
-    """On SageMaker, with a model package group: the newest Approved package and its recorded evaluation."""
-    if not model_package_group or running_locally():
+    """Inside a SageMaker job, with a model package group: the newest Approved package and its recorded evaluation.
+
+    Locally (the embedded runner, or the module run by hand) the champion is CHAMPION_DIR_ENV's, or none."""
+    if not model_package_group or not in_sagemaker_job():
         return None
     return registered_champion(model_package_group)
 
@@ -330,7 +326,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     config = config_from_args(args)
-    evaluate(args.model_dir, args.test_dir, args.output_dir, args.train_dir or None, args.model_package_group, config)
+    try:
+        evaluate(args.model_dir, args.test_dir, args.output_dir, args.train_dir or None, args.model_package_group,
+                 config)
+    except ChampionLookupError as error:  # the gate cannot be decided without the champion: fail the step
+        log.error("champion lookup failed: %s", error)
+        return 1
     # The gate's verdict travels in evaluation.json; the step itself succeeds either way so
     # the pipeline's condition (not a crashed job) decides and the Fail step shows the message.
     return 0
