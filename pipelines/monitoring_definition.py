@@ -32,8 +32,9 @@ from sagemaker.core.workflow.parameters import ParameterString  # noqa: E402
 from sagemaker.mlops.workflow.pipeline import Pipeline  # noqa: E402
 from sagemaker.mlops.workflow.steps import ProcessingStep  # noqa: E402
 
-from monitoring.config import MonitoringConfig  # noqa: E402
-from pipelines.definition import _output_to, _s3_input, _step_output_uri, image_uri, module_command  # noqa: E402
+from pipelines.definition import (  # noqa: E402
+    _output_to, _s3_input, _step_output_uri, image_uri, module_command, section_with_parameters,
+)
 
 MONITOR_STEP = "MonitorCapturedTraffic"
 MONITOR_MODULE = "monitoring.monitor"
@@ -41,8 +42,6 @@ MONITOR_IMAGE_KIND = "processing"
 BASELINE_DIR = "/opt/ml/processing/baseline"
 MODEL_DIR = "/opt/ml/processing/model"
 RESULTS_OUTPUT = "results"
-MAX_ARGUMENT_CHARS = 256
-"""CreateProcessingJob's limit on one container argument."""
 PIPELINE_DESCRIPTION = "feedback-brain: text and prediction drift of the endpoint's captured traffic"
 
 CAPTURE_URI = "CaptureUri"
@@ -81,24 +80,6 @@ def monitoring_parameters(config: FeedbackBrainConfig) -> dict[str, ParameterStr
     }
 
 
-def changed_monitoring_settings(monitoring: MonitoringConfig) -> dict[str, Any]:
-    """The monitoring fields that differ from the defaults (the job starts from the same defaults)."""
-    defaults = MonitoringConfig()
-    return {f.name: getattr(monitoring, f.name) for f in dataclasses.fields(monitoring)
-            if getattr(monitoring, f.name) != getattr(defaults, f.name)}
-
-
-def _config_argument(monitoring: MonitoringConfig) -> list[str]:
-    changed = changed_monitoring_settings(monitoring)
-    if not changed:
-        return []
-    text = json.dumps(changed, sort_keys=True, separators=(",", ":"))
-    if len(text) > MAX_ARGUMENT_CHARS:
-        raise ValueError(f"the changed monitoring settings make a {len(text)}-character --config-json argument, over "
-                         f"SageMaker's {MAX_ARGUMENT_CHARS}: {sorted(changed)}")
-    return ["--config-json", text]
-
-
 def _monitor_step(config: FeedbackBrainConfig, session, params: dict[str, ParameterString]) -> ProcessingStep:
     monitoring = config.monitoring
     kms_key = config.aws.kms_key_id or None
@@ -129,8 +110,11 @@ def _monitor_step(config: FeedbackBrainConfig, session, params: dict[str, Parame
                    "--end-time", ExecutionVariables.START_DATETIME,
                    "--endpoint-name", config.aws.endpoint_name,
                    "--schedule-name", monitoring.pipeline_name,
-                   "--emit-drift-events", params[EMIT_DRIFT_EVENTS],
-                   *_config_argument(monitoring)],
+                   # The whole monitoring section; drift events and the instance type follow the parameters.
+                   *section_with_parameters("monitoring", monitoring, {
+                       "emit_drift_events": params[EMIT_DRIFT_EVENTS],
+                       "monitor_instance_type": params[INSTANCE_TYPE],
+                   })],
     )
     return ProcessingStep(name=MONITOR_STEP, step_args=step_args)
 

@@ -156,8 +156,11 @@ def test_local_store_uses_sagemaker_offline_layout_and_latest_online_record(tmp_
     reopened.close()
 
 
-def test_without_the_env_the_sagemaker_writer_is_used(monkeypatch):
+def test_without_the_env_the_sagemaker_writer_is_used_inside_a_sagemaker_job(monkeypatch):
+    import processing.feature_store as feature_store_module
+
     monkeypatch.delenv(LOCAL_STORE_ENV, raising=False)
+    monkeypatch.setattr(feature_store_module, "local_workspace", lambda: None)  # what a SageMaker job sees
     assert isinstance(open_feature_store(GROUP, client=_runtime_client()), SageMakerFeatureStoreWriter)
 
 
@@ -308,6 +311,8 @@ def test_processing_job_fails_when_the_group_is_missing_or_records_fail(tmp_path
     from processing import feature_engineering
 
     monkeypatch.delenv("FBRAIN_LOCAL_FEATURE_STORE", raising=False)
+    monkeypatch.setenv("FBRAIN_FEATURE_STORE", "sagemaker")  # PutRecord, as inside a SageMaker job
+    monkeypatch.setenv("FBRAIN_WORKSPACE", str(tmp_path / "ws"))  # the local salt secret lives there
     client = _runtime_client()
     real_client = boto3.client
     monkeypatch.setattr(boto3, "client", lambda service, *a, **k: client if service == "sagemaker-featurestore-runtime"

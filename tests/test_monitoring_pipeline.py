@@ -4,6 +4,7 @@ The local run of the monitoring pipeline is in test_monitoring.py (it reuses tha
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import boto3
@@ -12,6 +13,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from typer.testing import CliRunner
 
+from monitoring.config import MonitoringConfig
 from pipelines.cli import app
 from pipelines.validate import validate_definition
 
@@ -44,10 +46,17 @@ def test_definition_runs_the_monitor_in_the_processing_image_and_validates():
     assert application["ContainerEntrypoint"] == ["python3", "-m", "monitoring.monitor"]
     assert application["ImageUri"].endswith("/feedback-brain-processing:latest")
     container_arguments = application["ContainerArguments"]
-    flags = dict(zip(container_arguments[::2], container_arguments[1::2]))
+    settings = [a for a in container_arguments if isinstance(a, str) and a.startswith("--set=")]
+    joins = [a for a in container_arguments if isinstance(a, dict) and "Std:Join" in a]
+    flag_arguments = [a for a in container_arguments if a not in settings and a not in joins]
+    flags = dict(zip(flag_arguments[::2], flag_arguments[1::2]))
     assert flags["--end-time"] == {"Get": "Execution.StartDateTime"}  # the window ends where the execution starts
-    assert flags["--emit-drift-events"] == {"Get": "Parameters.EmitDriftEvents"}
-    assert json.loads(flags["--config-json"]) == {"window_hours": 3.0, "monitor_instance_type": "ml.c5.2xlarge"}
+    # The whole monitoring section reaches the job; drift events and the instance type follow the parameters.
+    assert "--set=monitoring.window_hours=3.0" in settings
+    joined = {a["Std:Join"]["Values"][1]: a["Std:Join"]["Values"][2] for a in joins}
+    assert joined == {"monitoring.emit_drift_events": {"Get": "Parameters.EmitDriftEvents"},
+                      "monitoring.monitor_instance_type": {"Get": "Parameters.MonitorInstanceType"}}
+    assert len(settings) + len(joined) == len(dataclasses.fields(MonitoringConfig))
     inputs = {i["InputName"]: i["S3Input"] for i in arguments["ProcessingInputs"]}
     assert inputs["capture"]["S3Uri"] == {"Get": "Parameters.CaptureUri"}
     assert inputs["capture"]["LocalPath"] == flags["--capture-dir"] == "/opt/ml/processing/input/endpoint"
@@ -62,17 +71,12 @@ def test_definition_runs_the_monitor_in_the_processing_image_and_validates():
     assert fbrain("monitor", "pipeline", "validate").exit_code == 0
 
 
-def test_configured_baseline_and_model_become_the_defaults_and_oversized_settings_are_refused():
+def test_configured_baseline_and_model_become_the_defaults():
     definition = json.loads(fbrain("--set", f"monitoring.baseline_uri={BASELINE_PREFIX}/",
                                    "--set", f"monitoring.model_data_uri={MODEL_DATA}",
                                    "monitor", "pipeline", "definition").output)
     parameters = {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]}
     assert parameters["BaselineUri"] == f"{BASELINE_PREFIX}/" and parameters["ModelDataUri"] == MODEL_DATA
-    from pipelines.config import load_config
-    from pipelines.monitoring_definition import monitoring_definition_json
-
-    with pytest.raises(ValueError, match="over SageMaker's 256"):
-        monitoring_definition_json(load_config(overrides=[f"monitoring.pii_placeholder_pattern={'x' * 300}"]))
 
 
 def test_champion_parameters_come_from_the_packages_drift_check_baselines():
