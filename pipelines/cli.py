@@ -35,13 +35,12 @@ def _config(ctx: typer.Context) -> FeedbackBrainConfig:
 
 
 def _parse_params(params: list[str]) -> dict[str, str]:
-    parsed = {}
-    for item in params:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise typer.BadParameter(f"--param {item!r} must look like Name=Value")
-        parsed[name.strip()] = value.strip()
-    return parsed
+    from pipelines.local.parameters import ParameterError, parse_assignments
+
+    try:
+        return parse_assignments(params)
+    except ParameterError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 @app.callback()

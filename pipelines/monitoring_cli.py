@@ -76,12 +76,16 @@ def run(
         typer.echo("on SageMaker the schedule starts the monitoring pipeline (`fbrain monitor rules apply`); "
                    "pass --local to run it here", err=True)
         raise typer.Exit(2)
-    from pipelines.cli import _parse_params
+    from pipelines.local.parameters import ParameterError, parse_assignments
     from pipelines.local_run import run_monitoring_locally
 
+    try:
+        parameters = parse_assignments(param)
+    except ParameterError as error:
+        raise typer.BadParameter(str(error)) from None
     config = _config(ctx)
     folder = Path(workspace) if workspace is not None else Path(config.local.workspace)
-    record = run_monitoring_locally(config, folder, _parse_params(param), no_cache=no_cache)
+    record = run_monitoring_locally(config, folder, parameters, no_cache=no_cache)
     raise typer.Exit(0 if record.status == "Succeeded" else 1)
 
 

@@ -497,7 +497,7 @@ def _ingest_in_child(features: pd.DataFrame, feature_group_name: str, results: A
         results.put(("ok", *_ingest(features, feature_group_name)))
     except FeatureStoreIngestionError as exc:  # the parent raises the same error, message intact
         results.put(("ingestion_error", str(exc), 0.0))
-    except BaseException as exc:  # reported to the parent, which fails the run with it
+    except BaseException as exc:  # noqa: BLE001 -- reported to the parent, which fails the run with it
         import traceback
 
         results.put(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", 0.0))

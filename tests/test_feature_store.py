@@ -215,7 +215,6 @@ def test_point_in_time_join_by_record_id_picks_the_version_valid_at_label_time()
 
 def test_vectorised_online_records_equal_to_record_per_row(tmp_path):
     """The local store builds online records column-wise: same strings as to_record, missing values left out."""
-    import json
 
     import numpy as np
 
