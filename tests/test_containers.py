@@ -211,7 +211,8 @@ def test_buildspec_runs_tests_builds_pushes_and_deploys_without_waiting(buildspe
     assert buildspec["env"]["variables"]["IMAGE_KINDS"].split() == list(IMAGE_KINDS)
     assert 'docker build -f "containers/${kind}/Dockerfile"' in commands and 'docker push "$image"' in commands
     assert '"${ECR_REGISTRY}/feedback-brain-${kind}:${IMAGE_TAG}"' in commands
-    for step in ("pipeline validate", "pipeline upsert", "pipeline start"):
+    for step in ("pipeline validate", "pipeline upsert", "pipeline start", "monitor pipeline validate",
+                 "monitor pipeline upsert", "monitor rules apply"):
         assert f"fbrain $(cat fbrain-ci.args) {step}" in commands
     assert "wait" not in commands.replace("without waiting", "")
 
