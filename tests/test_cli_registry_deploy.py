@@ -23,9 +23,8 @@ AWS_SETTINGS = ["--set", "aws.endpoint_instance_type=ml.c5.xlarge",
                 "--set", "aws.role_arn=arn:aws:iam::123456789012:role/feedback-brain-sagemaker"]
 
 
-def fbrain(*args: str, workspace: Path | None = None):
-    result = CliRunner().invoke(app, [*AWS_SETTINGS, *args], catch_exceptions=False)
-    return result
+def fbrain(*args: str):
+    return CliRunner().invoke(app, [*AWS_SETTINGS, *args])
 
 
 def _register(sagemaker, status: str) -> str:
@@ -153,10 +152,14 @@ def _local_version(workspace: Path, quality: float, status: str) -> None:
     (store.path(f"s3://b/{key}/model.tar.gz")).parent.mkdir(parents=True, exist_ok=True)
     store.path(f"s3://b/{key}/model.tar.gz").write_bytes(archive.getvalue())
     store.path(f"s3://b/{key}/evaluation.json").write_text(json.dumps({"gate": {"macro_f1": quality}}))
+    store.path(f"s3://b/{key}/baseline/statistics.json").parent.mkdir(parents=True)
+    store.path(f"s3://b/{key}/baseline/statistics.json").write_text(json.dumps({"label_maps": {}}))
     request = {"ModelPackageGroupName": GROUP, "ModelApprovalStatus": status,
                "InferenceSpecification": {"Containers": [{"Image": IMAGE, "ModelDataUrl": f"s3://b/{key}/model.tar.gz"}]},
                "ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json",
-                                                                "S3Uri": f"s3://b/{key}/evaluation.json"}}}}
+                                                                "S3Uri": f"s3://b/{key}/evaluation.json"}}},
+               "DriftCheckBaselines": {"ModelDataQuality": {"Statistics": {
+                   "ContentType": "application/json", "S3Uri": f"s3://b/{key}/baseline/statistics.json"}}}}
     register_model_package(workspace, request, store, RunnerSettings(), "exec", "RegisterModel")
 
 
@@ -186,3 +189,25 @@ def test_model_approve_locally_moves_the_champion_alias(tmp_path):
     assert resolve_champion(workspace, GROUP) is None
     result = fbrain("model", "approve", "7", "--workspace", str(workspace))
     assert result.exit_code == 2 and "has no version 7" in result.output
+
+
+def test_local_monitoring_follows_the_local_champion(tmp_path):
+    """`fbrain monitor pipeline run --local` without --param: the champion's baseline and model, no AWS events."""
+    from pipelines.config import load_config
+    from pipelines.local_run import local_monitoring_parameters
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    config = load_config()
+    with pytest.raises(SystemExit, match="no approved model"):
+        local_monitoring_parameters(config, workspace, {})
+    result = fbrain("monitor", "pipeline", "run", "--local", "--workspace", str(workspace))
+    assert result.exit_code != 0 and "no approved model" in str(result.exception or result.output)
+    _local_version(workspace, 0.7, "Approved")
+    _local_version(workspace, 0.8, "PendingManualApproval")
+    assert local_monitoring_parameters(config, workspace, {}) == {
+        "BaselineUri": "s3://b/runs/0.7/baseline/", "ModelDataUri": "s3://b/runs/0.7/model.tar.gz",
+        "EmitDriftEvents": "false"}
+    assert fbrain("model", "approve", "2", "--workspace", str(workspace)).exit_code == 0
+    assert local_monitoring_parameters(config, workspace, {"EmitDriftEvents": "true"})["BaselineUri"] == \
+        "s3://b/runs/0.8/baseline/"
