@@ -132,6 +132,12 @@ class MonitoringConfig:
     """Where a custom Model Monitor container writes metrics for SageMaker to publish (when enabled)."""
     metric_namespace: str = "aws/sagemaker/Endpoints/data-metrics"
     """CloudWatch namespace of the monitor's metrics (Model Monitor's own for endpoint data metrics)."""
+    put_metric_data: bool = False
+    """Send the window's metrics (metrics.json) to CloudWatch with PutMetricData from the job. The monitoring
+    pipeline's PublishMetrics parameter turns it on: SageMaker publishes the `cloudwatch_metrics_dir` files only
+    for Model Monitor schedules, not for a pipeline's processing job."""
+    put_metric_data_namespace: str = "feedback-brain/TextMonitor"
+    """CloudWatch namespace of the metrics the job sends itself (namespaces under AWS/ are reserved)."""
     emit_drift_events: bool = False
     """Send a drift event to EventBridge when violations exist (the monitoring pipeline's EmitDriftEvents parameter
     and the Model Monitor schedule turn it on; local runs write files only)."""

@@ -38,7 +38,7 @@ from monitoring.config import MonitoringConfig
 from processing.settings import add_settings_argument, load_sections, set_field
 from monitoring.drift import domain_classifier_auc
 from monitoring.features import monitored_statistics
-from monitoring.metrics import put_metric_data_request, window_metrics, write_cloudwatch_lines
+from monitoring.metrics import put_metric_data_request, send_metric_data, window_metrics, write_cloudwatch_lines
 from monitoring.prediction_features import ASPECT_SCORE_PREFIX, SENTIMENT_CONFIDENCE, INTENT_CONFIDENCE, columns_from_records
 from monitoring.results import (METRICS_FILE, QUARANTINE_FILE, VIOLATIONS_FILE, WINDOW_STATISTICS_FILE, MonitorInputs,
                                 MonitorResult)
@@ -164,6 +164,8 @@ def _run_monitor(inputs: MonitorInputs, config: MonitoringConfig, scratch: Path)
     (output / METRICS_FILE).write_text(json.dumps(request, indent=2), encoding="utf-8")
     if inputs.publish_cloudwatch_metrics:
         write_cloudwatch_lines(metrics, Path(config.cloudwatch_metrics_dir))
+    if config.put_metric_data:
+        send_metric_data(put_metric_data_request(config.put_metric_data_namespace, metrics))
     logger.info("monitoring window: %d texts, %d violations -> %s", len(texts), len(comparison.violations), output)
     result = MonitorResult(output, comparison.violations, comparison, len(texts), len(window.quarantined), metrics)
     if result.drift_detected and config.emit_drift_events:

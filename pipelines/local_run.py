@@ -136,12 +136,13 @@ def print_demo(config: FeedbackBrainConfig, workspace: Path) -> None:
 def local_monitoring_parameters(config: FeedbackBrainConfig, workspace: Path,
                                 parameters: dict[str, str]) -> dict[str, str]:
     """Parameters of a local monitoring run: the champion's baseline and model unless configured or given,
-    and no EventBridge events (a laptop has no account; `fbrain monitor triggers check` reads the results)."""
+    and no EventBridge events or CloudWatch metrics (a laptop has no account; `fbrain monitor triggers check`
+    reads the results)."""
     from pipelines.local.registry import champion_package_record
-    from pipelines.monitoring_definition import (CHAMPION_PARAMETERS, EMIT_DRIFT_EVENTS, champion_monitoring_parameters,
-                                                 configured_champion_parameters)
+    from pipelines.monitoring_definition import (CHAMPION_PARAMETERS, EMIT_DRIFT_EVENTS, PUBLISH_METRICS,
+                                                 champion_monitoring_parameters, configured_champion_parameters)
 
-    values = {EMIT_DRIFT_EVENTS: "false", **parameters}
+    values = {EMIT_DRIFT_EVENTS: "false", PUBLISH_METRICS: "false", **parameters}
     if all(name in values for name in CHAMPION_PARAMETERS):
         return values
     champion = configured_champion_parameters(config)

@@ -13,7 +13,8 @@ formats (constraint_violations.json, statistics.json) and container paths:
 
 The window is the `monitoring.window_hours` before the execution's start. With violations and
 EmitDriftEvents=true the job sends the ModelDriftDetected event that the drift-retrain rule turns
-into a training pipeline execution. The same JSON runs locally (`fbrain monitor pipeline run --local`).
+into a training pipeline execution; with PublishMetrics=true it sends the window's metrics to
+CloudWatch (`monitoring.put_metric_data_namespace`) for dashboards and alarms. The same JSON runs locally (`fbrain monitor pipeline run --local`).
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ CAPTURE_URI = "CaptureUri"
 BASELINE_URI = "BaselineUri"
 MODEL_DATA_URI = "ModelDataUri"
 EMIT_DRIFT_EVENTS = "EmitDriftEvents"
+PUBLISH_METRICS = "PublishMetrics"
 INSTANCE_TYPE = "MonitorInstanceType"
 CHAMPION_PARAMETERS = (BASELINE_URI, MODEL_DATA_URI)
 CHAMPION_NOT_SET = "champion-not-set"
@@ -76,6 +78,7 @@ def monitoring_parameters(config: FeedbackBrainConfig) -> dict[str, ParameterStr
         MODEL_DATA_URI: ParameterString(
             MODEL_DATA_URI, default_value=monitoring.model_data_uri or unset_champion_uri(config, MODEL_DATA_URI)),
         EMIT_DRIFT_EVENTS: ParameterString(EMIT_DRIFT_EVENTS, default_value="true", enum_values=["true", "false"]),
+        PUBLISH_METRICS: ParameterString(PUBLISH_METRICS, default_value="true", enum_values=["true", "false"]),
         INSTANCE_TYPE: ParameterString(INSTANCE_TYPE, default_value=monitoring.monitor_instance_type),
     }
 
@@ -113,6 +116,7 @@ def _monitor_step(config: FeedbackBrainConfig, session, params: dict[str, Parame
                    # The whole monitoring section; drift events and the instance type follow the parameters.
                    *section_with_parameters("monitoring", monitoring, {
                        "emit_drift_events": params[EMIT_DRIFT_EVENTS],
+                       "put_metric_data": params[PUBLISH_METRICS],
                        "monitor_instance_type": params[INSTANCE_TYPE],
                    })],
     )

@@ -207,7 +207,7 @@ def test_local_monitoring_follows_the_local_champion(tmp_path):
     _local_version(workspace, 0.8, "PendingManualApproval")
     assert local_monitoring_parameters(config, workspace, {}) == {
         "BaselineUri": "s3://b/runs/0.7/baseline/", "ModelDataUri": "s3://b/runs/0.7/model.tar.gz",
-        "EmitDriftEvents": "false"}
+        "EmitDriftEvents": "false", "PublishMetrics": "false"}
     assert fbrain("model", "approve", "2", "--workspace", str(workspace)).exit_code == 0
     assert local_monitoring_parameters(config, workspace, {"EmitDriftEvents": "true"})["BaselineUri"] == \
         "s3://b/runs/0.8/baseline/"

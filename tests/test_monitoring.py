@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from monitoring.baseline import compute_baseline
 from monitoring.config import MonitoringConfig
@@ -301,3 +301,20 @@ def test_monitoring_pipeline_runs_locally_and_its_drift_fires_the_local_trigger(
     triggered = CliRunner().invoke(app, ["monitor", "triggers", "check", "--workspace", str(workspace)])
     decision = json.loads(triggered.output)
     assert decision["fire"] is True and decision["violations_run"] == str(run_dir)
+
+
+def test_the_window_metrics_go_to_cloudwatch_when_put_metric_data_is_on(monitored, monkeypatch):
+    """The monitoring pipeline's PublishMetrics: the job sends metrics.json's request itself (Stubber)."""
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    real_client = boto3.client
+    monkeypatch.setattr(boto3, "client", lambda service, *a, **k: cloudwatch if service == "cloudwatch"
+                        else real_client(service, *a, **k))
+    config = MonitoringConfig(put_metric_data=True, window_max_records=40)
+    inputs = MonitorInputs.from_baseline_dir(str(monitored["baseline"].output_dir), str(monitored["captures"]["held_out"]),
+                                             str(monitored["root"] / "out_metrics"))
+    with Stubber(cloudwatch) as stub:
+        stub.add_response("put_metric_data", {}, {"Namespace": "feedback-brain/TextMonitor", "MetricData": ANY})
+        result = run_monitor(inputs, config)
+        stub.assert_no_pending_responses()
+    names = {m["MetricName"] for m in result.metrics}
+    assert {"constraint_violations_count", "monitored_texts_count"} <= names

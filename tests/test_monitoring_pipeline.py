@@ -55,6 +55,7 @@ def test_definition_runs_the_monitor_in_the_processing_image_and_validates():
     assert "--set=monitoring.window_hours=3.0" in settings
     joined = {a["Std:Join"]["Values"][1]: a["Std:Join"]["Values"][2] for a in joins}
     assert joined == {"monitoring.emit_drift_events": {"Get": "Parameters.EmitDriftEvents"},
+                      "monitoring.put_metric_data": {"Get": "Parameters.PublishMetrics"},
                       "monitoring.monitor_instance_type": {"Get": "Parameters.MonitorInstanceType"}}
     assert len(settings) + len(joined) == len(dataclasses.fields(MonitoringConfig))
     inputs = {i["InputName"]: i["S3Input"] for i in arguments["ProcessingInputs"]}
