@@ -79,16 +79,16 @@ class MonitoringConfig:
     looked up by `fbrain monitor rules apply` and `fbrain monitor pipeline run --local`."""
     model_data_uri: str = ""
     """model.tar.gz that embeds captured texts for embedding drift; empty: the newest Approved package's."""
-    scheduler_schedule_name: str = "feedback-brain-text-monitor"
-    """EventBridge Scheduler schedule that starts the monitoring pipeline (on `schedule_expression`)."""
     scheduler_group_name: str = "default"
     """EventBridge Scheduler schedule group of that schedule."""
     events_role_arn: str = ""
     """Role EventBridge rules and EventBridge Scheduler assume to call sagemaker:StartPipelineExecution;
     empty: arn:aws:iam::<caller's account>:role/<events_role_name>."""
 
-    # --- schedule (CreateMonitoringSchedule: only for accounts that still have Model Monitor) ---
+    # --- schedule (EventBridge Scheduler; CreateMonitoringSchedule only for accounts that still have Model Monitor) ---
     schedule_name: str = "feedback-brain-text-monitor"
+    """Name of the EventBridge Scheduler schedule that starts the monitoring pipeline (and of the optional Model
+    Monitor schedule); the `MonitoringSchedule` dimension of the monitor's metrics either way."""
     schedule_expression: str = "cron(0 * ? * * *)"
     """Monitoring schedule (both the EventBridge Scheduler schedule of the monitoring pipeline and the
     optional Model Monitor schedule): hourly."""

@@ -555,7 +555,7 @@ def monitoring_schedule_request(config: FeedbackBrainConfig, pipeline_arn: str, 
     """EventBridge Scheduler CreateSchedule/UpdateSchedule request: start the monitoring pipeline on schedule."""
     monitoring = config.monitoring
     return {
-        "Name": monitoring.scheduler_schedule_name,
+        "Name": monitoring.schedule_name,
         "GroupName": monitoring.scheduler_group_name,
         "ScheduleExpression": monitoring.schedule_expression,
         "FlexibleTimeWindow": {"Mode": "OFF"},

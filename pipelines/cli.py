@@ -263,8 +263,8 @@ def model_list(
 
         versions = list_model_versions(_workspace(ctx, workspace), config.aws.model_package_group)
     if not versions:
-        typer.echo(f"no versions of {config.aws.model_package_group} yet: run `fbrain pipeline run --local`"
-                   + (" on SageMaker (`fbrain pipeline start`)" if aws else ""), err=True)
+        how = "`fbrain pipeline start` registers one on SageMaker" if aws else "run `fbrain pipeline run --local`"
+        typer.echo(f"no versions of {config.aws.model_package_group} yet: {how}", err=True)
     typer.echo(json.dumps(versions, indent=2))
 
 

@@ -112,7 +112,7 @@ def _monitor_step(config: FeedbackBrainConfig, session, params: dict[str, Parame
                    "--output-dir", monitoring.results_local_path,
                    "--end-time", ExecutionVariables.START_DATETIME,
                    "--endpoint-name", config.aws.endpoint_name,
-                   "--schedule-name", monitoring.pipeline_name,
+                   "--schedule-name", monitoring.schedule_name,  # the metrics' MonitoringSchedule dimension
                    # The whole monitoring section; drift events and the instance type follow the parameters.
                    *section_with_parameters("monitoring", monitoring, {
                        "emit_drift_events": params[EMIT_DRIFT_EVENTS],
