@@ -33,7 +33,8 @@ from processing.cleaning import clean_text
 from processing.schema import EXAMPLE_COLUMNS, RecordValidationError, example_model_input, validate_record
 from processing.taxonomy import load_taxonomy
 from training.config import EvaluationConfig
-from training.evaluate import HEADLINE_METRIC, score_tasks
+from training.evaluate import loaded_aspect_thresholds, score_tasks
+from training.metrics import HEADLINE_METRIC
 from training.predict import load_model, predict_probabilities
 from training.tfidf_baseline import TfidfBaseline
 
@@ -159,9 +160,12 @@ def train_model(work_dir: Path, hyperparameters: dict[str, str]) -> tuple[Path, 
 
 
 # ----------------------------------------------------------------------------- scoring
-def headline_scores(examples: list[dict], probabilities: dict[str, np.ndarray], config: EvaluationConfig) -> dict:
+def headline_scores(examples: list[dict], probabilities: dict[str, np.ndarray], config: EvaluationConfig,
+                    aspect_thresholds: Optional[np.ndarray] = None) -> dict:
+    """Task -> (headline metric, rows), scored as evaluation scores (training.metrics); aspects decided
+    with `aspect_thresholds` (the trained model's; the baselines are judged with the same ones)."""
     label_maps = load_taxonomy().label_maps()
-    tasks = score_tasks(examples, probabilities, label_maps, config)
+    tasks = score_tasks(examples, probabilities, label_maps, config, aspect_thresholds)
     return {task: (detail["overall"][HEADLINE_METRIC[task]] if detail["overall"] else None, detail["rows"])
             for task, detail in tasks.items()}
 
@@ -275,17 +279,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.info("trained on %d rows x %d epochs in %.0fs (%.1f samples/s)", len(train), args.epochs,
                  training_seconds, len(train) * args.epochs / training_seconds)
     model = load_model(model_dir) if model_dir else None
+    thresholds = loaded_aspect_thresholds(model) if model else None
 
     ours, same, full = {}, {}, {}
     for source in SOURCES:
         test = splits[source.adapter]["test"]
         texts = [example_model_input(e) for e in test]
-        same[source.adapter] = headline_scores(test, baseline_same.predict_proba(texts), config)
-        full[source.adapter] = headline_scores(test, baseline_full.predict_proba(texts), config)
+        same[source.adapter] = headline_scores(test, baseline_same.predict_proba(texts), config, thresholds)
+        full[source.adapter] = headline_scores(test, baseline_full.predict_proba(texts), config, thresholds)
         # Without a model, the same-rows baseline stands in for "ours" so the table still prints.
         ours[source.adapter] = headline_scores(test, predict_probabilities(
-            model, texts, config.prediction_batch_size, 0, config.progress_every_batches), config) if model else \
-            same[source.adapter]
+            model, texts, config.prediction_batch_size, 0, config.progress_every_batches), config, thresholds) \
+            if model else same[source.adapter]
     rows = result_rows(splits, ours, same, full)
     table = format_table(rows)
     print(table)

@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from inference.config import ServingConfig  # noqa: E402
 from processing.schema import model_input_text  # noqa: E402
+from training.metrics import macro_f1  # noqa: E402
 
 logger = logging.getLogger("serving_latency")
 
@@ -261,9 +262,8 @@ def load_test(server: ServerProcess, texts: list[str], clients: int, seconds: fl
 
 def int8_vs_fp32(model_dir: Path, rows: list[dict], overrides: list[str]) -> dict:
     """Label agreement and, where rows carry labels, macro-F1 of int8 and fp32 (in this process), both with
-    the candidate's `--set` overrides (int8 scores depend on how texts are grouped into model calls)."""
-    from sklearn.metrics import f1_score
-
+    the candidate's `--set` overrides (int8 scores depend on how texts are grouped into model calls).
+    Macro-F1 is training.metrics.macro_f1, the definition evaluation and the gate use."""
     from inference.predictor import load_predictor
     from processing.settings import apply_overrides
 
@@ -285,8 +285,8 @@ def int8_vs_fp32(model_dir: Path, rows: list[dict], overrides: list[str]) -> dic
         labeled = [(i, r[task]) for i, r in enumerate(rows) if r.get(task)]
         if labeled:
             truth = [label for _, label in labeled]
-            report[f"{task}_macro_f1_fp32"] = float(f1_score(truth, [fp32[i] for i, _ in labeled], average="macro", zero_division=0))
-            report[f"{task}_macro_f1_int8"] = float(f1_score(truth, [int8[i] for i, _ in labeled], average="macro", zero_division=0))
+            report[f"{task}_macro_f1_fp32"] = macro_f1(truth, [fp32[i] for i, _ in labeled])
+            report[f"{task}_macro_f1_int8"] = macro_f1(truth, [int8[i] for i, _ in labeled])
     aspects_fp32 = [tuple(p["aspects"]["labels"]) for p in results["onnx"]]
     aspects_int8 = [tuple(p["aspects"]["labels"]) for p in results["onnx-int8"]]
     report["aspects_exact_agreement"] = float(np.mean([a == b for a, b in zip(aspects_fp32, aspects_int8)]))

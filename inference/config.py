@@ -39,8 +39,6 @@ class ServingConfig:
     calibrated (docs/results.md)."""
     torch_threads: int = 2
     """torch.set_num_threads for the PyTorch runtime on CPU."""
-    aspect_threshold: float = 0.5
-    """Default per-aspect probability threshold when fbrain_model.json carries none."""
     flag_lexicon: str = ""
     """Keyword lexicon file for the rule-based flags; empty means inference/lexicons/flags_v1.json."""
 

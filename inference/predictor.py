@@ -23,6 +23,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from inference.config import ServingConfig
+from training.metrics import aspect_decisions, model_aspect_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ class ModelCard:
     def from_model_dir(
         cls,
         model_dir: Path,
-        default_aspect_threshold: float,
         name: str | None = None,
         version: str | None = None,
     ) -> "ModelCard":
@@ -67,8 +67,12 @@ class ModelCard:
             label_maps = {task: list(raw["label_maps"][task]) for task in ("sentiment", "intent", "aspects")}
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ModelLoadError(f"{path}: needs label_maps with sentiment, intent and aspects ({error})") from None
-        thresholds = {a: float(default_aspect_threshold) for a in label_maps["aspects"]}
-        thresholds.update({k: float(v) for k, v in (raw.get("aspect_thresholds") or {}).items() if k in thresholds})
+        try:
+            # The threshold training stored with the model: evaluation and the gate judged it with this one.
+            vector = model_aspect_thresholds(raw, label_maps["aspects"])
+        except (TypeError, ValueError) as error:
+            raise ModelLoadError(f"{path}: {error}") from None
+        thresholds = dict(zip(label_maps["aspects"], vector.tolist()))
         return cls(
             name=name or str(raw.get("model_name") or raw.get("name") or Path(model_dir).resolve().name),
             version=str(version or raw.get("model_version") or raw.get("version") or "local"),
@@ -281,12 +285,13 @@ class BasePredictor:
         sentiment = _softmax(outputs["sentiment_logits"])
         intent = _softmax(outputs["intent_logits"])
         aspects = _sigmoid(outputs["aspect_logits"])
+        aspect_hits = aspect_decisions(aspects, self.aspect_threshold_vector)
         labels = self.card.label_maps
         model = {"name": self.card.name, "version": self.card.version, "runtime": self.runtime}
         results = []
         for i, text in enumerate(texts):
             s_idx, i_idx = int(sentiment[i].argmax()), int(intent[i].argmax())
-            chosen = [a for a, hit in zip(labels["aspects"], aspects[i] >= self.aspect_threshold_vector) if hit]
+            chosen = [a for a, hit in zip(labels["aspects"], aspect_hits[i]) if hit]
             intent_label, intent_score = labels["intent"][i_idx], float(intent[i][i_idx])
             result: dict[str, Any] = {
                 "sentiment": {
@@ -394,7 +399,7 @@ def load_predictor(
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelLoadError(f"model directory {model_dir} does not exist")
-    card = ModelCard.from_model_dir(model_dir, config.aspect_threshold, model_name, model_version)
+    card = ModelCard.from_model_dir(model_dir, model_name, model_version)
     if config.runtime == "torch":
         predictor: BasePredictor = TorchPredictor(model_dir, config, card)
     else:

@@ -36,6 +36,9 @@ STATISTICS_FILE = "statistics.json"
 CONSTRAINTS_FILE = "constraints.json"
 EMBEDDINGS_FILE = "embeddings.npy"
 QUARANTINE_FILE = "quarantine.jsonl"
+BASELINE_ASPECT_THRESHOLDS = "aspect_thresholds"
+"""statistics.json key: the baselined model's aspect thresholds, so the monitor's aspect rates
+decide aspects as the endpoint does (training.metrics.aspect_decisions)."""
 
 
 @dataclass
@@ -76,7 +79,8 @@ def compute_baseline(model_dir: str, train_dir: str, output_dir: str, config: Op
     statistics = monitored_statistics(
         columns, scores.label_maps, config, dataset_name="training",
         extra={"embedding_reference": {"file": EMBEDDINGS_FILE, "rows": int(reference_rows),
-                                       "dimension": int(scores.embeddings.shape[1])}},
+                                       "dimension": int(scores.embeddings.shape[1])},
+               BASELINE_ASPECT_THRESHOLDS: scorer.aspect_thresholds},
     )
     (output / STATISTICS_FILE).write_text(json.dumps(statistics, indent=2), encoding="utf-8")
     (output / CONSTRAINTS_FILE).write_text(json.dumps(build_constraints(statistics, config), indent=2), encoding="utf-8")

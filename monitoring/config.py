@@ -55,8 +55,6 @@ class MonitoringConfig:
     default, so baseline and traffic see the same model); falls back to `onnx` when the int8 file is absent."""
     scoring_batch_size: int = 64
     """Texts per model call."""
-    aspect_threshold: float = 0.5
-    """An aspect counts as present when its sigmoid score is at least this (aspect-rate metrics)."""
     baseline_max_records: int = 5000
     """The baseline uses at most this many training texts (a seeded sample beyond): plenty for 10-bucket
     distributions, and it bounds the step's time (language detection runs at ~100 texts/s on one core)."""

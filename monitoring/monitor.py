@@ -32,6 +32,7 @@ from typing import Any, Optional
 import numpy as np
 
 from monitoring.artifacts import local_path, resolve_model_dir
+from monitoring.baseline import BASELINE_ASPECT_THRESHOLDS
 from monitoring.capture_reader import CaptureWindow, parse_time, read_capture_window
 from monitoring.compare import Comparison, add_embedding_check, compare_window
 from monitoring.config import MonitoringConfig
@@ -44,6 +45,8 @@ from monitoring.results import (METRICS_FILE, QUARANTINE_FILE, VIOLATIONS_FILE, 
                                 MonitorResult)
 from monitoring.text_descriptors import TOKENIZER_FILE, TextDescriber
 from monitoring.triggers import emit_drift_event
+from inference.predictor import MODEL_CARD_FILE
+from training.metrics import METADATA_ASPECT_THRESHOLDS, aspect_decisions, model_aspect_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,20 @@ def _read_json(location: str, scratch: Path) -> dict[str, Any]:
     return json.loads(local_path(location, scratch).read_text(encoding="utf-8"))
 
 
-def _prediction_summary(columns: dict[str, list[Any]], aspect_threshold: float) -> dict[str, float]:
+def served_aspect_thresholds(
+    statistics: dict[str, Any], model_path: Optional[Path], aspects: list[str]
+) -> dict[str, float]:
+    """The monitored model's aspect thresholds: recorded in the baseline, else stored with the model."""
+    if statistics.get(BASELINE_ASPECT_THRESHOLDS):
+        metadata = {METADATA_ASPECT_THRESHOLDS: statistics[BASELINE_ASPECT_THRESHOLDS]}
+    elif model_path is not None:
+        metadata = json.loads((model_path / MODEL_CARD_FILE).read_text(encoding="utf-8"))
+    else:
+        metadata = {}  # a model saved before thresholds were stored: the endpoint uses the default too
+    return dict(zip(aspects, model_aspect_thresholds(metadata, aspects).tolist()))
+
+
+def _prediction_summary(columns: dict[str, list[Any]], aspect_thresholds: dict[str, float]) -> dict[str, float]:
     summary: dict[str, float] = {}
     for name in (SENTIMENT_CONFIDENCE, INTENT_CONFIDENCE):
         present = [v for v in columns[name] if v is not None]
@@ -65,7 +81,8 @@ def _prediction_summary(columns: dict[str, list[Any]], aspect_threshold: float) 
         present = [v for v in values if v is not None]
         if name.startswith(ASPECT_SCORE_PREFIX) and present:
             aspect = name.removeprefix(ASPECT_SCORE_PREFIX)
-            summary[f"prediction_aspect_rate_{aspect}"] = float(np.mean(np.asarray(present) >= aspect_threshold))
+            decided = aspect_decisions(np.asarray(present), aspect_thresholds[aspect])
+            summary[f"prediction_aspect_rate_{aspect}"] = float(np.mean(decided))
     return summary
 
 
@@ -158,7 +175,8 @@ def _run_monitor(inputs: MonitorInputs, config: MonitoringConfig, scratch: Path)
     summary = {"captured_texts_count": len(window.records), "monitored_texts_count": len(texts),
                "quarantined_capture_count": len(window.quarantined)}
     if texts:
-        summary.update(_prediction_summary(columns, config.aspect_threshold))
+        thresholds = served_aspect_thresholds(statistics, model_path, list(label_maps["aspects"]))
+        summary.update(_prediction_summary(columns, thresholds))
     metrics = window_metrics(comparison, summary, inputs.endpoint_name, inputs.schedule_name)
     request = put_metric_data_request(config.metric_namespace, metrics)
     (output / METRICS_FILE).write_text(json.dumps(request, indent=2), encoding="utf-8")

@@ -64,6 +64,8 @@ class ModelScorer:
         self._config = config
         self._predictor = load_scoring_predictor(self.model_dir, config)
         self.label_maps = self._predictor.card.label_maps
+        self.aspect_thresholds = dict(self._predictor.card.aspect_thresholds)
+        """The model's aspect decision thresholds, as the endpoint applies them."""
 
     def score(self, texts: Sequence[str]) -> ModelScores:
         if not texts:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from inference.config import GenerativeConfig, ServingConfig
 from monitoring.config import MonitoringConfig
+from pipelines.infrastructure_config import InfrastructureConfig
 from pipelines.local.settings import RunnerSettings
 from processing import settings
 from processing.config import ProcessingConfig
@@ -108,6 +109,7 @@ class FeedbackBrainConfig:
     aws: AwsConfig = field(default_factory=AwsConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     runner: RunnerSettings = field(default_factory=RunnerSettings)
+    infrastructure: InfrastructureConfig = field(default_factory=InfrastructureConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -99,7 +99,7 @@ def value_to_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, sort_keys=True)
+        return json.dumps(value, sort_keys=True, default=dataclasses.asdict)  # lists of sub-sections too
     return str(value)
 
 

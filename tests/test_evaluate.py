@@ -181,8 +181,11 @@ def test_evaluation_report_layout_per_source_baseline_and_quarantine(tiny_dir, s
         tasks["intent"]["overall"]["macro_f1"] - 1.0)
     assert on_disk["champion"] is None
     gate = on_disk["gate"]
-    assert gate["macro_f1"] == pytest.approx(
-        (tasks["sentiment"]["overall"]["macro_f1"] + tasks["intent"]["overall"]["macro_f1"]) / 2)
+    # The gate metric is the model score (training.metrics): every task's headline, aspects included.
+    assert gate["tasks"] == ["sentiment", "intent", "aspects"]
+    assert gate["macro_f1"] == pytest.approx((tasks["sentiment"]["overall"]["macro_f1"]
+                                              + tasks["intent"]["overall"]["macro_f1"]
+                                              + tasks["aspects"]["overall"]["micro_f1"]) / 3)
 
     quarantine = [json.loads(line) for line in (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()]
     assert len(quarantine) == 3 and on_disk["evaluation"]["quarantined_rows"] == 3
@@ -212,7 +215,8 @@ def test_local_champion_is_scored_on_the_same_rows(tiny_dir, splits, tmp_path, m
     assert champion["name"] == "weak"
     assert champion["tasks"]["intent"]["rows"] == report["tasks"]["intent"]["rows"]
     expected = (champion["tasks"]["sentiment"]["overall"]["macro_f1"]
-                + champion["tasks"]["intent"]["overall"]["macro_f1"]) / 2
+                + champion["tasks"]["intent"]["overall"]["macro_f1"]
+                + champion["tasks"]["aspects"]["overall"]["micro_f1"]) / 3
     assert report["gate"]["champion_macro_f1"] == pytest.approx(expected)
     assert report["baseline"] is None  # no --train-dir
 
@@ -256,10 +260,10 @@ def test_on_sagemaker_the_gate_compares_with_the_newest_approved_packages_record
     sagemaker, s3 = moto_registry
     own = _evaluate_cli(tiny_dir, splits, tmp_path / "first")
     assert own["champion"] is None  # no --model-package-group: no registry lookup
-    # The champion's recorded evaluation: the same report with perfect sentiment and intent.
+    # The champion's recorded evaluation: the same report with a perfect headline metric on every task.
     recorded = json.loads(json.dumps(own))
-    for task in ("sentiment", "intent"):
-        recorded["tasks"][task]["overall"]["macro_f1"] = 1.0
+    for task, metric in evaluate_module.HEADLINE_METRIC.items():
+        recorded["tasks"][task]["overall"][metric] = 1.0
     s3.put_object(Bucket="artifacts", Key="runs/2/evaluation.json", Body=json.dumps(recorded).encode())
     s3.put_object(Bucket="artifacts", Key="runs/1/evaluation.json", Body=json.dumps(own).encode())
     _register(sagemaker, "Approved", "s3://artifacts/runs/1/evaluation.json")

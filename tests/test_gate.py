@@ -40,9 +40,18 @@ def test_within_tolerance_passes_and_missing_tasks_are_left_out():
 
 
 def test_nothing_scored_never_passes():
-    decision = decide_gate({"sentiment": None, "intent": None, "aspects": 0.9}, 0.0, 0.02)
+    decision = decide_gate({"sentiment": None, "intent": None, "aspects": None}, 0.0, 0.02)
     assert not decision.passed and decision.macro_f1 == 0.0
     assert "no rows labeled" in decision.message
+
+
+def test_the_gate_metric_is_the_model_score_that_selects_epochs():
+    """Aspects are gated as they are selected on: a model with a broken aspect head is blocked."""
+    decision = decide_gate({"sentiment": 0.9, "intent": 0.8, "aspects": 0.1}, 0.6, 0.02)
+    assert decision.tasks == ["sentiment", "intent", "aspects"]
+    assert decision.macro_f1 == pytest.approx(0.6) and decision.passed
+    broken = decide_gate({"sentiment": 0.9, "intent": 0.8, "aspects": 0.0}, 0.6, 0.02)
+    assert not broken.passed and "below the threshold" in broken.message
 
 
 @pytest.fixture(scope="module")

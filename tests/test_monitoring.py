@@ -250,6 +250,31 @@ def test_monitor_entry_point_follows_the_sagemaker_container_contract(monitored,
     assert [json.loads(line) for line in published] == metrics
 
 
+def test_aspect_rates_decide_aspects_with_the_thresholds_of_the_baselined_model(monitored, tmp_path):
+    """The baseline records the served model's aspect thresholds (training.metrics); the monitor's
+    `prediction_aspect_rate_*` metrics decide captured aspect scores with them."""
+    import shutil
+
+    from inference.predictor import ModelCard
+
+    statistics = json.loads((monitored["baseline"].output_dir / "statistics.json").read_text())
+    aspects = statistics["label_maps"]["aspects"]
+    assert statistics["aspect_thresholds"] == ModelCard.from_model_dir(monitored["model"]).aspect_thresholds
+    rates = {}
+    for threshold in (0.001, 0.999):
+        baseline = tmp_path / f"baseline-{threshold}"
+        shutil.copytree(monitored["baseline"].output_dir, baseline)
+        statistics["aspect_thresholds"] = dict.fromkeys(aspects, threshold)
+        (baseline / "statistics.json").write_text(json.dumps(statistics))
+        inputs = MonitorInputs.from_baseline_dir(str(baseline), str(monitored["captures"]["held_out"]),
+                                                 str(tmp_path / f"out-{threshold}"))
+        result = run_monitor(inputs, MonitoringConfig())
+        rates[threshold] = {m["MetricName"]: m["Value"] for m in result.metrics
+                            if m["MetricName"].startswith("prediction_aspect_rate_")}
+        assert set(rates[threshold]) == {f"prediction_aspect_rate_{aspect}" for aspect in aspects}
+    assert set(rates[0.001].values()) == {1.0} and set(rates[0.999].values()) == {0.0}
+
+
 def test_malformed_capture_lines_are_quarantined_not_dropped(monitored, tmp_path):
     capture = tmp_path / "capture" / "feedback-brain" / "AllTraffic" / "2026" / "11" / "23" / "08"
     capture.mkdir(parents=True)

@@ -54,7 +54,7 @@ def test_sagemaker_contract_run_writes_the_model_layout_and_metric_lines(
     config_dir.mkdir()
     hyperparameters = {"backbone": tiny_backbone, "epochs": "2", "learning_rate": "0.001", "max_seq_length": "48",
                        "batch_size": "16", "seed": "5", "head_learning_rate": "0.005", "early_stopping_patience": "0",
-                       "sagemaker_program": "train.py"}
+                       "aspect_threshold": "0.4", "sagemaker_program": "train.py"}
     (config_dir / "hyperparameters.json").write_text(json.dumps(hyperparameters))
     for name, value in {
         "SM_INPUT_CONFIG_DIR": config_dir, "SM_CHANNEL_TRAIN": tiny_examples_dir / "train",
@@ -70,6 +70,10 @@ def test_sagemaker_contract_run_writes_the_model_layout_and_metric_lines(
         assert (model_dir / name).is_file(), name
     metadata = json.loads((model_dir / "fbrain_model.json").read_text())
     assert metadata["max_seq_length"] == 48 and metadata["metrics"]["epochs_run"] == 2
+    # The aspect threshold travels with the model: the endpoint, evaluation and parity read it there.
+    assert metadata["aspect_threshold"] == 0.4
+    parity = json.loads((model_dir / "onnx" / "parity.json").read_text())
+    assert set(parity["aspect_thresholds"].values()) == {0.4}
     summary = json.loads((tmp_path / "output" / "training_summary.json").read_text())
     assert summary["config"]["seed"] == 5 and len(summary["history"]) == 2
     logged = capsys.readouterr().out
@@ -123,6 +127,24 @@ def test_early_stopping_stops_when_validation_does_not_improve(tmp_path, tiny_ex
     result = train(config, run_paths(tmp_path, tiny_examples_dir))
     assert result.epochs_run == 2
     assert result.metrics["best_epoch"] == 1
+
+
+def test_the_saved_epoch_is_the_one_with_the_best_model_score(tmp_path, tiny_examples_dir, tiny_backbone, monkeypatch):
+    """Epoch selection goes through training.metrics.model_score, the gate's metric: a score that
+    favours the first epoch keeps the first epoch, fed with the per-task validation headlines."""
+    scores, seen = iter([0.9, 0.2]), []
+
+    def first_epoch_best(headlines):
+        seen.append(dict(headlines))
+        return next(scores), list(headlines)
+
+    monkeypatch.setattr(train_module, "model_score", first_epoch_best)
+    result = train(quick_config(tiny_backbone, epochs=2), run_paths(tmp_path, tiny_examples_dir))
+    assert [h["val_macro_f1"] for h in result.history] == [0.9, 0.2]
+    assert result.metrics["best_epoch"] == 1 and result.metrics["val_macro_f1"] == 0.9
+    first = result.history[0]
+    assert seen[0]["sentiment"] == first["val_sentiment_macro_f1"]
+    assert seen[0]["aspects"] == first["val_aspect_micro_f1"]
 
 
 def test_settings_precedence_defaults_hyperparameters_then_flags(tmp_path, monkeypatch):

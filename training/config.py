@@ -64,7 +64,10 @@ class TrainingConfig:
     eval_batch_size: int = 64
     """Examples per forward pass during validation."""
     early_stopping_patience: int = 2
-    """Epochs without a better validation macro-F1 before training stops; 0 disables."""
+    """Epochs without a better validation model score (training.metrics.model_score) before training stops; 0 disables."""
+    aspect_threshold: float = 0.5
+    """Sigmoid probability at which an aspect is predicted. Stored with the model (fbrain_model.json), so
+    epoch selection, evaluation, export parity, the endpoint and the monitor all decide aspects with it."""
     log_every_steps: int = 10
     """Optimizer steps between progress lines (loss, samples/s)."""
     mixed_precision: Literal["auto", "bf16", "fp16", "no"] = "auto"
@@ -84,15 +87,13 @@ class TrainingConfig:
 @settings_section
 class EvaluationConfig:
     macro_f1_threshold: float = 0.6
-    """Candidate's gate metric must be at or above this to be registered."""
+    """Candidate's gate metric (training.metrics.model_score on the test split) must be at or above this to be registered."""
     regression_tolerance: float = 0.02
     """Candidate may be at most this much worse than the registered champion."""
     prediction_batch_size: int = 64
     """Texts per forward pass when scoring a model on the test split."""
     max_seq_length: int = 0
     """Token limit when scoring; 0 means the `max_seq_length` stored with the model."""
-    aspect_threshold: float = 0.5
-    """An aspect is predicted present when its sigmoid probability reaches this."""
     calibration_bins: int = 10
     """Equal-width confidence bins of the expected calibration error."""
     bootstrap_rounds: int = 30

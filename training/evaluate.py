@@ -28,8 +28,15 @@ from processing.workspace import in_sagemaker_job
 from training.champion import ChampionLookupError, RegisteredChampion, registered_champion
 from training.config import EvaluationConfig
 from training.example_rows import read_example_records
-from training.gate import GATE_TASKS, decide_gate
-from training.metrics import multi_label_report, sagemaker_multiclass_metrics, single_label_report
+from training.gate import decide_gate
+from training.metrics import (
+    DEFAULT_ASPECT_THRESHOLD,
+    HEADLINE_METRIC,
+    model_aspect_thresholds,
+    multi_label_report,
+    sagemaker_multiclass_metrics,
+    single_label_report,
+)
 from training.predict import LoadedModel, load_model, predict_probabilities, resolve_model_dir
 from training.tfidf_baseline import TfidfBaseline, rows_labeled_for
 
@@ -39,16 +46,16 @@ EVALUATION_FILE = "evaluation.json"
 QUARANTINE_FILE = "quarantine.jsonl"
 CHAMPION_DIR_ENV = "FBRAIN_CHAMPION_MODEL_DIR"
 BASELINE_NAME = "tfidf-logreg"
-HEADLINE_METRIC = {"sentiment": "macro_f1", "intent": "macro_f1", "aspects": "micro_f1"}
-"""The one number per task that the baseline and champion deltas compare."""
-
 Probabilities = Mapping[str, np.ndarray]
+AspectThresholds = Optional[np.ndarray | float]
+"""A model's aspect thresholds (`training.metrics.model_aspect_thresholds`); None: the default,
+as the endpoint uses for a model saved without one (and for the TF-IDF baseline)."""
 
 
 # ----------------------------------------------------------------------------- scoring
 def _task_report(
     task: str, rows: list[int], examples: Sequence[Mapping[str, Any]], probabilities: np.ndarray,
-    labels: Sequence[str], config: EvaluationConfig,
+    labels: Sequence[str], config: EvaluationConfig, aspect_thresholds: AspectThresholds,
 ) -> dict[str, Any]:
     if task == "aspects":
         index = {name: k for k, name in enumerate(labels)}
@@ -56,16 +63,19 @@ def _task_report(
         for r, i in enumerate(rows):
             for aspect in examples[i]["aspects"]:
                 truth[r, index[aspect]] = 1
-        return multi_label_report(truth, probabilities[rows], labels, config.aspect_threshold, config.calibration_bins)
+        thresholds = DEFAULT_ASPECT_THRESHOLD if aspect_thresholds is None else aspect_thresholds
+        return multi_label_report(truth, probabilities[rows], labels, thresholds, config.calibration_bins)
     truth = np.array([list(labels).index(examples[i][task]) for i in rows], dtype=int)
     return single_label_report(truth, probabilities[rows], labels, config.calibration_bins)
 
 
 def score_tasks(
     examples: Sequence[Mapping[str, Any]], probabilities: Probabilities,
-    label_maps: Mapping[str, Sequence[str]], config: EvaluationConfig,
+    label_maps: Mapping[str, Sequence[str]], config: EvaluationConfig, aspect_thresholds: AspectThresholds = None,
 ) -> dict[str, Any]:
     """Per task: `overall` and `by_source` reports over the rows labeled for that task.
+
+    Aspects are decided with `aspect_thresholds`, the scored model's own (as it is served).
 
     A task with no labeled rows (or no predictions) is reported as `{"rows": 0}` so readers
     can tell "not measured" from "scored zero".
@@ -82,9 +92,10 @@ def score_tasks(
         labels = label_maps[task]
         tasks[task] = {
             "rows": len(rows),
-            "overall": _task_report(task, rows, examples, probabilities[task], labels, config),
+            "overall": _task_report(task, rows, examples, probabilities[task], labels, config, aspect_thresholds),
             "by_source": {
-                source: _task_report(task, source_rows, examples, probabilities[task], labels, config)
+                source: _task_report(task, source_rows, examples, probabilities[task], labels, config,
+                                     aspect_thresholds)
                 for source, source_rows in sorted(by_source.items())
             },
         }
@@ -130,6 +141,11 @@ def registry_champion(model_package_group: str) -> Optional[RegisteredChampion]:
 
 
 # ----------------------------------------------------------------------------- the report
+def loaded_aspect_thresholds(loaded: LoadedModel) -> np.ndarray:
+    """The aspect thresholds stored with a loaded model (fbrain_model.json), as the endpoint reads them."""
+    return model_aspect_thresholds(loaded.metadata, loaded.label_maps["aspects"])
+
+
 def _score_model(
     loaded: LoadedModel, examples: Sequence[Mapping[str, Any]], label_maps: Mapping[str, Sequence[str]],
     config: EvaluationConfig,
@@ -141,7 +157,7 @@ def _score_model(
         loaded, [example_model_input(e) for e in examples], config.prediction_batch_size, config.max_seq_length,
         config.progress_every_batches,
     )
-    return probabilities, score_tasks(examples, probabilities, label_maps, config)
+    return probabilities, score_tasks(examples, probabilities, label_maps, config, loaded_aspect_thresholds(loaded))
 
 
 def build_report(
@@ -152,13 +168,17 @@ def build_report(
     baseline_probabilities: Optional[Probabilities] = None,
     champion_probabilities: Optional[Probabilities] = None,
     champion_name: Optional[str] = None,
+    aspect_thresholds: AspectThresholds = None,
+    champion_aspect_thresholds: AspectThresholds = None,
     champion_recorded_tasks: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
     """evaluation.json as a dict, from predictions already made on `examples`.
 
+    Each model's aspects are decided with its own thresholds; the baseline uses the candidate's.
     The champion is either scored here (`champion_probabilities`, locally) or known by the `tasks`
-    of the evaluation recorded when it was registered (`champion_recorded_tasks`, on SageMaker)."""
-    tasks = score_tasks(examples, candidate_probabilities, label_maps, config)
+    of the evaluation recorded when it was registered (`champion_recorded_tasks`, on SageMaker).
+    """
+    tasks = score_tasks(examples, candidate_probabilities, label_maps, config, aspect_thresholds)
     sentiment_rows = rows_labeled_for(examples, "sentiment")
     if sentiment_rows and "sentiment" in candidate_probabilities:
         labels = label_maps["sentiment"]
@@ -172,23 +192,22 @@ def build_report(
 
     baseline = None
     if baseline_probabilities is not None:
-        baseline_tasks = score_tasks(examples, baseline_probabilities, label_maps, config)
+        baseline_tasks = score_tasks(examples, baseline_probabilities, label_maps, config, aspect_thresholds)
         baseline = {"model": BASELINE_NAME, "tasks": baseline_tasks, "delta": deltas(tasks, baseline_tasks)}
 
     champion = None
-    champion_macro = None
+    champion_scores = None
     if champion_probabilities is not None:
-        champion_tasks = score_tasks(examples, champion_probabilities, label_maps, config)
-        champion_macro = {task: headline(champion_tasks)[task] for task in GATE_TASKS}
+        champion_tasks = score_tasks(examples, champion_probabilities, label_maps, config, champion_aspect_thresholds)
+        champion_scores = headline(champion_tasks)
         champion = {"name": champion_name, "tasks": champion_tasks, "delta": deltas(tasks, champion_tasks)}
     elif champion_recorded_tasks is not None:
-        champion_macro = {task: headline(champion_recorded_tasks).get(task) for task in GATE_TASKS}
+        champion_scores = headline(champion_recorded_tasks)
         champion = {"name": champion_name, "source": "recorded at registration",
                     "delta": deltas(tasks, champion_recorded_tasks)}
 
-    candidate_macro = {task: headline(tasks)[task] for task in GATE_TASKS}
     gate = decide_gate(
-        candidate_macro, config.macro_f1_threshold, config.regression_tolerance, champion_macro, champion_name
+        headline(tasks), config.macro_f1_threshold, config.regression_tolerance, champion_scores, champion_name
     )
     if champion is not None:
         champion["macro_f1"] = gate.champion_macro_f1
@@ -236,7 +255,7 @@ def evaluate(
         else:
             log.warning("no training split given (--train-dir %s): baseline is null", train_dir)
 
-        champion_probabilities, champion_name = None, None
+        champion_probabilities, champion_name, champion_thresholds = None, None, None
         champion = resolve_champion(scratch_dir)
         champion_skipped = None
         if champion is not None:
@@ -250,6 +269,7 @@ def evaluate(
             else:
                 log.info("scoring champion %s on the same %d test rows", champion_name, len(examples))
                 champion_probabilities, _ = _score_model(champion_model, examples, label_maps, config)
+                champion_thresholds = loaded_aspect_thresholds(champion_model)
 
     recorded = registry_champion(model_package_group) if champion is None else None
     recorded_tasks = None
@@ -266,7 +286,7 @@ def evaluate(
     report = build_report(
         examples, candidate_probabilities, label_maps, config,
         baseline_probabilities, champion_probabilities, champion_name if not champion_skipped else None,
-        recorded_tasks,
+        loaded_aspect_thresholds(loaded), champion_thresholds, recorded_tasks,
     )
     if recorded is not None and report["champion"] is not None:
         report["champion"].update({"model_package_arn": recorded.package.arn,

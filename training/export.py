@@ -5,7 +5,8 @@ Outputs: `sentiment_logits`, `intent_logits`, `aspect_logits`, `embedding`; inpu
 `input_ids`, `attention_mask` (+ `token_type_ids` when the tokenizer makes them); batch and
 sequence axes are dynamic. Parity compares ONNX Runtime against PyTorch on the same texts:
 label agreement per task, max logit difference and, when labels are given, the macro-F1
-difference, so serving can trust the int8 model or see why not.
+difference, so serving can trust the int8 model or see why not. Decisions and macro-F1 come
+from training.metrics (the model's own aspect thresholds, the evaluation's macro-F1).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from processing.schema import TASKS
+from training.metrics import predicted_labels, task_f1
 from training.model import HEAD_NAMES, OUTPUT_NAMES, MultiTaskClassifier
 
 logger = logging.getLogger(__name__)
@@ -32,8 +34,6 @@ PARITY_FILE = "parity.json"
 EMBEDDING_OUTPUT = "embedding"
 OUTPUT_ORDER = (OUTPUT_NAMES["sentiment"], OUTPUT_NAMES["intent"], OUTPUT_NAMES["aspects"], EMBEDDING_OUTPUT)
 ONNX_OPSET = 17
-ASPECT_THRESHOLD = 0.5
-"""Sigmoid probability above which an aspect counts as predicted (parity only compares decisions)."""
 EXPORT_EXAMPLE_TEXTS = ("The parcel arrived late and the box was crushed.", "Love it!")
 """Trace inputs for the exporter: two texts of different lengths so no axis is specialised."""
 PARITY_SMOKE_TEXTS = (
@@ -55,6 +55,7 @@ class TaskParity:
     """Share of texts whose predicted label (aspects: every aspect decision) matches PyTorch."""
     max_abs_logit_diff: float
     macro_f1_torch: Optional[float] = None
+    """training.metrics' macro-F1 (aspects: over the aspects the labels cover) of PyTorch's decisions."""
     macro_f1_onnx: Optional[float] = None
     macro_f1_diff: Optional[float] = None
 
@@ -202,18 +203,10 @@ def _onnx_outputs(path: Path, encoded: dict[str, np.ndarray]) -> dict[str, np.nd
     return dict(zip(OUTPUT_ORDER, values))
 
 
-def _decisions(task: str, logits: np.ndarray) -> np.ndarray:
-    if task == "aspects":
-        return (1.0 / (1.0 + np.exp(-logits)) >= ASPECT_THRESHOLD).astype(np.int64)
-    return logits.argmax(axis=-1)
-
-
-def _macro_f1(task: str, truth: Sequence, predicted: np.ndarray, n_labels: int) -> float:
-    from sklearn.metrics import f1_score
-
-    if task == "aspects":
-        return float(f1_score(np.asarray(truth), predicted, average="macro", zero_division=0))
-    return float(f1_score(list(truth), list(predicted), labels=list(range(n_labels)), average="macro", zero_division=0))
+def _decisions(task: str, logits: np.ndarray, aspect_thresholds: np.ndarray) -> np.ndarray:
+    """The served decisions from raw logits (softmax keeps the argmax; aspects: sigmoid vs threshold)."""
+    probabilities = 1.0 / (1.0 + np.exp(-logits)) if task == "aspects" else logits
+    return predicted_labels(task, probabilities, aspect_thresholds)
 
 
 def compare(
@@ -242,9 +235,11 @@ def compare(
             chunks[key].append(value)
     onnx_out = {k: np.concatenate(v) for k, v in chunks.items()}
     report = ParityReport(model=name, n_texts=len(texts))
+    thresholds = model.aspect_thresholds()
     for task in TASKS:
         key = OUTPUT_NAMES[task]
-        reference, candidate = _decisions(task, torch_out[key]), _decisions(task, onnx_out[key])
+        reference = _decisions(task, torch_out[key], thresholds)
+        candidate = _decisions(task, onnx_out[key], thresholds)
         agreement = reference == candidate
         if task == "aspects":
             agreement = agreement.all(axis=1)
@@ -256,10 +251,9 @@ def compare(
         if task_labels is not None:
             rows = [i for i, value in enumerate(task_labels) if value is not None]
             if rows:
-                truth = [task_labels[i] for i in rows]
-                n_labels = len(model.label_maps[task])
-                parity.macro_f1_torch = _macro_f1(task, truth, reference[rows], n_labels)
-                parity.macro_f1_onnx = _macro_f1(task, truth, candidate[rows], n_labels)
+                truth = np.asarray([task_labels[i] for i in rows])
+                parity.macro_f1_torch = task_f1(task, truth, reference[rows])["macro_f1"]
+                parity.macro_f1_onnx = task_f1(task, truth, candidate[rows])["macro_f1"]
                 parity.macro_f1_diff = parity.macro_f1_onnx - parity.macro_f1_torch
         report.tasks[task] = parity
     report.max_abs_embedding_diff = float(np.abs(torch_out[EMBEDDING_OUTPUT] - onnx_out[EMBEDDING_OUTPUT]).max())
@@ -283,7 +277,9 @@ def export_model(
     texts = list(texts) if texts else list(PARITY_SMOKE_TEXTS)
     reports = [compare(model, fp32_path, texts, labels, "fp32"), compare(model, int8_path, texts, labels, "int8")]
     (onnx_dir / PARITY_FILE).write_text(
-        json.dumps({"reports": [asdict(r) for r in reports], "aspect_threshold": ASPECT_THRESHOLD}, indent=2),
+        json.dumps({"reports": [asdict(r) for r in reports],
+                    "aspect_thresholds": dict(zip(model.label_maps["aspects"], model.aspect_thresholds().tolist()))},
+                   indent=2),
         encoding="utf-8",
     )
     seconds = time.perf_counter() - started

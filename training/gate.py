@@ -9,17 +9,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional
 
+from training.metrics import SCORED_TASKS, model_score
+
 GATE_METRIC = "macro_f1"
-GATE_TASKS = ("sentiment", "intent")
-"""Tasks whose macro-F1 is averaged into the gate metric (aspects are reported, not gated)."""
+"""Name of the gate metric in evaluation.json (`gate.macro_f1`): the test split's model score,
+the same `training.metrics.model_score` that chooses training's saved epoch on validation."""
 
 
 @dataclass
 class GateDecision:
     metric: str
     macro_f1: float
-    """Mean macro-F1 of the gated tasks that have labeled test rows; 0.0 when none has
-    (the pipeline's JsonGet condition needs a number, and nothing scored must not pass)."""
+    """Model score: mean headline metric (sentiment and intent macro-F1, aspect micro-F1) of the
+    tasks that have labeled test rows; 0.0 when none has (the pipeline's JsonGet condition needs
+    a number, and nothing scored must not pass)."""
     tasks: list[str]
     """Which tasks entered the mean."""
     threshold: float
@@ -34,36 +37,28 @@ class GateDecision:
         return asdict(self)
 
 
-def gate_macro_f1(task_macro_f1: Mapping[str, Optional[float]]) -> tuple[Optional[float], list[str]]:
-    """Mean macro-F1 over the gated tasks that were scored (value not None)."""
-    used = [task for task in GATE_TASKS if task_macro_f1.get(task) is not None]
-    if not used:
-        return None, []
-    return sum(float(task_macro_f1[task]) for task in used) / len(used), used
-
-
 def decide_gate(
-    task_macro_f1: Mapping[str, Optional[float]],
+    task_scores: Mapping[str, Optional[float]],
     threshold: float,
     tolerance: float,
-    champion_task_macro_f1: Optional[Mapping[str, Optional[float]]] = None,
+    champion_task_scores: Optional[Mapping[str, Optional[float]]] = None,
     champion_name: Optional[str] = None,
 ) -> GateDecision:
     """Pass when the candidate reaches `threshold` and is not worse than champion - tolerance.
 
-    The champion's metric is averaged over the same tasks as the candidate's, so both are
-    judged on the same rows.
+    `task_scores` maps a task to its headline metric (None: not measured). The champion's
+    score is averaged over the same tasks as the candidate's, so both are judged on the same rows.
     """
-    macro_f1, used = gate_macro_f1(task_macro_f1)
+    macro_f1, used = model_score(task_scores)
     champion_macro_f1 = None
-    if champion_task_macro_f1 is not None and used:
-        champion_scores = [champion_task_macro_f1.get(task) for task in used]
-        if all(score is not None for score in champion_scores):
-            champion_macro_f1 = sum(float(s) for s in champion_scores) / len(champion_scores)
+    if champion_task_scores is not None and used:
+        champion_used = {task: champion_task_scores.get(task) for task in used}
+        if all(score is not None for score in champion_used.values()):
+            champion_macro_f1, _ = model_score(champion_used)
     problems = []
     if macro_f1 is None:
         problems.append(
-            f"{GATE_METRIC} cannot be computed: the test split has no rows labeled for {' or '.join(GATE_TASKS)}"
+            f"{GATE_METRIC} cannot be computed: the test split has no rows labeled for {' or '.join(SCORED_TASKS)}"
         )
         meets_threshold = False
     else:

@@ -12,7 +12,7 @@ clustering get a good `embedding` output). `cls` is available for encoders train
 
 Saved layout (see docs/contracts.md): `config.json` (encoder config + per-task id2label /
 label2id), `model.safetensors`, tokenizer files, `fbrain_model.json` (label maps, taxonomy
-version, backbone, max_seq_length, training metrics).
+version, backbone, max_seq_length, aspect decision threshold, training metrics).
 """
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ from transformers.utils import ModelOutput
 from processing.schema import TASKS
 from processing.taxonomy import CURRENT_VERSION, load_taxonomy
 from training.backbone import resolve_backbone
+from training.metrics import (
+    DEFAULT_ASPECT_THRESHOLD,
+    METADATA_ASPECT_THRESHOLD,
+    METADATA_ASPECT_THRESHOLDS,
+    model_aspect_thresholds,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +134,10 @@ class MultiTaskClassifier(nn.Module):
         self.max_seq_length = max_seq_length
         self.tokenizer = tokenizer
         self.metrics: dict[str, Any] = {}
+        self.aspect_threshold = DEFAULT_ASPECT_THRESHOLD
+        """Aspect decision threshold, saved in fbrain_model.json (training sets it from its config)."""
+        self.aspect_threshold_overrides: dict[str, float] = {}
+        """Per-aspect thresholds read from fbrain_model.json's `aspect_thresholds`, kept on save."""
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(head_dropout)
         self.sentiment_head = nn.Linear(hidden, len(self.label_maps["sentiment"]))
@@ -305,9 +315,15 @@ class MultiTaskClassifier(nn.Module):
             "backbone": self.backbone,
             "max_seq_length": self.max_seq_length,
             "pooling": self.pooling,
+            METADATA_ASPECT_THRESHOLD: float(self.aspect_threshold),
+            **({METADATA_ASPECT_THRESHOLDS: dict(self.aspect_threshold_overrides)} if self.aspect_threshold_overrides else {}),
             "metrics": self.metrics,
             "saved_at": datetime.now(timezone.utc).isoformat(),
         }
+
+    def aspect_thresholds(self):
+        """Per-aspect decision thresholds (numpy, label-map order), as every consumer reads them."""
+        return model_aspect_thresholds(self.metadata(), self.label_maps[MULTI_LABEL_TASK])
 
     def save_pretrained(self, directory: str | Path, tokenizer: PreTrainedTokenizerBase | None = None) -> Path:
         """Write config.json, model.safetensors, tokenizer files and fbrain_model.json."""
@@ -364,6 +380,9 @@ class MultiTaskClassifier(nn.Module):
                 f"unexpected {result.unexpected_keys[:5]}"
             )
         model.metrics = metadata.get("metrics", {})
+        model.aspect_threshold = float(metadata.get(METADATA_ASPECT_THRESHOLD, DEFAULT_ASPECT_THRESHOLD))
+        model.aspect_threshold_overrides = {k: float(v) for k, v in (metadata.get(METADATA_ASPECT_THRESHOLDS) or {}).items()}
+        model.aspect_thresholds()  # fails here, naming the key, when the stored thresholds are unusable
         model.eval()
         if device is not None:
             model.to(device)

@@ -52,6 +52,7 @@ from training.data import (
     tokenize_examples,
     write_quarantine,
 )
+from training.metrics import HEADLINE_METRIC, model_score, predicted_labels, task_f1
 from training.model import LossSettings, MultiTaskClassifier, METADATA_FILE, MULTI_LABEL_TASK
 from training.tracking import Tracker
 
@@ -60,8 +61,6 @@ logger = logging.getLogger("training.train")
 INTERRUPTED_EXIT_CODE = 75
 """Exit status of the spot-interruption drill (EX_TEMPFAIL: try again, state is saved)."""
 SUMMARY_FILE = "training_summary.json"
-ASPECT_THRESHOLD = 0.5
-"""Sigmoid probability at which an aspect counts as predicted in validation metrics."""
 QUARANTINE_DIR = "quarantine"
 SAGEMAKER_RESERVED_PREFIXES = ("sagemaker_", "_")
 SECTION = "training"
@@ -248,18 +247,28 @@ def maybe_relaunch_distributed(argv: Sequence[str]) -> int | None:
 
 # ---------------------------------------------------------------------- model + data
 def build_model(config: TrainingConfig) -> MultiTaskClassifier:
-    """A saved feedback-brain model dir warm-starts (heads included); anything else is an encoder."""
+    """A saved feedback-brain model dir warm-starts (heads included); anything else is an encoder.
+
+    The model carries the configured aspect threshold: validation decides aspects with it and it
+    is saved in fbrain_model.json for evaluation, export parity, the endpoint and the monitor.
+    """
     if (Path(config.backbone) / METADATA_FILE).is_file():
         model = MultiTaskClassifier.from_pretrained(config.backbone)
         if model.label_maps != load_taxonomy(model.taxonomy_version).label_maps():
             raise ValueError(f"{config.backbone} was trained on other labels than taxonomy v{model.taxonomy_version}")
         model.max_seq_length = config.max_seq_length
         model.train()
-        return model
-    return MultiTaskClassifier.from_backbone(
-        config.backbone, pooling=config.pooling, head_dropout=config.head_dropout,
-        max_seq_length=config.max_seq_length, taxonomy_version=CURRENT_VERSION,
-    )
+    else:
+        model = MultiTaskClassifier.from_backbone(
+            config.backbone, pooling=config.pooling, head_dropout=config.head_dropout,
+            max_seq_length=config.max_seq_length, taxonomy_version=CURRENT_VERSION,
+        )
+    model.aspect_threshold = config.aspect_threshold
+    try:
+        model.aspect_thresholds()
+    except ValueError as error:
+        raise ValueError(f"training setting aspect_threshold={config.aspect_threshold!r}: {error}") from None
+    return model
 
 
 def loss_settings(config: TrainingConfig, class_weights_by_task: dict | None = None) -> LossSettings:
@@ -339,14 +348,13 @@ def epoch_batches(examples: Sequence[Example], config: TrainingConfig, epoch: in
 def evaluate(model: MultiTaskClassifier, examples: Sequence[Example], config: TrainingConfig, runtime: Runtime) -> dict[str, float]:
     """Validation metrics; `val_macro_f1` drives early stopping and the choice of the saved epoch.
 
-    It is the mean of each labeled task's headline score (sentiment and intent macro-F1, aspect
-    micro-F1): selecting on sentiment and intent alone kept an epoch whose aspect head was worse
-    (quality benchmark, 2026-11-23: SemEval aspect micro-F1 0.64 with the larger mix)."""
-    from sklearn.metrics import f1_score
-
+    Everything is computed by training.metrics, the module evaluation and its gate use: per-task
+    headline scores (sentiment and intent macro-F1, aspect micro-F1 with the model's aspect
+    thresholds) and `val_macro_f1` = `model_score`, on validation what the gate's `gate.macro_f1`
+    is on the test split."""
     model.eval()
     pad = model.tokenizer.pad_token_id
-    predictions: dict[str, list] = {task: [] for task in TASKS}
+    probabilities: dict[str, list[np.ndarray]] = {task: [] for task in TASKS}
     order: list[int] = []
     losses, weights = [], []
     for batch_indices in sorted_batches(examples, config.eval_batch_size):
@@ -355,30 +363,29 @@ def evaluate(model: MultiTaskClassifier, examples: Sequence[Example], config: Tr
             output = model(**batch)
         losses.append(float(output.loss))
         weights.append(len(batch_indices))
-        predictions["sentiment"].extend(output.sentiment_logits.argmax(-1).tolist())
-        predictions["intent"].extend(output.intent_logits.argmax(-1).tolist())
-        predictions["aspects"].extend((output.aspect_logits.float().sigmoid() >= ASPECT_THRESHOLD).int().tolist())
+        probabilities["sentiment"].append(output.sentiment_logits.float().softmax(-1).cpu().numpy())
+        probabilities["intent"].append(output.intent_logits.float().softmax(-1).cpu().numpy())
+        probabilities["aspects"].append(output.aspect_logits.float().sigmoid().cpu().numpy())
         order.extend(batch_indices)
     model.train()
     ordered = [examples[i] for i in order]
+    stacked = {task: np.concatenate(parts) for task, parts in probabilities.items()}
+    thresholds = model.aspect_thresholds()
     metrics: dict[str, float] = {"val_loss": float(np.average(losses, weights=weights))}
-    task_f1 = []
-    for column, task in enumerate(("sentiment", "intent")):
+    headlines: dict[str, float | None] = {}
+    for column, task in enumerate(TASKS):
         rows = [i for i, e in enumerate(ordered) if e.task_mask[column]]
-        if rows:
-            truth = [getattr(ordered[i], task) for i in rows]
-            guess = [predictions[task][i] for i in rows]
-            score = float(f1_score(truth, guess, labels=sorted(set(truth)), average="macro", zero_division=0))
-            metrics[f"val_{task}_macro_f1"] = score
-            task_f1.append(score)
-    rows = [i for i, e in enumerate(ordered) if e.task_mask[2]]
-    if rows:
-        truth = np.asarray([ordered[i].aspects for i in rows])
-        guess = np.asarray([predictions["aspects"][i] for i in rows])
-        metrics["val_aspect_micro_f1"] = float(f1_score(truth, guess, average="micro", zero_division=0))
-        metrics["val_aspect_macro_f1"] = float(f1_score(truth, guess, average="macro", zero_division=0))
-        task_f1.append(metrics["val_aspect_micro_f1"])
-    metrics["val_macro_f1"] = float(np.mean(task_f1)) if task_f1 else 0.0
+        if not rows:
+            continue
+        truth = np.asarray([getattr(ordered[i], task) for i in rows])
+        scores = task_f1(task, truth, predicted_labels(task, stacked[task][rows], thresholds))
+        headlines[task] = scores[HEADLINE_METRIC[task]]
+        if task == MULTI_LABEL_TASK:
+            metrics["val_aspect_micro_f1"], metrics["val_aspect_macro_f1"] = scores["micro_f1"], scores["macro_f1"]
+        else:
+            metrics[f"val_{task}_macro_f1"] = scores["macro_f1"]
+    score, _ = model_score(headlines)
+    metrics["val_macro_f1"] = 0.0 if score is None else score
     return metrics
 
 

@@ -1,0 +1,140 @@
+"""Lambda code packages built from the repository's own modules, without Docker.
+
+A handler's package holds exactly the repository modules its module imports, transitively
+(those a fresh interpreter loads when it imports the handler's module), plus the data files those packages declare in setup.py's package_data. Third-party
+imports are not copied: a Lambda handler may only need what the Lambda Python runtime ships
+(boto3 / botocore and the standard library); tests/test_infrastructure.py imports each packaged
+handler with nothing else importable to prove it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_PACKAGES = ("processing", "training", "inference", "monitoring", "operations", "pipelines")
+"""Top-level packages of this repository (infrastructure/ itself is never packaged)."""
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+"""Third-party packages the AWS Lambda Python runtime provides."""
+
+
+class PackagingError(RuntimeError):
+    """A handler cannot be packaged, or its package does not import on the Lambda runtime."""
+
+
+@dataclass(frozen=True)
+class LambdaPackage:
+    handler: str
+    """`module.function`, e.g. `inference.deploy.handler`."""
+    directory: Path
+    """Folder to hand to `lambda.Code.from_asset`."""
+    modules: tuple[str, ...]
+    """Repository modules copied (dotted names), sorted."""
+
+
+def handler_module(handler: str) -> str:
+    module, _, function = handler.rpartition(".")
+    if not module or not function:
+        raise ValueError(f"handler {handler!r} must look like package.module.function")
+    return module
+
+
+_LOADED_MODULES = """
+import importlib, json, sys
+importlib.import_module(sys.argv[1])
+print(json.dumps({name: getattr(module, "__file__", None) for name, module in sys.modules.items()}))
+"""
+
+_ISOLATED_IMPORT = """
+import importlib, importlib.abc, sys
+allowed = set(sys.stdlib_module_names) | set(sys.argv[3].split(","))
+package_root = sys.argv[1]
+
+
+class OnlyRuntimeModules(importlib.abc.MetaPathFinder):
+    # Refuses every top-level import that the Lambda runtime would not have.
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top in allowed or top in sys.builtin_module_names:
+            return None
+        import os
+        if os.path.exists(os.path.join(package_root, top)) or os.path.exists(os.path.join(package_root, top + ".py")):
+            return None
+        raise ImportError(f"{name} is not in the Lambda package nor in the Lambda runtime")
+
+
+sys.meta_path.insert(0, OnlyRuntimeModules())
+sys.path = [package_root] + [p for p in sys.path if "site-packages" in p or "dist-packages" in p or p.startswith(sys.base_prefix)]
+module_name, _, function = sys.argv[2].rpartition(".")
+module = importlib.import_module(module_name)
+if not callable(getattr(module, function, None)):
+    raise SystemExit(f"{sys.argv[2]} is not a function")
+assert module.__file__.startswith(package_root), module.__file__
+print(module.__file__)
+"""
+
+
+def repository_modules(module: str, repo_root: Path = REPO_ROOT) -> dict[str, Path]:
+    """Dotted name -> source file of every repository module loaded by importing `module`.
+
+    The import runs in a fresh interpreter whose path starts with repo_root, so what it loads
+    is exactly what the handler loads on a cold start (modules imported lazily inside
+    functions that the handler calls must only be standard library or runtime-provided).
+    """
+    result = subprocess.run([sys.executable, "-c", _LOADED_MODULES, module], cwd=repo_root, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(repo_root)}, check=False)
+    if result.returncode != 0:
+        raise PackagingError(f"importing {module} failed:\n{result.stderr[-2000:]}")
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    found: dict[str, Path] = {}
+    for name, file in loaded.items():
+        if name.split(".")[0] in REPO_PACKAGES and file:
+            path = Path(file).resolve()
+            if repo_root.resolve() in path.parents:
+                found[name] = path
+    if module not in found:
+        raise PackagingError(f"{module} was not loaded from {repo_root}")
+    return found
+
+
+def check_handler_isolated(package: LambdaPackage) -> None:
+    """Import the handler from its package with only the standard library and the Lambda
+    runtime's packages importable; raises PackagingError naming the missing import."""
+    result = subprocess.run(
+        # -B: no __pycache__ written into the package (its asset hash must not change between syntheses)
+        [sys.executable, "-I", "-B", "-c", _ISOLATED_IMPORT, str(package.directory.resolve()), package.handler,
+         ",".join(RUNTIME_PROVIDED)],
+        capture_output=True, text=True, check=False, cwd=package.directory,
+    )
+    if result.returncode != 0:
+        raise PackagingError(f"{package.handler} does not import from its Lambda package alone:\n{result.stderr[-2000:]}")
+
+
+def build_lambda_package(handler: str, out_dir: Path, package_data: dict[str, list[str]] | None = None,
+                         repo_root: Path = REPO_ROOT) -> LambdaPackage:
+    """Copy the modules `handler` needs (and their packages' data files) into out_dir/<module>."""
+    module = handler_module(handler)
+    modules = repository_modules(module, repo_root)
+    target = Path(out_dir) / module.replace(".", "-")
+    if target.exists():
+        shutil.rmtree(target)
+    for source in modules.values():
+        relative = source.resolve().relative_to(repo_root)
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, destination)
+    packages = {name.split(".")[0] for name in modules}
+    for package, patterns in (package_data or {}).items():
+        if package not in packages:
+            continue
+        for pattern in patterns:
+            for source in sorted((repo_root / package).glob(pattern)):
+                destination = target / source.relative_to(repo_root)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, destination)
+    return LambdaPackage(handler=handler, directory=target, modules=tuple(sorted(modules)))
