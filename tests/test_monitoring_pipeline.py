@@ -189,3 +189,31 @@ def test_the_events_role_may_be_assumed_by_eventbridge_and_scheduler():
     trust, permissions = events_role_policies("arn:training", "arn:monitoring")
     assert set(trust["Statement"][0]["Principal"]["Service"]) == {"events.amazonaws.com", "scheduler.amazonaws.com"}
     assert permissions["Statement"][0]["Resource"] == ["arn:training", "arn:monitoring"]
+
+
+def test_every_monitoring_setting_round_trips_into_the_monitor_job():
+    """The definition's arguments, with the parameters' defaults, parse back into the whole monitoring section."""
+    from monitoring.monitor import parse_args
+    from pipelines.config import load_config
+    from pipelines.monitoring_definition import monitoring_definition_json
+
+    config = load_config(overrides=["monitoring.window_hours=6", "monitoring.psi_threshold=0.3",
+                                    "monitoring.retrain_pipeline_parameters={\"Epochs\": \"2\"}"])
+    definition = json.loads(monitoring_definition_json(config))
+    defaults = {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]}
+    values = {"Parameters." + name: value for name, value in defaults.items()}
+    values["Execution.StartDateTime"] = "2026-12-04T10:00:00Z"
+
+    def resolved(argument):
+        if isinstance(argument, str):
+            return argument
+        if "Get" in argument:
+            return values[argument["Get"]]
+        join = argument["Std:Join"]
+        return join["On"].join(resolved(part) for part in join["Values"])
+
+    arguments = [resolved(a) for a in _step(definition)["Arguments"]["AppSpecification"]["ContainerArguments"]]
+    inputs, parsed = parse_args(arguments)
+    expected = dataclasses.replace(config.monitoring, emit_drift_events=True, put_metric_data=True)
+    assert dataclasses.asdict(parsed) == dataclasses.asdict(expected)
+    assert inputs.end_time.isoformat() == "2026-12-04T10:00:00+00:00" and inputs.schedule_name == config.monitoring.schedule_name
