@@ -1,8 +1,11 @@
-"""`fbrain serve` and `fbrain deploy-endpoint` (mounted by pipelines/cli.py)."""
+"""`python -m inference.cli serve`: serve a model directory with serving overrides.
+
+Not mounted in `fbrain`: `fbrain serve` (pipelines/cli.py) serves with the one configuration, and
+`fbrain deploy --aws` deploys an approved package to SageMaker (pipelines.aws.deploy_endpoint).
+"""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -11,7 +14,12 @@ import typer
 from inference.config import ServingConfig
 from inference.predictor import RUNTIMES
 
-app = typer.Typer(help="Serve a model directory over HTTP (SageMaker container contract) or deploy to SageMaker.")
+app = typer.Typer(help="Serve a model directory over HTTP (SageMaker container contract).", no_args_is_help=True)
+
+
+@app.callback()
+def main() -> None:
+    """Keeps `serve` a sub-command (a Typer app with one command would otherwise run it bare)."""
 
 
 def _apply_sets(config: ServingConfig, sets: list[str]) -> ServingConfig:
@@ -46,21 +54,5 @@ def serve(
     serve_model_dir(model_dir, config, model_name=model_name, model_version=model_version)
 
 
-@app.command("deploy-endpoint")
-def deploy_endpoint(
-    package_arn: str = typer.Argument(..., help="ARN of an Approved model package."),
-    endpoint_name: str = typer.Option("feedback-brain"),
-    role_arn: str = typer.Option(..., help="Execution role of the SageMaker model."),
-    capture_s3_uri: str = typer.Option(..., help="DataCaptureConfig destination, s3://bucket/prefix."),
-    instance_type: str = typer.Option("ml.c6i.xlarge"),
-    kms_key_id: str = typer.Option(""),
-    region: Optional[str] = typer.Option(None),
-    wait: bool = typer.Option(True, help="Wait for InService, then apply auto scaling."),
-    set_: list[str] = typer.Option([], "--set", help="Any serving setting: serving.FIELD=VALUE."),
-) -> None:
-    """Deploy an approved model package to SageMaker (create, or blue/green update with rollback alarms)."""
-    from inference.deploy import AwsClients, DeploymentTarget, deploy_model_package
-
-    target = DeploymentTarget(endpoint_name, role_arn, capture_s3_uri, instance_type, kms_key_id)
-    result = deploy_model_package(package_arn, target, _apply_sets(ServingConfig(), set_), AwsClients.create(region), wait=wait)
-    typer.echo(json.dumps(dataclasses.asdict(result), indent=2))
+if __name__ == "__main__":
+    app()

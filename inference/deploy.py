@@ -13,8 +13,10 @@
 Resource names are derived from the package version and a digest of the request, so a
 retried deployment reuses what an earlier attempt created instead of failing or duplicating.
 
-Locally there is no SageMaker: `serve_model_dir(model_dir, config)` (re-exported from
-inference.serve) serves the approved version over HTTP, which is what `fbrain deploy` runs.
+`fbrain deploy --aws` (pipelines.aws.deploy_endpoint) calls `deploy_model_package` with the
+`aws` and `serving` sections. Locally there is no SageMaker: `serve_model_dir(model_dir, config)`
+(re-exported from inference.serve) serves the approved version over HTTP, which is what
+`fbrain deploy` runs.
 
 `handler(event, context)` is the deploy Lambda. EventBridge sends it
 "SageMaker Model Package State Change" events (deploys when ModelApprovalStatus is

@@ -1,7 +1,9 @@
 """`fbrain monitor ...`: run the text monitor locally, record corrections, check retraining triggers.
 
 pipelines/cli.py mounts `app`: `fbrain monitor run`, `fbrain monitor corrections add|count`,
-`fbrain monitor triggers check`.
+`fbrain monitor triggers check`, and attaches the commands that need the pipeline layer
+(pipelines/monitoring_cli.py): `fbrain monitor pipeline definition|validate|upsert|run --local`
+and `fbrain monitor rules apply`.
 """
 from __future__ import annotations
 

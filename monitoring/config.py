@@ -65,10 +65,31 @@ class MonitoringConfig:
     progress_every: int = 2000
     """Log a progress line with the rate every this many texts."""
 
-    # --- schedule (CreateMonitoringSchedule) ---
+    # --- monitoring pipeline (EventBridge Scheduler -> StartPipelineExecution), the default way to run the monitor ---
+    pipeline_name: str = "feedback-brain-monitoring"
+    """SageMaker pipeline whose one Processing step runs `python3 -m monitoring.monitor` (pipelines/monitoring_definition.py)."""
+    window_hours: float = 1.0
+    """A monitoring pipeline run reads the texts captured in this many hours before its start (matching the
+    hourly schedule); 0 reads every captured text in its input. Used when an end time is given and no start time."""
+    baseline_uri: str = ""
+    """S3 prefix of the baseline files (statistics.json, constraints.json, embeddings.npy, tokenizer.json) the
+    monitoring pipeline compares with; empty: the drift-check baselines of the newest Approved model package,
+    looked up by `fbrain monitor rules apply` and `fbrain monitor pipeline run --local`."""
+    model_data_uri: str = ""
+    """model.tar.gz that embeds captured texts for embedding drift; empty: the newest Approved package's."""
+    scheduler_group_name: str = "default"
+    """EventBridge Scheduler schedule group of that schedule."""
+    events_role_arn: str = ""
+    """Role EventBridge rules and EventBridge Scheduler assume to call sagemaker:StartPipelineExecution;
+    empty: arn:aws:iam::<caller's account>:role/<events_role_name>."""
+
+    # --- schedule (EventBridge Scheduler; CreateMonitoringSchedule only for accounts that still have Model Monitor) ---
     schedule_name: str = "feedback-brain-text-monitor"
+    """Name of the EventBridge Scheduler schedule that starts the monitoring pipeline (and of the optional Model
+    Monitor schedule); the `MonitoringSchedule` dimension of the monitor's metrics either way."""
     schedule_expression: str = "cron(0 * ? * * *)"
-    """Model Monitor schedule: hourly."""
+    """Monitoring schedule (both the EventBridge Scheduler schedule of the monitoring pipeline and the
+    optional Model Monitor schedule): hourly."""
     monitor_image_repository: str = "feedback-brain-inference"
     """ECR repository of the image that runs `python3 -m monitoring.monitor` (the inference image)."""
     monitor_instance_type: str = "ml.m5.xlarge"
@@ -109,5 +130,12 @@ class MonitoringConfig:
     """Where a custom Model Monitor container writes metrics for SageMaker to publish (when enabled)."""
     metric_namespace: str = "aws/sagemaker/Endpoints/data-metrics"
     """CloudWatch namespace of the monitor's metrics (Model Monitor's own for endpoint data metrics)."""
+    put_metric_data: bool = False
+    """Send the window's metrics (metrics.json) to CloudWatch with PutMetricData from the job. The monitoring
+    pipeline's PublishMetrics parameter turns it on: SageMaker publishes the `cloudwatch_metrics_dir` files only
+    for Model Monitor schedules, not for a pipeline's processing job."""
+    put_metric_data_namespace: str = "feedback-brain/TextMonitor"
+    """CloudWatch namespace of the metrics the job sends itself (namespaces under AWS/ are reserved)."""
     emit_drift_events: bool = False
-    """Send a drift event to EventBridge when violations exist (the schedule turns it on; local runs write files only)."""
+    """Send a drift event to EventBridge when violations exist (the monitoring pipeline's EmitDriftEvents parameter
+    and the Model Monitor schedule turn it on; local runs write files only)."""

@@ -47,6 +47,24 @@ def put_metric_data_request(namespace: str, metrics: list[dict[str, Any]]) -> di
     return {"Namespace": namespace, "MetricData": metrics}
 
 
+MAX_METRICS_PER_REQUEST = 1000
+"""PutMetricData's limit on MetricData items per call."""
+
+
+def send_metric_data(request: dict[str, Any], client: Any = None) -> int:
+    """PutMetricData of a put_metric_data_request (in calls of at most 1000 metrics); returns the calls made."""
+    if client is None:
+        import boto3
+
+        client = boto3.client("cloudwatch")
+    metrics = request["MetricData"]
+    calls = 0
+    for start in range(0, len(metrics), MAX_METRICS_PER_REQUEST):
+        client.put_metric_data(Namespace=request["Namespace"], MetricData=metrics[start:start + MAX_METRICS_PER_REQUEST])
+        calls += 1
+    return calls
+
+
 def write_cloudwatch_lines(metrics: list[dict[str, Any]], directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "metrics.jsonl"

@@ -1,5 +1,9 @@
 """Model Monitor for text: `python3 -m monitoring.monitor`, the custom monitoring container's entry.
 
+It runs as the Processing step of the monitoring pipeline (pipelines/monitoring_definition.py, which
+passes the flags below and `--end-time` = the execution's start; `window_hours` sets the window), or
+as a Model Monitor schedule's container where an account still has Model Monitor.
+
 Follows SageMaker's custom-monitor container contract: captured data under `dataset_source`
 (default /opt/ml/processing/input/endpoint), results to `output_path` (default
 /opt/ml/processing/resultdata), baseline files from `baseline_statistics` /
@@ -21,6 +25,7 @@ import logging
 import os
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
 
@@ -34,7 +39,7 @@ from monitoring.config import MonitoringConfig
 from processing.settings import add_settings_argument, load_sections, set_field
 from monitoring.drift import domain_classifier_auc
 from monitoring.features import monitored_statistics
-from monitoring.metrics import put_metric_data_request, window_metrics, write_cloudwatch_lines
+from monitoring.metrics import put_metric_data_request, send_metric_data, window_metrics, write_cloudwatch_lines
 from monitoring.prediction_features import ASPECT_SCORE_PREFIX, SENTIMENT_CONFIDENCE, INTENT_CONFIDENCE, columns_from_records
 from monitoring.results import (METRICS_FILE, QUARANTINE_FILE, VIOLATIONS_FILE, WINDOW_STATISTICS_FILE, MonitorInputs,
                                 MonitorResult)
@@ -129,7 +134,11 @@ def _run_monitor(inputs: MonitorInputs, config: MonitoringConfig, scratch: Path)
     if not label_maps:
         raise ValueError(f"{inputs.baseline_statistics} has no label_maps: was it written by monitoring.baseline?")
 
-    window: CaptureWindow = read_capture_window(Path(inputs.capture_dir), inputs.start_time, inputs.end_time)
+    start_time = inputs.start_time
+    if start_time is None and inputs.end_time is not None and config.window_hours > 0:
+        # A scheduled run passes its own start as end_time: the window is the hours before it.
+        start_time = inputs.end_time - timedelta(hours=config.window_hours)
+    window: CaptureWindow = read_capture_window(Path(inputs.capture_dir), start_time, inputs.end_time)
     if window.quarantined:
         with (output / QUARANTINE_FILE).open("w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(item) + "\n" for item in window.quarantined)
@@ -153,7 +162,7 @@ def _run_monitor(inputs: MonitorInputs, config: MonitoringConfig, scratch: Path)
 
     window_stats = monitored_statistics(columns, label_maps, config, dataset_name="endpoint_capture", extra={
         "window": {
-            "start_time": inputs.start_time.isoformat() if inputs.start_time else None,
+            "start_time": start_time.isoformat() if start_time else None,
             "end_time": inputs.end_time.isoformat() if inputs.end_time else None,
             "captured_texts": len(window.records), "monitored_texts": len(texts),
             "quarantined": len(window.quarantined), "outside_window": window.outside_window,
@@ -173,6 +182,8 @@ def _run_monitor(inputs: MonitorInputs, config: MonitoringConfig, scratch: Path)
     (output / METRICS_FILE).write_text(json.dumps(request, indent=2), encoding="utf-8")
     if inputs.publish_cloudwatch_metrics:
         write_cloudwatch_lines(metrics, Path(config.cloudwatch_metrics_dir))
+    if config.put_metric_data:
+        send_metric_data(put_metric_data_request(config.put_metric_data_namespace, metrics))
     logger.info("monitoring window: %d texts, %d violations -> %s", len(texts), len(comparison.violations), output)
     result = MonitorResult(output, comparison.violations, comparison, len(texts), len(window.quarantined), metrics)
     if result.drift_detected and config.emit_drift_events:

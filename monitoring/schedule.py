@@ -1,5 +1,9 @@
 """The CreateMonitoringSchedule request that runs the text monitor hourly against the endpoint.
 
+Only for accounts that still have Amazon SageMaker Model Monitor (closed to new customers): applied
+by `fbrain monitor rules apply --model-monitor-schedule`. By default the same monitor runs as the
+monitoring pipeline (pipelines/monitoring_definition.py) started by an EventBridge Scheduler schedule.
+
 The job is a custom Model Monitor container: the inference image (it holds the monitoring
 package) started as `python3 -m monitoring.monitor`. SageMaker mounts the captured data at
 /opt/ml/processing/input/endpoint, downloads statistics.json / constraints.json (BaselineConfig)

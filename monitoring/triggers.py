@@ -4,6 +4,7 @@ Three rules start the SageMaker pipeline (target `SageMakerPipelineParameters`, 
 EventBridge assumes): a schedule (`retrain_schedule_expression`), a drift violation (the
 monitoring job's `feedback-brain.monitoring` / `ModelDriftDetected` event), and enough
 human-labelled corrections (`feedback-brain.corrections` / `CorrectionsThresholdReached`).
+`fbrain monitor rules apply` (pipelines.aws.apply_monitoring_rules) creates or updates them.
 
 Locally, `check_local_triggers` looks at the latest `fbrain monitor run` output and the
 corrections in the local object store; when either calls for it, it returns the command to
@@ -89,12 +90,16 @@ def events_role_arn(account_id: str, config: MonitoringConfig) -> str:
     return f"arn:aws:iam::{account_id}:role/{config.events_role_name}"
 
 
-def events_role_policies(pipeline_arn: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(trust policy, permissions policy) of the role EventBridge assumes to start the pipeline."""
+def events_role_policies(pipeline_arn: str, *more_pipeline_arns: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(trust policy, permissions policy) of the role EventBridge rules and EventBridge Scheduler assume to
+    start the pipelines (the training pipeline; the monitoring pipeline for the schedule)."""
     trust = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        "Effect": "Allow", "Principal": {"Service": ["events.amazonaws.com", "scheduler.amazonaws.com"]},
+        "Action": "sts:AssumeRole"}]}
+    resources = [pipeline_arn, *more_pipeline_arns]
     permissions = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": "sagemaker:StartPipelineExecution", "Resource": pipeline_arn}]}
+        "Effect": "Allow", "Action": "sagemaker:StartPipelineExecution",
+        "Resource": resources[0] if len(resources) == 1 else resources}]}
     return trust, permissions
 
 

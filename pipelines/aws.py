@@ -9,6 +9,11 @@ ModelApprovalStatus `Approved`; the rule invokes the deploy Lambda
 A second rule sends "our endpoint is InService" to the same Lambda, which then applies
 auto scaling to the new variant.
 
+It also creates the feature group (ensure_feature_group), deploys an approved package
+(`fbrain deploy --aws`), lists and approves model packages (`fbrain model ... --aws`), upserts the
+monitoring pipeline and applies its EventBridge Scheduler schedule and the retraining rules
+(`fbrain monitor pipeline upsert`, `fbrain monitor rules apply`).
+
 Every function takes an optional `session`: a `boto3.Session`, or a ready SageMaker client
 (tests pass clients built inside moto's `mock_aws`); by default a session for
 `config.aws.region` is created.
@@ -56,6 +61,8 @@ class UpsertResult(TypedDict):
     model_package_group_arn: str
     approval_rule_arn: Optional[str]
     """None when deploy-on-approval was not wired (aws.deploy_lambda_arn empty or wire_deploy=False)."""
+    feature_group: Optional[dict[str, Any]]
+    """ensure_feature_group's answer (name, ARN, status, created); None when create_feature_group=False."""
 
 
 @dataclass
@@ -232,32 +239,57 @@ def ensure_corrections_prefix(config: FeedbackBrainConfig, session=None) -> Opti
     return f"s3://{bucket}/{key}"
 
 
+def ensure_feature_group(config: FeedbackBrainConfig, session=None, wait: bool = True) -> dict[str, Any]:
+    """The feature group FeatureEngineering ingests into (processing.feature_group_name), created when missing.
+
+    From processing.feature_store's definitions; waits until it is Created (PutRecord fails before)."""
+    from processing.feature_store import FeatureGroupError, create_feature_group_request
+    from processing.feature_store import ensure_feature_group as ensure_group
+
+    request = create_feature_group_request(config.processing, config.processing.feature_group_name)
+    try:
+        return ensure_group(_client(config, session, "sagemaker"), request, config.processing, wait=wait)
+    except FeatureGroupError as error:
+        raise PipelineAwsError(str(error)) from error
+
+
 def upsert_pipeline(
     config: FeedbackBrainConfig,
     session=None,
     definition: Optional[str] = None,
     wire_deploy: bool = True,
+    create_feature_group: bool = True,
 ) -> UpsertResult:
     """Create or update the pipeline from our definition (built here unless given).
 
     Also makes sure the model package group exists (RegisterModel writes into it), that the
-    corrections prefix is not empty (ensure_corrections_prefix) and, when `wire_deploy` and a
-    deploy Lambda is configured, wires deploy-on-approval.
+    corrections prefix is not empty (ensure_corrections_prefix), that the feature group exists
+    and is Created (`create_feature_group`; FeatureEngineering's PutRecord needs it) and, when
+    `wire_deploy` and a deploy Lambda is configured, wires deploy-on-approval.
     """
     if definition is None:
         from pipelines.definition import definition_json
 
         definition = definition_json(config)
-    sagemaker = _client(config, session, "sagemaker")
-    name = config.aws.pipeline_name
     group_arn = ensure_model_package_group(config, session)
     ensure_corrections_prefix(config, session)
-    request = {
-        "PipelineName": name,
-        "PipelineDefinition": definition,
-        "PipelineDescription": PIPELINE_DESCRIPTION,
-        "RoleArn": config.aws.role_arn,
-    }
+    feature_group = ensure_feature_group(config, session) if create_feature_group else None
+    arn, exists = put_pipeline(config, session, config.aws.pipeline_name, definition, PIPELINE_DESCRIPTION)
+    rule_arn = None
+    if wire_deploy and config.aws.deploy_lambda_arn:
+        rule_arn = wire_deploy_on_approval(config, session)
+    return UpsertResult(
+        pipeline_arn=arn, created=not exists, model_package_group_arn=group_arn, approval_rule_arn=rule_arn,
+        feature_group=feature_group,
+    )
+
+
+def put_pipeline(config: FeedbackBrainConfig, session, name: str, definition: str, description: str
+                 ) -> tuple[str, bool]:
+    """CreatePipeline, or UpdatePipeline when `name` exists; (pipeline ARN, whether it existed)."""
+    sagemaker = _client(config, session, "sagemaker")
+    request = {"PipelineName": name, "PipelineDefinition": definition, "PipelineDescription": description,
+               "RoleArn": config.aws.role_arn}
     try:
         sagemaker.describe_pipeline(PipelineName=name)
         exists = True
@@ -271,12 +303,7 @@ def upsert_pipeline(
     else:
         arn = _call(f"CreatePipeline {name}", sagemaker.create_pipeline, **request)["PipelineArn"]
         logger.info("created pipeline %s", arn)
-    rule_arn = None
-    if wire_deploy and config.aws.deploy_lambda_arn:
-        rule_arn = wire_deploy_on_approval(config, session)
-    return UpsertResult(
-        pipeline_arn=arn, created=not exists, model_package_group_arn=group_arn, approval_rule_arn=rule_arn
-    )
+    return arn, exists
 
 
 def _declared_parameters(definition: str) -> dict[str, dict]:
@@ -377,3 +404,247 @@ def describe_execution(
                     }
                 )
     return description
+
+
+# ---------------------------------------------------------------- deployment and approval
+def data_capture_uri(config: FeedbackBrainConfig) -> str:
+    """Where the endpoint captures requests and responses: s3://<bucket>/<data_capture_prefix>."""
+    return f"s3://{config.aws.bucket}/{config.aws.data_capture_prefix.strip('/')}"
+
+
+def deployment_target(config: FeedbackBrainConfig):
+    """The endpoint `fbrain deploy --aws` creates or updates, from the `aws` section."""
+    from inference.deploy import DeploymentTarget
+
+    return DeploymentTarget(
+        endpoint_name=config.aws.endpoint_name, role_arn=config.aws.role_arn, capture_s3_uri=data_capture_uri(config),
+        instance_type=config.aws.endpoint_instance_type, kms_key_id=config.aws.kms_key_id,
+    )
+
+
+def deploy_endpoint(config: FeedbackBrainConfig, package_arn: Optional[str] = None, wait: bool = False,
+                    session=None):
+    """Deploy an Approved package (default: the group's newest) with inference.deploy; returns its DeploymentResult.
+
+    Without `wait` the call returns once the endpoint is Creating/Updating; the endpoint-InService rule
+    (wired by `pipeline upsert`) then has the deploy Lambda apply auto scaling."""
+    from inference.deploy import AwsClients, DeploymentError, deploy_model_package
+    from training.champion import ChampionLookupError, latest_approved_package
+
+    clients = AwsClients(_client(config, session, "sagemaker"), _client(config, session, "application-autoscaling"),
+                         _client(config, session, "cloudwatch"))
+    if not package_arn:
+        try:
+            package = latest_approved_package(clients.sagemaker, config.aws.model_package_group)
+        except ChampionLookupError as error:
+            raise PipelineAwsError(str(error)) from error
+        if package is None:
+            raise PipelineAwsError(f"model package group {config.aws.model_package_group} has no Approved package: "
+                                   "approve one (`fbrain model approve VERSION --aws`) or pass --model-package-arn")
+        package_arn = package.arn
+    try:
+        return deploy_model_package(package_arn, deployment_target(config), config.serving, clients, wait=wait)
+    except DeploymentError as error:
+        raise PipelineAwsError(str(error)) from error
+    except ClientError as error:
+        raise PipelineAwsError(f"deploying {package_arn} failed: {error}") from error
+
+
+def model_package_arn(config: FeedbackBrainConfig, version: int, session=None) -> str:
+    """ARN of version `version` of our group (from the group's ARN: same region, account and name)."""
+    group_arn = ensure_model_package_group_arn(config, session)
+    prefix, _, group = group_arn.partition(":model-package-group/")
+    return f"{prefix}:model-package/{group}/{int(version)}"
+
+
+def ensure_model_package_group_arn(config: FeedbackBrainConfig, session=None) -> str:
+    sagemaker = _client(config, session, "sagemaker")
+    group = config.aws.model_package_group
+    return _call(f"DescribeModelPackageGroup {group}", sagemaker.describe_model_package_group,
+                 ModelPackageGroupName=group)["ModelPackageGroupArn"]
+
+
+def list_model_packages(config: FeedbackBrainConfig, session=None) -> list[dict[str, Any]]:
+    """Every package of our group, newest first: version, approval status, creation time, ARN."""
+    sagemaker = _client(config, session, "sagemaker")
+    packages = []
+    try:
+        for page in sagemaker.get_paginator("list_model_packages").paginate(
+                ModelPackageGroupName=config.aws.model_package_group, SortBy="CreationTime", SortOrder="Descending"):
+            for summary in page.get("ModelPackageSummaryList", []):
+                packages.append({"version": summary.get("ModelPackageVersion"),
+                                 "approval_status": summary.get("ModelApprovalStatus"),
+                                 "created": _text(summary.get("CreationTime")), "arn": summary["ModelPackageArn"]})
+    except ClientError as error:
+        raise PipelineAwsError(f"ListModelPackages {config.aws.model_package_group} failed: {error}") from error
+    return packages
+
+
+def set_model_approval(config: FeedbackBrainConfig, version: int, status: str, description: str = "",
+                       session=None) -> dict[str, Any]:
+    """UpdateModelPackage(ModelApprovalStatus=status) on version `version` of our group.
+
+    Approving fires the approval rule (deploy Lambda) that `pipeline upsert` wires."""
+    sagemaker = _client(config, session, "sagemaker")
+    arn = model_package_arn(config, version, session)
+    current = _call(f"DescribeModelPackage {arn}", sagemaker.describe_model_package, ModelPackageName=arn)
+    request: dict[str, Any] = {"ModelPackageArn": arn, "ModelApprovalStatus": status}
+    if description:
+        request["ApprovalDescription"] = description
+    _call(f"UpdateModelPackage {arn}", sagemaker.update_model_package, **request)
+    logger.info("model package %s: %s -> %s", arn, current.get("ModelApprovalStatus"), status)
+    return {"arn": arn, "version": int(version), "previous_status": current.get("ModelApprovalStatus"),
+            "approval_status": status}
+
+
+# ---------------------------------------------------------------- monitoring pipeline, schedule, retraining rules
+def upsert_monitoring_pipeline(config: FeedbackBrainConfig, session=None) -> dict[str, Any]:
+    """Create or update the monitoring pipeline (pipelines/monitoring_definition.py)."""
+    from pipelines.monitoring_definition import PIPELINE_DESCRIPTION as MONITORING_DESCRIPTION
+    from pipelines.monitoring_definition import monitoring_definition_json
+
+    arn, existed = put_pipeline(config, session, config.monitoring.pipeline_name,
+                                monitoring_definition_json(config), MONITORING_DESCRIPTION)
+    return {"pipeline_arn": arn, "created": not existed}
+
+
+def _pipeline_arn(config: FeedbackBrainConfig, session, name: str, how_to_create: str) -> str:
+    sagemaker = _client(config, session, "sagemaker")
+    try:
+        return sagemaker.describe_pipeline(PipelineName=name)["PipelineArn"]
+    except ClientError as error:
+        if _is_missing(error):
+            raise PipelineAwsError(f"pipeline {name} does not exist: run `{how_to_create}` first") from error
+        raise PipelineAwsError(f"DescribePipeline {name} failed: {error}") from error
+
+
+def events_role(config: FeedbackBrainConfig, session=None) -> str:
+    """monitoring.events_role_arn, or the role named monitoring.events_role_name in the caller's account."""
+    if config.monitoring.events_role_arn:
+        return config.monitoring.events_role_arn
+    from monitoring.triggers import events_role_arn
+
+    account = _call("GetCallerIdentity", _client(config, session, "sts").get_caller_identity)["Account"]
+    return events_role_arn(account, config.monitoring)
+
+
+def champion_monitoring_inputs(config: FeedbackBrainConfig, session=None) -> dict[str, str]:
+    """BaselineUri and ModelDataUri: from the configuration, else from the newest Approved package."""
+    from pipelines.monitoring_definition import champion_monitoring_parameters, configured_champion_parameters
+    from training.champion import ChampionLookupError, latest_approved_package
+
+    configured = configured_champion_parameters(config)
+    if configured:
+        return configured
+    try:
+        package = latest_approved_package(_client(config, session, "sagemaker"), config.aws.model_package_group)
+    except ChampionLookupError as error:
+        raise PipelineAwsError(str(error)) from error
+    if package is None:
+        raise PipelineAwsError(f"model package group {config.aws.model_package_group} has no Approved package to "
+                               "monitor: approve one (`fbrain model approve VERSION --aws`) or set "
+                               "monitoring.baseline_uri and monitoring.model_data_uri")
+    try:
+        return champion_monitoring_parameters(package.description)
+    except ValueError as error:
+        raise PipelineAwsError(str(error)) from None
+
+
+def monitoring_schedule_request(config: FeedbackBrainConfig, pipeline_arn: str, role_arn: str,
+                                parameters: Mapping[str, str]) -> dict[str, Any]:
+    """EventBridge Scheduler CreateSchedule/UpdateSchedule request: start the monitoring pipeline on schedule."""
+    monitoring = config.monitoring
+    return {
+        "Name": monitoring.schedule_name,
+        "GroupName": monitoring.scheduler_group_name,
+        "ScheduleExpression": monitoring.schedule_expression,
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": "ENABLED",
+        "Description": f"Run the text monitor ({monitoring.pipeline_name}) on {config.aws.endpoint_name}'s traffic",
+        "Target": {
+            "Arn": pipeline_arn,
+            "RoleArn": role_arn,
+            "SageMakerPipelineParameters": {"PipelineParameterList": [
+                {"Name": name, "Value": str(value)} for name, value in sorted(parameters.items())]},
+        },
+    }
+
+
+def put_monitoring_schedule(config: FeedbackBrainConfig, request: dict[str, Any], session=None) -> dict[str, Any]:
+    """Create the Scheduler schedule, or update it when it exists (idempotent)."""
+    scheduler = _client(config, session, "scheduler")
+    name, group = request["Name"], request["GroupName"]
+    try:
+        scheduler.get_schedule(Name=name, GroupName=group)
+        exists = True
+    except ClientError as error:
+        if not _is_missing(error):
+            raise PipelineAwsError(f"GetSchedule {name} failed: {error}") from error
+        exists = False
+    call = scheduler.update_schedule if exists else scheduler.create_schedule
+    arn = _call(f"{'UpdateSchedule' if exists else 'CreateSchedule'} {name}", call, **request)["ScheduleArn"]
+    logger.info("%s schedule %s -> %s", "updated" if exists else "created", arn, request["Target"]["Arn"])
+    return {"schedule_arn": arn, "created": not exists}
+
+
+def put_model_monitor_schedule(config: FeedbackBrainConfig, parameters: Mapping[str, str], session=None
+                               ) -> dict[str, Any]:
+    """The Model Monitor schedule (monitoring/schedule.py), for accounts that still have Model Monitor."""
+    from monitoring.schedule import create_monitoring_schedule_request, monitor_image_uri
+    from pipelines.monitoring_definition import BASELINE_URI, MODEL_DATA_URI
+
+    sagemaker = _client(config, session, "sagemaker")
+    monitoring = config.monitoring
+    request = create_monitoring_schedule_request(
+        monitoring, endpoint_name=config.aws.endpoint_name,
+        image_uri=monitor_image_uri(config.aws.ecr_registry, monitoring, config.aws.image_tag),
+        role_arn=config.aws.role_arn, baseline_s3_uri=parameters[BASELINE_URI],
+        output_s3_uri=f"s3://{config.aws.bucket}/{monitoring.schedule_name}/results",
+        model_data_uri=parameters[MODEL_DATA_URI], kms_key_id=config.aws.kms_key_id,
+    )
+    name = request["MonitoringScheduleName"]
+    try:
+        sagemaker.describe_monitoring_schedule(MonitoringScheduleName=name)
+        exists = True
+    except ClientError as error:
+        if not _is_missing(error):
+            raise PipelineAwsError(f"DescribeMonitoringSchedule {name} failed: {error}") from error
+        exists = False
+    if exists:
+        arn = _call(f"UpdateMonitoringSchedule {name}", sagemaker.update_monitoring_schedule,
+                    MonitoringScheduleName=name,
+                    MonitoringScheduleConfig=request["MonitoringScheduleConfig"])["MonitoringScheduleArn"]
+    else:
+        arn = _call(f"CreateMonitoringSchedule {name}", sagemaker.create_monitoring_schedule,
+                    **request)["MonitoringScheduleArn"]
+    return {"monitoring_schedule_arn": arn, "created": not exists}
+
+
+def apply_monitoring_rules(config: FeedbackBrainConfig, session=None, model_monitor_schedule: bool = False,
+                           ) -> dict[str, Any]:
+    """The monitoring schedule and the retraining rules, created or updated (idempotent):
+
+    - an EventBridge Scheduler schedule starting the monitoring pipeline with the champion's baseline and model;
+    - the EventBridge rules starting the training pipeline: on a schedule, on the monitor's drift event, and
+      on the N-corrections event (monitoring.triggers.retraining_rules);
+    - with `model_monitor_schedule`, also a Model Monitor schedule (only accounts that still have Model Monitor).
+    Both pipelines must exist (`fbrain pipeline upsert`, `fbrain monitor pipeline upsert`)."""
+    from monitoring.triggers import apply_retraining_rules, retraining_rules
+
+    role = events_role(config, session)
+    training_arn = _pipeline_arn(config, session, config.aws.pipeline_name, "fbrain pipeline upsert")
+    monitoring_arn = _pipeline_arn(config, session, config.monitoring.pipeline_name, "fbrain monitor pipeline upsert")
+    parameters = champion_monitoring_inputs(config, session)
+    schedule = put_monitoring_schedule(
+        config, monitoring_schedule_request(config, monitoring_arn, role, parameters), session)
+    try:
+        rule_arns = apply_retraining_rules(_client(config, session, "events"),
+                                           retraining_rules(config.monitoring, training_arn, role))
+    except (ClientError, RuntimeError) as error:
+        raise PipelineAwsError(f"retraining rules: {error}") from error
+    result: dict[str, Any] = {"role_arn": role, "monitoring_pipeline_arn": monitoring_arn,
+                              "training_pipeline_arn": training_arn, "schedule": schedule,
+                              "monitoring_parameters": parameters, "retraining_rule_arns": rule_arns}
+    if model_monitor_schedule:
+        result["model_monitor_schedule"] = put_model_monitor_schedule(config, parameters, session)
+    return result

@@ -22,6 +22,12 @@ app = typer.Typer(help="feedback-brain: customer feedback intelligence on SageMa
                   no_args_is_help=True)
 pipeline_app = typer.Typer(help="Build, validate, ship and run the SageMaker pipeline.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
+model_app = typer.Typer(help="Model versions in the registry (local MLflow, or SageMaker with --aws): list, "
+                             "approve, reject.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+features_app = typer.Typer(help="The SageMaker Feature Store feature group of the processing features.",
+                           no_args_is_help=True)
+app.add_typer(features_app, name="features")
 
 
 def _config(ctx: typer.Context) -> FeedbackBrainConfig:
@@ -29,13 +35,12 @@ def _config(ctx: typer.Context) -> FeedbackBrainConfig:
 
 
 def _parse_params(params: list[str]) -> dict[str, str]:
-    parsed = {}
-    for item in params:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise typer.BadParameter(f"--param {item!r} must look like Name=Value")
-        parsed[name.strip()] = value.strip()
-    return parsed
+    from pipelines.local.parameters import ParameterError, parse_assignments
+
+    try:
+        return parse_assignments(params)
+    except ParameterError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 @app.callback()
@@ -99,7 +104,8 @@ def pipeline_validate(ctx: typer.Context) -> None:
 
 @pipeline_app.command("upsert")
 def pipeline_upsert(ctx: typer.Context) -> None:
-    """Create or update the pipeline on SageMaker (needs AWS credentials)."""
+    """Create or update the pipeline on SageMaker (needs AWS credentials); also creates the model package
+    group and the feature group when missing, and wires deploy-on-approval."""
     from pipelines.aws import upsert_pipeline
 
     typer.echo(json.dumps(upsert_pipeline(_config(ctx)), indent=2, default=str))
@@ -111,6 +117,24 @@ def pipeline_start(ctx: typer.Context, param: list[str] = typer.Option([], help=
     from pipelines.aws import start_execution
 
     typer.echo(start_execution(_config(ctx), _parse_params(param)))
+
+
+@features_app.command("create-group")
+def features_create_group(
+    ctx: typer.Context,
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the group is Created (PutRecord fails before)."),
+) -> None:
+    """Create the feature group processing.feature_group_name on SageMaker unless it exists (idempotent).
+
+    Locally nothing is needed: jobs write the local Feature Store under the workspace."""
+    from pipelines.aws import PipelineAwsError, ensure_feature_group
+
+    try:
+        result = ensure_feature_group(_config(ctx), wait=wait)
+    except PipelineAwsError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(result, indent=2))
 
 
 # ---------------------------------------------------------------- local execution
@@ -186,9 +210,111 @@ def serve(
 
 
 @app.command("deploy")
-def deploy(ctx: typer.Context, workspace: Optional[Path] = typer.Option(None)) -> None:
-    """Locally: serve the approved champion version (on AWS, approval deploys through EventBridge)."""
-    ctx.invoke(serve, ctx=ctx, model_dir=None, workspace=workspace, host=None, port=None, runtime=None, capture=True)
+def deploy(
+    ctx: typer.Context,
+    workspace: Optional[Path] = typer.Option(None),
+    aws: bool = typer.Option(False, "--aws", help="Deploy to a SageMaker endpoint (aws.endpoint_name) instead of "
+                                                  "serving locally; needs AWS credentials."),
+    model_package_arn: Optional[str] = typer.Option(
+        None, help="With --aws: the Approved model package to deploy (default: the newest Approved package of "
+                   "aws.model_package_group)."),
+    wait: bool = typer.Option(False, "--wait/--no-wait", help="With --aws: wait for InService and apply auto "
+                                                             "scaling here (default: the endpoint-InService rule does)."),
+) -> None:
+    """Locally: serve the approved champion version. With --aws: create or update the SageMaker endpoint
+    (data capture, rollback alarms, blue/green update) from an Approved model package."""
+    if not aws:
+        if model_package_arn:
+            raise typer.BadParameter("--model-package-arn needs --aws (locally the registry's champion is served)")
+        ctx.invoke(serve, ctx=ctx, model_dir=None, workspace=workspace, host=None, port=None, runtime=None,
+                   capture=True)
+        return
+    import dataclasses
+
+    from pipelines.aws import PipelineAwsError, deploy_endpoint
+
+    try:
+        result = deploy_endpoint(_config(ctx), model_package_arn, wait=wait)
+    except PipelineAwsError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(dataclasses.asdict(result), indent=2))
+
+
+# ---------------------------------------------------------------- model registry
+@model_app.command("list")
+def model_list(
+    ctx: typer.Context,
+    aws: bool = typer.Option(False, "--aws", help="List the SageMaker model package group instead of the local registry."),
+    workspace: Optional[Path] = typer.Option(None),
+) -> None:
+    """Versions of aws.model_package_group, newest first, with their approval status (and the local champion)."""
+    config = _config(ctx)
+    if aws:
+        from pipelines.aws import PipelineAwsError, list_model_packages
+
+        try:
+            versions = list_model_packages(config)
+        except PipelineAwsError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+    else:
+        from pipelines.local.registry import list_model_versions
+
+        versions = list_model_versions(_workspace(ctx, workspace), config.aws.model_package_group)
+    if not versions:
+        how = "`fbrain pipeline start` registers one on SageMaker" if aws else "run `fbrain pipeline run --local`"
+        typer.echo(f"no versions of {config.aws.model_package_group} yet: {how}", err=True)
+    typer.echo(json.dumps(versions, indent=2))
+
+
+def _set_approval(ctx: typer.Context, version: int, status: str, aws: bool, workspace: Optional[Path],
+                  description: str) -> None:
+    config = _config(ctx)
+    if aws:
+        from pipelines.aws import PipelineAwsError, set_model_approval
+
+        try:
+            result = set_model_approval(config, version, status, description)
+        except PipelineAwsError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from pipelines.local.registry import list_model_versions, update_approval_status
+
+    folder = _workspace(ctx, workspace)
+    try:
+        update_approval_status(folder, config.aws.model_package_group, version, status)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    listed = {v["version"]: v for v in list_model_versions(folder, config.aws.model_package_group)}
+    typer.echo(json.dumps(listed[version], indent=2))
+
+
+@model_app.command("approve")
+def model_approve(
+    ctx: typer.Context,
+    version: int = typer.Argument(..., help="Model version (ModelPackageVersion) to approve."),
+    aws: bool = typer.Option(False, "--aws", help="Approve the SageMaker model package (the approval rule deploys it)."),
+    workspace: Optional[Path] = typer.Option(None),
+    description: str = typer.Option("", help="With --aws: ApprovalDescription (why it was approved)."),
+) -> None:
+    """Approve VERSION: locally it becomes the champion (`fbrain deploy` serves it, evaluation compares with it)."""
+    _set_approval(ctx, version, "Approved", aws, workspace, description)
+
+
+@model_app.command("reject")
+def model_reject(
+    ctx: typer.Context,
+    version: int = typer.Argument(..., help="Model version (ModelPackageVersion) to reject."),
+    aws: bool = typer.Option(False, "--aws", help="Reject the SageMaker model package."),
+    workspace: Optional[Path] = typer.Option(None),
+    description: str = typer.Option("", help="With --aws: ApprovalDescription (why it was rejected)."),
+) -> None:
+    """Reject VERSION; a rejected champion loses the champion alias locally."""
+    _set_approval(ctx, version, "Rejected", aws, workspace, description)
 
 
 @app.command("demo")
@@ -199,16 +325,29 @@ def demo(ctx: typer.Context, workspace: Optional[Path] = typer.Option(None)) -> 
     print_demo(_config(ctx), _workspace(ctx, workspace))
 
 
-def _mount_optional(module: str, name: str, help_text: str) -> None:
+def _mount_optional(module: str, name: str, help_text: str):
     try:
         sub_app = __import__(module, fromlist=["app"]).app
     except ImportError as exc:  # a layer without commands yet must not break the CLI
         print(f"warning: `fbrain {name}` unavailable: {exc}", file=sys.stderr)
-        return
+        return None
     app.add_typer(sub_app, name=name, help=help_text)
+    return sub_app
 
 
-_mount_optional("monitoring.cli", "monitor", "Model Monitor for text, corrections and retraining triggers.")
+def _mount_monitoring_pipeline(monitor_app) -> None:
+    """`fbrain monitor pipeline ...` and `fbrain monitor rules ...` (pipelines/monitoring_cli.py)."""
+    from pipelines.monitoring_cli import pipeline_app as monitoring_pipeline_app
+    from pipelines.monitoring_cli import rules_app
+
+    monitor_app.add_typer(monitoring_pipeline_app, name="pipeline")
+    monitor_app.add_typer(rules_app, name="rules")
+
+
+_monitor_app = _mount_optional("monitoring.cli", "monitor", "The text monitor (a scheduled monitoring pipeline), "
+                                                             "corrections, retraining triggers and rules.")
+if _monitor_app is not None:
+    _mount_monitoring_pipeline(_monitor_app)
 _mount_optional("inference.replies.cli", "respond", "Draft replies, summaries and second-stage judgements.")
 
 if __name__ == "__main__":

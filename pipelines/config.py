@@ -42,6 +42,9 @@ class AwsConfig:
     training_instance_count: int = 1
     endpoint_instance_type: str = "ml.c6i.xlarge"
     endpoint_name: str = "feedback-brain"
+    data_capture_prefix: str = "datacapture"
+    """Key prefix under `bucket` of the endpoint's data capture (`fbrain deploy --aws`, the monitoring
+    pipeline's CaptureUri); locally the same prefix of the local object store."""
     kms_key_id: str = ""
     """KMS key for volumes and outputs; empty means the account's default key."""
     input_prefix: str = "input/feedback"

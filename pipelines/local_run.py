@@ -96,7 +96,7 @@ def serving_setup(config: FeedbackBrainConfig, workspace: Path, model_dir: Path 
                   capture: bool) -> tuple[Path, str, str | None]:
     """Model directory, model name and version to serve; capture into the local object store."""
     if capture and not config.serving.capture_dir:
-        config.serving.capture_dir = str(config.local.object_store / config.aws.bucket / "datacapture")
+        config.serving.capture_dir = str(config.local.object_store / config.aws.bucket / config.aws.data_capture_prefix)
     config.serving.endpoint_name = config.aws.endpoint_name
     if model_dir is not None:
         return model_dir, model_dir.name, None
@@ -131,3 +131,55 @@ def print_demo(config: FeedbackBrainConfig, workspace: Path) -> None:
               f"aspects={', '.join(summary['aspects']) or '-'} flags={', '.join(summary['flags']) or '-'}")
         print(f"  draft [{draft.generator}, {draft.approval_status}, policy {'ok' if draft.policy.ok else 'REJECTED'}]: "
               f"{draft.text}")
+
+
+def local_monitoring_parameters(config: FeedbackBrainConfig, workspace: Path,
+                                parameters: dict[str, str]) -> dict[str, str]:
+    """Parameters of a local monitoring run: the champion's baseline and model unless configured or given,
+    and no EventBridge events or CloudWatch metrics (a laptop has no account; `fbrain monitor triggers check`
+    reads the results)."""
+    from pipelines.local.registry import champion_package_record
+    from pipelines.monitoring_definition import (CHAMPION_PARAMETERS, EMIT_DRIFT_EVENTS, PUBLISH_METRICS,
+                                                 champion_monitoring_parameters, configured_champion_parameters)
+
+    values = {EMIT_DRIFT_EVENTS: "false", PUBLISH_METRICS: "false", **parameters}
+    if all(name in values for name in CHAMPION_PARAMETERS):
+        return values
+    champion = configured_champion_parameters(config)
+    if champion is None:
+        record = champion_package_record(workspace, config.aws.model_package_group)
+        if record is None:
+            raise SystemExit(f"no approved model in {workspace} to monitor: run `fbrain pipeline run --local "
+                             "--param ModelApprovalStatus=Approved` (or `fbrain model approve VERSION`) first, or pass "
+                             "--param BaselineUri=... --param ModelDataUri=...")
+        champion = champion_monitoring_parameters(record)
+    return {**champion, **values}
+
+
+def run_monitoring_locally(config: FeedbackBrainConfig, workspace: Path, parameters: dict[str, str],
+                           no_cache: bool = False):
+    """Run the monitoring pipeline's definition with the embedded runner; its results also land in
+    <workspace>/<monitoring.local_monitoring_dir>/runs/<UTC time>/, where `fbrain monitor triggers check` looks."""
+    import shutil
+
+    from monitoring.triggers import new_run_dir
+    from pipelines.local import run_pipeline
+    from pipelines.local.object_store import ObjectStore
+    from pipelines.local.runner import OBJECT_STORE_DIR
+    from pipelines.monitoring_definition import CAPTURE_URI, MONITOR_STEP, RESULTS_OUTPUT, monitoring_definition_json
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    definition = json.loads(monitoring_definition_json(config))
+    workspace.mkdir(parents=True, exist_ok=True)
+    values = local_monitoring_parameters(config, workspace, parameters)
+    capture_uri = values.get(CAPTURE_URI) or _input_uri(definition, values, CAPTURE_URI)
+    record = run_pipeline(definition, workspace, parameters=values, no_cache=no_cache,
+                          settings=dataclasses.replace(config.runner, pipeline_name=config.monitoring.pipeline_name),
+                          empty_prefixes=[capture_uri] if capture_uri else None)
+    print(f"\nexecution {record.execution_id}: {record.status}")
+    if record.status == "Succeeded":
+        results = ObjectStore(workspace / OBJECT_STORE_DIR).path(record.step(MONITOR_STEP).outputs[RESULTS_OUTPUT])
+        run_dir = new_run_dir(workspace, config.monitoring)
+        shutil.copytree(results, run_dir)
+        print(f"  results          {results}\n  for the triggers {run_dir} (`fbrain monitor triggers check`)")
+    return record

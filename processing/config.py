@@ -133,3 +133,10 @@ class ProcessingConfig:
     """Role the Feature Store assumes to write the offline store."""
     feature_store_kms_key_id: str = ""
     """KMS key for the online and offline stores; empty means the AWS-managed key."""
+    feature_store_max_failed_records: int = 0
+    """PutRecord failures (after retries) the feature-engineering job tolerates; more fail the job, so a
+    run whose features did not reach the Feature Store never looks successful."""
+    feature_group_wait_timeout_s: float = 900.0
+    """`fbrain features create-group` / `pipeline upsert` wait at most this long for the group to be Created."""
+    feature_group_poll_s: float = 5.0
+    """Seconds between DescribeFeatureGroup calls while the group is Creating."""

@@ -491,9 +491,13 @@ def _ingest(features: pd.DataFrame, feature_group_name: str) -> tuple[Any, float
 
 
 def _ingest_in_child(features: pd.DataFrame, feature_group_name: str, results: Any) -> None:
+    from processing.feature_store import FeatureStoreIngestionError
+
     try:
         results.put(("ok", *_ingest(features, feature_group_name)))
-    except BaseException as exc:  # reported to the parent, which fails the run with it
+    except FeatureStoreIngestionError as exc:  # the parent raises the same error, message intact
+        results.put(("ingestion_error", str(exc), 0.0))
+    except BaseException as exc:  # noqa: BLE001 -- reported to the parent, which fails the run with it
         import traceback
 
         results.put(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", 0.0))
@@ -534,6 +538,10 @@ class FeatureIngestion:
                     raise RuntimeError(f"feature store ingestion process died (exit code {self.process.exitcode}) "
                                        f"before reporting; no ingestion report") from None
         self.process.join()
+        if status == "ingestion_error":
+            from processing.feature_store import FeatureStoreIngestionError
+
+            raise FeatureStoreIngestionError(payload)
         if status != "ok":
             raise RuntimeError(f"feature store ingestion failed: {payload}")
         return payload, seconds
@@ -645,6 +653,11 @@ def run(input_dir: Optional[Path], output_dir: Path, config: ProcessingConfig, s
     report.rows_per_second = round(report.bronze / report.wall_seconds, 1) if report.wall_seconds else 0.0
     report.check_books()
     report.write(lake_dir / lake.RUN_REPORT)
+    # After the report is written (it lists every failed record), before the marker: a run whose features
+    # did not reach the Feature Store fails, and its corrections count again.
+    from processing.feature_store import check_ingest_failures
+
+    check_ingest_failures(report.features["ingest"], config)
     # Last, so a run that fails anywhere above leaves no marker and the period goes on.
     write_corrections_marker(corrections_state_dir, corrections_read_at, corrections.consumed, report, config)
     log.info("run complete: %s; splits %s; %.0f rows/s", report.counts(), report.splits, report.rows_per_second)
@@ -721,9 +734,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     mapping = ColumnMapping.from_json(args.column_mapping) if args.column_mapping else None
     shard = detect_shard(args.shard_index, args.shard_count)
-    report = run(args.input_dir, args.output_dir, config, shard, mapping, args.include_external,
-                 args.merge_only, args.keep_staging, args.stage_only, args.staged_lake_dir, args.corrections_dir,
-                 args.corrections_state_dir)
+    from processing.feature_store import FeatureStoreIngestionError
+
+    try:
+        report = run(args.input_dir, args.output_dir, config, shard, mapping, args.include_external,
+                     args.merge_only, args.keep_staging, args.stage_only, args.staged_lake_dir, args.corrections_dir,
+                     args.corrections_state_dir)
+    except FeatureStoreIngestionError as error:
+        log.error("feature store ingestion failed: %s", error)
+        return 1
     print(json.dumps({"counts": report.counts(), "splits": report.splits, "rows_per_second": report.rows_per_second}))
     return 0
 

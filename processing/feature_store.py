@@ -8,7 +8,9 @@ offline store exactly like SageMaker's (Parquet under
 and keeps an online store in SQLite (latest record per id by event time, as SageMaker's online
 store does); otherwise `sagemaker-featurestore-runtime` PutRecord, batched, retried with
 exponential backoff on throttling and 5xx errors, and every record that still fails is reported
-(never dropped silently).
+(never dropped silently): the job fails when more fail than `feature_store_max_failed_records`
+(check_ingest_failures), and at once when the group does not exist. `ensure_feature_group` creates
+the group (`fbrain features create-group`, `fbrain pipeline upsert`).
 """
 from __future__ import annotations
 
@@ -42,6 +44,8 @@ RUNTIME_SERVICE = "sagemaker-featurestore-runtime"
 # Error codes worth another attempt (the rest, e.g. ValidationError, fail at once).
 RETRYABLE_CODES = frozenset({"ThrottlingException", "Throttling", "ServiceUnavailable", "InternalFailure",
                              "InternalServerError", "RequestTimeout", "ServiceQuotaExceededException"})
+MISSING_GROUP_CODES = frozenset({"ResourceNotFound", "ResourceNotFoundException"})
+CREATE_GROUP_HINT = "create it with `fbrain features create-group` (or `fbrain pipeline upsert`)"
 # Columns SageMaker adds to every offline-store row.
 OFFLINE_META_COLUMNS = ("write_time", "api_invocation_time", "is_deleted")
 
@@ -73,6 +77,70 @@ def create_feature_group_request(config: Optional[ProcessingConfig] = None,
         "Description": "Per-feedback text statistics, rating, channel and as-of customer / SKU history.",
         "Tags": [{"Key": "project", "Value": "feedback-brain"}],
     }
+
+
+class FeatureStoreIngestionError(RuntimeError):
+    """Feature rows did not reach the Feature Store (missing group, or more failures than tolerated)."""
+
+
+class FeatureGroupError(RuntimeError):
+    """The feature group could not be created, or did not become Created in time."""
+
+
+def ensure_feature_group(sagemaker_client: Any, request: dict[str, Any], config: Optional[ProcessingConfig] = None,
+                         wait: bool = True, sleep: Callable[[float], None] = time.sleep,
+                         clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """Create the feature group of `request` (create_feature_group_request) unless it exists; wait until Created.
+
+    Idempotent: an existing group is kept as it is (a group's definitions cannot be updated in place).
+    Returns {"feature_group_name", "feature_group_arn", "status", "created"}."""
+    from botocore.exceptions import ClientError
+
+    config = config or ProcessingConfig()
+    name = request["FeatureGroupName"]
+
+    def describe() -> Optional[dict[str, Any]]:
+        try:
+            return sagemaker_client.describe_feature_group(FeatureGroupName=name)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in MISSING_GROUP_CODES:
+                return None
+            raise FeatureGroupError(f"DescribeFeatureGroup {name} failed: {error}") from error
+
+    described = describe()
+    created = described is None
+    if created:
+        try:
+            sagemaker_client.create_feature_group(**request)
+        except ClientError as error:
+            raise FeatureGroupError(f"CreateFeatureGroup {name} failed: {error}") from error
+        logger.info("creating feature group %s (offline store %s)", name,
+                    request["OfflineStoreConfig"]["S3StorageConfig"]["S3Uri"])
+        described = describe() or {"FeatureGroupStatus": "Creating"}
+    deadline = clock() + config.feature_group_wait_timeout_s
+    while wait and described.get("FeatureGroupStatus") == "Creating":
+        if clock() >= deadline:
+            raise FeatureGroupError(f"feature group {name} still Creating after {config.feature_group_wait_timeout_s:.0f}s "
+                                    "(processing.feature_group_wait_timeout_s)")
+        sleep(config.feature_group_poll_s)
+        described = describe() or {"FeatureGroupStatus": "Creating"}
+    status = described.get("FeatureGroupStatus", "Unknown")
+    if status in ("CreateFailed", "Deleting", "DeleteFailed"):
+        raise FeatureGroupError(f"feature group {name} is {status}: {described.get('FailureReason', 'no reason given')}")
+    return {"feature_group_name": name, "feature_group_arn": described.get("FeatureGroupArn"), "status": status,
+            "created": created}
+
+
+def check_ingest_failures(ingest: dict[str, Any], config: ProcessingConfig) -> None:
+    """Raise when more records failed PutRecord than `feature_store_max_failed_records` allows."""
+    failed = int(ingest.get("failed", 0))
+    if failed <= config.feature_store_max_failed_records:
+        return
+    first = (ingest.get("failures") or [{}])[0]
+    raise FeatureStoreIngestionError(
+        f"{failed} of {ingest.get('attempted', '?')} feature records failed PutRecord into feature group "
+        f"{ingest.get('feature_group_name')!r} (tolerated: {config.feature_store_max_failed_records}, "
+        f"processing.feature_store_max_failed_records); first failure: {first.get('error_code')} {first.get('message')}")
 
 
 def format_event_time(value: Any) -> str:
@@ -233,6 +301,11 @@ class SageMakerFeatureStoreWriter:
                 status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
                 message = error.response.get("Error", {}).get("Message", str(error))
                 retryable = code in RETRYABLE_CODES or status >= 500
+                if code in MISSING_GROUP_CODES:
+                    # Every other record would fail the same way: stop at the first, with the fix.
+                    raise FeatureStoreIngestionError(
+                        f"feature group {self.feature_group_name!r} does not exist ({message}): {CREATE_GROUP_HINT}"
+                    ) from error
             except EndpointConnectionError as error:
                 code, message, retryable = "EndpointConnectionError", str(error), True
             if not retryable or attempt == self.config.feature_store_max_attempts:

@@ -94,8 +94,11 @@ def dockerfiles() -> dict[str, Dockerfile]:
 
 @pytest.fixture(scope="module")
 def modules_by_image() -> dict[str, set[str]]:
-    """Modules the pipeline definition runs in each image (from ContainerEntrypoint)."""
+    """Modules the pipeline definitions (training and monitoring) run in each image (from ContainerEntrypoint)."""
+    from pipelines.monitoring_definition import monitoring_definition_json
+
     definition = json.loads(definition_json(FeedbackBrainConfig()))
+    definition["Steps"] += json.loads(monitoring_definition_json(FeedbackBrainConfig()))["Steps"]
     found: dict[str, set[str]] = {kind: set() for kind in IMAGE_KINDS}
 
     def visit(steps):
@@ -208,7 +211,8 @@ def test_buildspec_runs_tests_builds_pushes_and_deploys_without_waiting(buildspe
     assert buildspec["env"]["variables"]["IMAGE_KINDS"].split() == list(IMAGE_KINDS)
     assert 'docker build -f "containers/${kind}/Dockerfile"' in commands and 'docker push "$image"' in commands
     assert '"${ECR_REGISTRY}/feedback-brain-${kind}:${IMAGE_TAG}"' in commands
-    for step in ("pipeline validate", "pipeline upsert", "pipeline start"):
+    for step in ("pipeline validate", "pipeline upsert", "pipeline start", "monitor pipeline validate",
+                 "monitor pipeline upsert", "monitor rules apply"):
         assert f"fbrain $(cat fbrain-ci.args) {step}" in commands
     assert "wait" not in commands.replace("without waiting", "")
 

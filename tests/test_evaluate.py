@@ -1,21 +1,19 @@
 """The EvaluateModel step end to end on a tiny model: report layout, per-source detail,
-baseline, quarantine, archives, and champion lookup (local directory and registry)."""
+baseline, quarantine, archives, and champion lookup (local directory, and the registry's recorded metrics with moto)."""
 import json
-import shutil
 import tarfile
 from pathlib import Path
 
 import boto3
 import numpy as np
 import pytest
-from botocore.stub import ANY, Stubber
 
 from processing.schema import example_model_input
 from processing.taxonomy import load_taxonomy
 from training import evaluate as evaluate_module
 from training.config import EvaluationConfig
 from training.data import read_examples as read_training_examples
-from training.evaluate import build_report, evaluate, main, resolve_champion
+from training.evaluate import build_report, evaluate, main
 from training.example_rows import read_example_records as read_examples
 from training.predict import ModelDirError, resolve_model_dir
 
@@ -223,64 +221,89 @@ def test_local_champion_is_scored_on_the_same_rows(tiny_dir, splits, tmp_path, m
     assert report["baseline"] is None  # no --train-dir
 
 
-def test_registry_champion_latest_approved_package_is_downloaded(tiny_dir, tmp_path, monkeypatch):
-    archive = tmp_path / "published" / "model.tar.gz"
-    archive.parent.mkdir()
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in tiny_dir.iterdir():
-            tar.add(path, arcname=path.name)
-    client = boto3.client("sagemaker", region_name="us-east-1")
-    stubber = Stubber(client)
-    arn = "arn:aws:sagemaker:us-east-1:111122223333:model-package/feedback-brain-models/3"
-    stubber.add_response(
-        "list_model_packages",
-        {"ModelPackageSummaryList": [{"ModelPackageArn": arn, "ModelPackageGroupName": "feedback-brain-models",
-                                      "ModelPackageVersion": 3, "CreationTime": "2026-11-20T00:00:00Z",
-                                      "ModelPackageStatus": "Completed", "ModelApprovalStatus": "Approved"}]},
-        {"ModelPackageGroupName": "feedback-brain-models", "ModelApprovalStatus": "Approved",
-         "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 1},
-    )
-    stubber.add_response(
-        "describe_model_package",
-        {"ModelPackageName": "feedback-brain-models", "ModelPackageArn": arn, "ModelPackageVersion": 3,
-         "CreationTime": "2026-11-20T00:00:00Z", "ModelPackageStatus": "Completed",
-         "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
-         "InferenceSpecification": {"Containers": [
-             {"Image": "111122223333.dkr.ecr.us-east-1.amazonaws.com/fbrain-inference:abc",
-              "ModelDataUrl": "s3://feedback-brain-artifacts/models/v3/model.tar.gz"}],
-             "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]}},
-        {"ModelPackageName": arn},
-    )
-    downloads = []
+GROUP = "feedback-brain-models"
+IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/feedback-brain-inference:abc"
 
-    def fake_download(uri, destination):
-        downloads.append(uri)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.copy(archive, destination))
 
-    monkeypatch.setattr(evaluate_module, "download_s3_uri", fake_download)
+def _register(sagemaker, status: str, statistics_uri: str | None) -> str:
+    request = {"ModelPackageGroupName": GROUP, "ModelApprovalStatus": status, "InferenceSpecification": {
+        "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://artifacts/models/model.tar.gz"}],
+        "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]}}
+    if statistics_uri:
+        request["ModelMetrics"] = {"ModelQuality": {"Statistics": {
+            "ContentType": "application/json", "S3Uri": statistics_uri}}}
+    return sagemaker.create_model_package(**request)["ModelPackageArn"]
+
+
+@pytest.fixture
+def moto_registry(monkeypatch):
+    from moto import mock_aws
+
     monkeypatch.delenv(evaluate_module.CHAMPION_DIR_ENV, raising=False)
-    monkeypatch.setenv(evaluate_module.CHAMPION_FROM_REGISTRY_ENV, "1")
-    with stubber:
-        champion_dir, name = resolve_champion("feedback-brain-models", tmp_path / "scratch", lambda: client)
-    stubber.assert_no_pending_responses()
-    assert name == "v3"
-    assert downloads == ["s3://feedback-brain-artifacts/models/v3/model.tar.gz"]
-    assert (champion_dir / "model.safetensors").is_file()
+    monkeypatch.setattr(evaluate_module, "in_sagemaker_job", lambda: True)  # as if in a SageMaker processing job
+    with mock_aws():
+        sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+        s3 = boto3.client("s3", region_name="us-east-1")
+        sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+        s3.create_bucket(Bucket="artifacts")
+        yield sagemaker, s3
 
 
-def test_no_approved_package_means_no_champion(tmp_path, monkeypatch):
-    client = boto3.client("sagemaker", region_name="us-east-1")
-    stubber = Stubber(client)
-    stubber.add_response("list_model_packages", {"ModelPackageSummaryList": []}, {
-        "ModelPackageGroupName": "g", "ModelApprovalStatus": "Approved", "SortBy": ANY, "SortOrder": ANY,
-        "MaxResults": ANY})
-    monkeypatch.delenv(evaluate_module.CHAMPION_DIR_ENV, raising=False)
-    monkeypatch.setenv(evaluate_module.CHAMPION_FROM_REGISTRY_ENV, "1")
-    with stubber:
-        assert resolve_champion("g", tmp_path, lambda: client) is None
-    monkeypatch.delenv(evaluate_module.CHAMPION_FROM_REGISTRY_ENV)
-    assert resolve_champion("g", tmp_path, lambda: pytest.fail("registry must not be asked")) is None
+def _evaluate_cli(tiny_dir, splits, out: Path, *extra: str) -> dict:
+    assert main(["--model-dir", str(tiny_dir), "--test-dir", str(splits["test"]), "--output-dir", str(out),
+                 "--set", "evaluation.bootstrap_rounds=0", "--set", "evaluation.macro_f1_threshold=0.0", *extra]) == 0
+    return json.loads((out / "evaluation.json").read_text())
+
+
+def test_on_sagemaker_the_gate_compares_with_the_newest_approved_packages_recorded_metrics(
+        tiny_dir, splits, tmp_path, moto_registry):
+    sagemaker, s3 = moto_registry
+    own = _evaluate_cli(tiny_dir, splits, tmp_path / "first")
+    assert own["champion"] is None  # no --model-package-group: no registry lookup
+    # The champion's recorded evaluation: the same report with a perfect headline metric on every task.
+    recorded = json.loads(json.dumps(own))
+    for task, metric in evaluate_module.HEADLINE_METRIC.items():
+        recorded["tasks"][task]["overall"][metric] = 1.0
+    s3.put_object(Bucket="artifacts", Key="runs/2/evaluation.json", Body=json.dumps(recorded).encode())
+    s3.put_object(Bucket="artifacts", Key="runs/1/evaluation.json", Body=json.dumps(own).encode())
+    _register(sagemaker, "Approved", "s3://artifacts/runs/1/evaluation.json")
+    arn = _register(sagemaker, "Approved", "s3://artifacts/runs/2/evaluation.json")
+    _register(sagemaker, "PendingManualApproval", "s3://artifacts/runs/1/evaluation.json")  # newest, not approved
+
+    report = _evaluate_cli(tiny_dir, splits, tmp_path / "second", "--model-package-group", GROUP)
+    champion, gate = report["champion"], report["gate"]
+    assert champion["name"] == "v2" and champion["model_package_arn"] == arn
+    assert champion["statistics_uri"] == "s3://artifacts/runs/2/evaluation.json"
+    assert gate["champion_macro_f1"] == pytest.approx(1.0)
+    assert gate["no_regression"] is False and "against champion v2 1.000" in gate["message"]
+    assert champion["delta"]["intent"]["delta"] == pytest.approx(report["tasks"]["intent"]["overall"]["macro_f1"] - 1.0)
+
+
+def test_no_approved_package_means_no_champion_and_local_runs_never_ask_aws(
+        tiny_dir, splits, tmp_path, moto_registry, monkeypatch):
+    sagemaker, _ = moto_registry
+    _register(sagemaker, "PendingManualApproval", None)
+    assert _evaluate_cli(tiny_dir, splits, tmp_path / "a", "--model-package-group", GROUP)["champion"] is None
+    monkeypatch.setattr(evaluate_module, "in_sagemaker_job", lambda: False)  # the local runner, or by hand
+    monkeypatch.setattr(evaluate_module, "registered_champion", lambda *a, **k: pytest.fail("registry asked locally"))
+    assert _evaluate_cli(tiny_dir, splits, tmp_path / "b", "--model-package-group", GROUP)["champion"] is None
+
+
+def test_an_approved_package_without_recorded_metrics_fails_the_step_clearly(
+        tiny_dir, splits, tmp_path, moto_registry, caplog):
+    sagemaker, _ = moto_registry
+    argv = ["--model-dir", str(tiny_dir), "--test-dir", str(splits["test"]), "--output-dir", str(tmp_path / "out"),
+            "--set", "evaluation.bootstrap_rounds=0", "--model-package-group", GROUP]
+    _register(sagemaker, "Approved", None)
+    with caplog.at_level("ERROR"):
+        assert main(argv) == 1
+    assert "no ModelMetrics.ModelQuality.Statistics" in caplog.text
+    _register(sagemaker, "Approved", "s3://artifacts/missing/evaluation.json")
+    caplog.clear()
+    with caplog.at_level("ERROR"):
+        assert main(argv) == 1
+    assert "cannot read s3://artifacts/missing/evaluation.json" in caplog.text
+    assert not (tmp_path / "out" / "evaluation.json").exists()  # no verdict without the champion
 
 
 def test_build_report_leaves_out_tasks_without_test_rows():

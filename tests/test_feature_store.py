@@ -1,6 +1,7 @@
 """Feature group definition (moto), PutRecord ingestion (Stubber), local store, point-in-time joins."""
 import json
 import re
+from pathlib import Path
 
 import boto3
 import botocore.session
@@ -155,8 +156,11 @@ def test_local_store_uses_sagemaker_offline_layout_and_latest_online_record(tmp_
     reopened.close()
 
 
-def test_without_the_env_the_sagemaker_writer_is_used(monkeypatch):
+def test_without_the_env_the_sagemaker_writer_is_used_inside_a_sagemaker_job(monkeypatch):
+    import processing.feature_store as feature_store_module
+
     monkeypatch.delenv(LOCAL_STORE_ENV, raising=False)
+    monkeypatch.setattr(feature_store_module, "local_workspace", lambda: None)  # what a SageMaker job sees
     assert isinstance(open_feature_store(GROUP, client=_runtime_client()), SageMakerFeatureStoreWriter)
 
 
@@ -211,7 +215,6 @@ def test_point_in_time_join_by_record_id_picks_the_version_valid_at_label_time()
 
 def test_vectorised_online_records_equal_to_record_per_row(tmp_path):
     """The local store builds online records column-wise: same strings as to_record, missing values left out."""
-    import json
 
     import numpy as np
 
@@ -239,3 +242,105 @@ def test_online_records_survive_values_that_look_like_json_members():
     records = [json.loads(r) for r in _online_record_json(values)]
     # Missing features are left out (as GetRecord does); a value holding `"sku":null,` is kept whole.
     assert records == [{"feedback_id": "a\u2028b", "channel": "review"}, {"feedback_id": "c", "sku": 'x/y\n"sku":null,'}]
+
+
+# ---------------------------------------------------------------- the group exists before ingestion
+def test_fbrain_features_create_group_creates_once_with_our_definitions():
+    from moto import mock_aws
+    from typer.testing import CliRunner
+
+    from moto_support import missing_feature_groups_are_not_found
+    from pipelines.cli import app
+
+    with mock_aws(), missing_feature_groups_are_not_found():
+        first = CliRunner().invoke(app, ["features", "create-group"], catch_exceptions=False)
+        assert first.exit_code == 0, first.output
+        created = json.loads(first.output)
+        assert created["created"] is True and created["status"] == "Created"
+        again = json.loads(CliRunner().invoke(app, ["features", "create-group"]).output)
+        assert again["created"] is False and again["feature_group_arn"] == created["feature_group_arn"]
+        described = boto3.client("sagemaker", region_name="us-east-1").describe_feature_group(
+            FeatureGroupName=ProcessingConfig().feature_group_name)
+    assert [d["FeatureName"] for d in described["FeatureDefinitions"]] == list(FEATURE_NAMES)
+    assert described["RecordIdentifierFeatureName"] == "feedback_id"
+
+
+def _describe(status: str, reason: str | None = None) -> dict:
+    response = {"FeatureGroupArn": f"arn:aws:sagemaker:us-east-1:111122223333:feature-group/{GROUP}",
+                "FeatureGroupName": GROUP, "RecordIdentifierFeatureName": "feedback_id",
+                "EventTimeFeatureName": "event_time",
+                "FeatureDefinitions": [{"FeatureName": "feedback_id", "FeatureType": "String"}],
+                "CreationTime": "2026-12-01T00:00:00Z", "FeatureGroupStatus": status, "NextToken": ""}
+    if reason:
+        response["FailureReason"] = reason
+    return response
+
+
+def test_creation_waits_until_created_and_reports_a_failed_creation():
+    from processing.feature_store import FeatureGroupError, ensure_feature_group
+
+    client = boto3.client("sagemaker", region_name="us-east-1")
+    request = create_feature_group_request(ProcessingConfig(), GROUP)
+    sleeps = []
+    with Stubber(client) as stub:
+        stub.add_client_error("describe_feature_group", "ResourceNotFound", f"Resource Not Found: {GROUP}", 400)
+        stub.add_response("create_feature_group", {"FeatureGroupArn": _describe("Creating")["FeatureGroupArn"]}, request)
+        stub.add_response("describe_feature_group", _describe("Creating"))
+        stub.add_response("describe_feature_group", _describe("Created"))
+        result = ensure_feature_group(client, request, ProcessingConfig(feature_group_poll_s=0.5), sleep=sleeps.append)
+        stub.assert_no_pending_responses()
+    assert result["created"] is True and result["status"] == "Created" and sleeps == [0.5]
+    with Stubber(client) as stub:
+        stub.add_response("describe_feature_group", _describe("CreateFailed", "role cannot write the offline store"))
+        with pytest.raises(FeatureGroupError, match="CreateFailed: role cannot write the offline store"):
+            ensure_feature_group(client, request)
+
+
+def _processing_job_input(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    rows = [{"feedback_id": f"fs-{i}", "text": f"Order {i} arrived late and the {thing} was damaged in transit.",
+             "channel": "review", "created_at": "2026-10-01T09:00:00Z", "customer_id": f"c-{i}"}
+            for i, thing in enumerate(["kettle", "jacket", "lamp", "blender"])]
+    (folder / "feedback.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return folder
+
+
+def test_processing_job_fails_when_the_group_is_missing_or_records_fail(tmp_path, monkeypatch, caplog):
+    """FeatureEngineering's entry point on SageMaker's path (no local store): PutRecord stubbed."""
+    from processing import feature_engineering
+
+    monkeypatch.delenv("FBRAIN_LOCAL_FEATURE_STORE", raising=False)
+    monkeypatch.setenv("FBRAIN_FEATURE_STORE", "sagemaker")  # PutRecord, as inside a SageMaker job
+    monkeypatch.setenv("FBRAIN_WORKSPACE", str(tmp_path / "ws"))  # the local salt secret lives there
+    client = _runtime_client()
+    real_client = boto3.client
+    monkeypatch.setattr(boto3, "client", lambda service, *a, **k: client if service == "sagemaker-featurestore-runtime"
+                        else real_client(service, *a, **k))
+    raw = _processing_job_input(tmp_path / "raw")
+    argv = ["--input-dir", str(raw), "--output-dir", str(tmp_path / "out")]
+    with Stubber(client) as stub, caplog.at_level("ERROR"):
+        stub.add_client_error("put_record", "ResourceNotFound", f"Resource Not Found: {GROUP}", 400)
+        assert feature_engineering.main(argv) == 1
+    assert "does not exist" in caplog.text and "fbrain features create-group" in caplog.text
+    assert not (tmp_path / "out" / "corrections_state").exists()
+
+    caplog.clear()
+    with Stubber(client) as stub, caplog.at_level("ERROR"):
+        stub.add_client_error("put_record", "ValidationError", "event_time is in the future", 400)
+        for _ in range(3):
+            stub.add_response("put_record", {})
+        assert feature_engineering.main(argv + ["--output-dir", str(tmp_path / "out2")]) == 1
+        stub.assert_no_pending_responses()
+    assert "1 of 4 feature records failed PutRecord" in caplog.text and "event_time is in the future" in caplog.text
+    report = json.loads((tmp_path / "out2" / "lake" / "run_report.json").read_text())
+    assert report["features"]["ingest"]["failed"] == 1  # the report lists the failure before the job fails
+
+
+def test_a_configured_tolerance_lets_a_few_failures_through():
+    from processing.feature_store import FeatureStoreIngestionError, check_ingest_failures
+
+    ingest = {"feature_group_name": GROUP, "attempted": 10, "failed": 2,
+              "failures": [{"error_code": "ValidationError", "message": "bad"}]}
+    check_ingest_failures(ingest, ProcessingConfig(feature_store_max_failed_records=2))
+    with pytest.raises(FeatureStoreIngestionError, match="tolerated: 1"):
+        check_ingest_failures(ingest, ProcessingConfig(feature_store_max_failed_records=1))

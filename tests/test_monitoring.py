@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from monitoring.baseline import compute_baseline
 from monitoring.config import MonitoringConfig
@@ -289,3 +289,57 @@ def test_malformed_capture_lines_are_quarantined_not_dropped(monitored, tmp_path
     quarantine = [json.loads(line) for line in (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()]
     assert len(quarantine) == 2 and all(item["reason"] for item in quarantine)
     assert any("too few records" in s for s in result.comparison.skipped)
+
+
+@pytest.mark.slow  # ~9 s: one job subprocess scoring 200 texts
+def test_monitoring_pipeline_runs_locally_and_its_drift_fires_the_local_trigger(monitored, tmp_path):
+    """`fbrain monitor pipeline run --local`: the monitoring pipeline's own definition, run by the embedded
+    runner on a capture folder in the local object store; its violations reach `fbrain monitor triggers check`."""
+    import shutil
+    import tarfile
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    workspace = tmp_path / "ws"
+    bucket = workspace / "s3" / "feedback-brain-artifacts"
+    shutil.copytree(monitored["captures"]["shifted"], bucket / "datacapture")
+    shutil.copytree(monitored["baseline"].output_dir, bucket / "champion" / "baseline")
+    (bucket / "champion" / "model").mkdir(parents=True)
+    with tarfile.open(bucket / "champion" / "model" / "model.tar.gz", "w:gz") as archive:
+        for path in Path(monitored["model"]).iterdir():
+            archive.add(path, arcname=path.name)
+    result = CliRunner().invoke(app, [
+        "--set", "monitoring.window_hours=0", "monitor", "pipeline", "run", "--local", "--workspace", str(workspace),
+        "--param", "BaselineUri=s3://feedback-brain-artifacts/champion/baseline/",
+        "--param", "ModelDataUri=s3://feedback-brain-artifacts/champion/model/model.tar.gz",
+    ], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (workspace / "monitoring" / "runs").iterdir()
+    statistics = json.loads((run_dir / "statistics.json").read_text())
+    assert statistics["window"]["captured_texts"] == WINDOW_TEXTS  # CaptureUri's default: the endpoint's capture
+    assert not any("embedding drift" in s for s in statistics["skipped_checks"])  # the model came through ModelDataUri
+    violations = json.loads((run_dir / "constraint_violations.json").read_text())["violations"]
+    assert ("text_language", "categorical_values_check") in {(v["feature_name"], v["constraint_check_type"])
+                                                               for v in violations}
+    triggered = CliRunner().invoke(app, ["monitor", "triggers", "check", "--workspace", str(workspace)])
+    decision = json.loads(triggered.output)
+    assert decision["fire"] is True and decision["violations_run"] == str(run_dir)
+
+
+def test_the_window_metrics_go_to_cloudwatch_when_put_metric_data_is_on(monitored, monkeypatch):
+    """The monitoring pipeline's PublishMetrics: the job sends metrics.json's request itself (Stubber)."""
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    real_client = boto3.client
+    monkeypatch.setattr(boto3, "client", lambda service, *a, **k: cloudwatch if service == "cloudwatch"
+                        else real_client(service, *a, **k))
+    config = MonitoringConfig(put_metric_data=True, window_max_records=40)
+    inputs = MonitorInputs.from_baseline_dir(str(monitored["baseline"].output_dir), str(monitored["captures"]["held_out"]),
+                                             str(monitored["root"] / "out_metrics"))
+    with Stubber(cloudwatch) as stub:
+        stub.add_response("put_metric_data", {}, {"Namespace": "feedback-brain/TextMonitor", "MetricData": ANY})
+        result = run_monitor(inputs, config)
+        stub.assert_no_pending_responses()
+    names = {m["MetricName"] for m in result.metrics}
+    assert {"constraint_violations_count", "monitored_texts_count"} <= names

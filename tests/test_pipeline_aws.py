@@ -50,7 +50,9 @@ _names = iter(range(1_000_000))
 @pytest.fixture(scope="module")
 def moto_account():
     """One in-process moto account for the module (starting one per test costs seconds here)."""
-    with mock_aws():
+    from moto_support import missing_feature_groups_are_not_found
+
+    with mock_aws(), missing_feature_groups_are_not_found():
         session = boto3.Session(region_name=REGION)
         yield session, _deploy_function(session)
 
@@ -75,6 +77,7 @@ def test_upsert_creates_then_updates(aws):
     config, session = aws
     first = upsert_pipeline(config, session=session)
     assert first["created"] is True
+    assert first["feature_group"]["status"] == "Created"  # FeatureEngineering's PutRecord target exists
     sagemaker = session.client("sagemaker")
     described = sagemaker.describe_pipeline(PipelineName=config.aws.pipeline_name)
     assert described["PipelineArn"] == first["pipeline_arn"]

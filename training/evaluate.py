@@ -18,12 +18,14 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
 from processing.schema import TASKS, example_model_input
 from processing.settings import add_settings_argument, load_sections
+from processing.workspace import in_sagemaker_job
+from training.champion import ChampionLookupError, RegisteredChampion, registered_champion
 from training.config import EvaluationConfig
 from training.example_rows import read_example_records
 from training.gate import decide_gate
@@ -43,7 +45,6 @@ log = logging.getLogger("training.evaluate")
 EVALUATION_FILE = "evaluation.json"
 QUARANTINE_FILE = "quarantine.jsonl"
 CHAMPION_DIR_ENV = "FBRAIN_CHAMPION_MODEL_DIR"
-CHAMPION_FROM_REGISTRY_ENV = "FBRAIN_CHAMPION_FROM_REGISTRY"
 BASELINE_NAME = "tfidf-logreg"
 Probabilities = Mapping[str, np.ndarray]
 AspectThresholds = Optional[np.ndarray | float]
@@ -119,54 +120,24 @@ def deltas(candidate: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[s
 
 
 # ----------------------------------------------------------------------------- champion
-def download_s3_uri(uri: str, destination: Path) -> Path:
-    """Copy `s3://bucket/key` to `destination` (tests patch this with a local copy)."""
-    import boto3
+def resolve_champion(scratch_dir: Path) -> Optional[tuple[Path, str]]:
+    """Locally: (extracted champion model dir, display name) from CHAMPION_DIR_ENV, or None.
 
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    boto3.client("s3").download_file(bucket, key, str(destination))
-    return destination
-
-
-def find_registry_champion(sagemaker_client, model_package_group: str) -> Optional[dict[str, str]]:
-    """The latest Approved package of the group: `{arn, version, model_data_url}`, or None."""
-    listing = sagemaker_client.list_model_packages(
-        ModelPackageGroupName=model_package_group, ModelApprovalStatus="Approved",
-        SortBy="CreationTime", SortOrder="Descending", MaxResults=1,
-    )
-    summaries = listing.get("ModelPackageSummaryList", [])
-    if not summaries:
-        return None
-    arn = summaries[0]["ModelPackageArn"]
-    package = sagemaker_client.describe_model_package(ModelPackageName=arn)
-    containers = package.get("InferenceSpecification", {}).get("Containers", [])
-    model_data_url = next((c["ModelDataUrl"] for c in containers if c.get("ModelDataUrl")), None)
-    if not model_data_url:
-        raise ValueError(f"approved model package {arn} has no ModelDataUrl in its inference specification")
-    return {"arn": arn, "version": str(package.get("ModelPackageVersion", "")), "model_data_url": model_data_url}
-
-
-def resolve_champion(
-    model_package_group: str, scratch_dir: Path, sagemaker_client_factory: Optional[Callable[[], Any]] = None
-) -> Optional[tuple[Path, str]]:
-    """(extracted champion model dir, display name), or None when there is no champion."""
+    The local runner sets that variable to the registry's `champion` version; on SageMaker the
+    champion's recorded metrics are read instead (training.champion.registered_champion)."""
     local = os.environ.get(CHAMPION_DIR_ENV)
     if local:
         return resolve_model_dir(local, scratch_dir / "champion"), Path(local).name
-    if os.environ.get(CHAMPION_FROM_REGISTRY_ENV) != "1" or not model_package_group:
-        return None
-    if sagemaker_client_factory is None:
-        import boto3
+    return None
 
-        def sagemaker_client_factory():
-            return boto3.client("sagemaker")
-    found = find_registry_champion(sagemaker_client_factory(), model_package_group)
-    if found is None:
-        log.info("no Approved model package in group %s: no champion", model_package_group)
+
+def registry_champion(model_package_group: str) -> Optional[RegisteredChampion]:
+    """Inside a SageMaker job, with a model package group: the newest Approved package and its recorded evaluation.
+
+    Locally (the embedded runner, or the module run by hand) the champion is CHAMPION_DIR_ENV's, or none."""
+    if not model_package_group or not in_sagemaker_job():
         return None
-    archive = download_s3_uri(found["model_data_url"], scratch_dir / "champion" / "model.tar.gz")
-    return resolve_model_dir(archive, scratch_dir / "champion"), f"v{found['version']}"
+    return registered_champion(model_package_group)
 
 
 # ----------------------------------------------------------------------------- the report
@@ -199,10 +170,13 @@ def build_report(
     champion_name: Optional[str] = None,
     aspect_thresholds: AspectThresholds = None,
     champion_aspect_thresholds: AspectThresholds = None,
+    champion_recorded_tasks: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
     """evaluation.json as a dict, from predictions already made on `examples`.
 
     Each model's aspects are decided with its own thresholds; the baseline uses the candidate's.
+    The champion is either scored here (`champion_probabilities`, locally) or known by the `tasks`
+    of the evaluation recorded when it was registered (`champion_recorded_tasks`, on SageMaker).
     """
     tasks = score_tasks(examples, candidate_probabilities, label_maps, config, aspect_thresholds)
     sentiment_rows = rows_labeled_for(examples, "sentiment")
@@ -227,6 +201,10 @@ def build_report(
         champion_tasks = score_tasks(examples, champion_probabilities, label_maps, config, champion_aspect_thresholds)
         champion_scores = headline(champion_tasks)
         champion = {"name": champion_name, "tasks": champion_tasks, "delta": deltas(tasks, champion_tasks)}
+    elif champion_recorded_tasks is not None:
+        champion_scores = headline(champion_recorded_tasks)
+        champion = {"name": champion_name, "source": "recorded at registration",
+                    "delta": deltas(tasks, champion_recorded_tasks)}
 
     gate = decide_gate(
         headline(tasks), config.macro_f1_threshold, config.regression_tolerance, champion_scores, champion_name
@@ -278,7 +256,7 @@ def evaluate(
             log.warning("no training split given (--train-dir %s): baseline is null", train_dir)
 
         champion_probabilities, champion_name, champion_thresholds = None, None, None
-        champion = resolve_champion(model_package_group, scratch_dir)
+        champion = resolve_champion(scratch_dir)
         champion_skipped = None
         if champion is not None:
             champion_dir, champion_name = champion
@@ -293,11 +271,26 @@ def evaluate(
                 champion_probabilities, _ = _score_model(champion_model, examples, label_maps, config)
                 champion_thresholds = loaded_aspect_thresholds(champion_model)
 
+    recorded = registry_champion(model_package_group) if champion is None else None
+    recorded_tasks = None
+    if recorded is not None:
+        champion_name = recorded.name
+        recorded_taxonomy = (recorded.evaluation.get("evaluation") or {}).get("taxonomy_version")
+        if recorded_taxonomy != loaded.metadata.get("taxonomy_version") or "tasks" not in recorded.evaluation:
+            champion_skipped = (f"champion {recorded.name} was evaluated under taxonomy {recorded_taxonomy!r}, the "
+                                f"candidate under {loaded.metadata.get('taxonomy_version')!r}; not compared")
+            log.warning(champion_skipped)
+            champion = (None, recorded.name)
+        else:
+            recorded_tasks = recorded.evaluation["tasks"]
     report = build_report(
         examples, candidate_probabilities, label_maps, config,
-        baseline_probabilities, champion_probabilities, champion_name,
-        loaded_aspect_thresholds(loaded), champion_thresholds,
+        baseline_probabilities, champion_probabilities, champion_name if not champion_skipped else None,
+        loaded_aspect_thresholds(loaded), champion_thresholds, recorded_tasks,
     )
+    if recorded is not None and report["champion"] is not None:
+        report["champion"].update({"model_package_arn": recorded.package.arn,
+                                   "statistics_uri": recorded.package.statistics_uri})
     if champion_skipped:
         report["champion"] = {"name": champion[1], "skipped": champion_skipped}
     all_quarantined = [{**row, "split": "test"} for row in quarantined] + [
@@ -353,7 +346,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     config = config_from_args(args)
-    evaluate(args.model_dir, args.test_dir, args.output_dir, args.train_dir or None, args.model_package_group, config)
+    try:
+        evaluate(args.model_dir, args.test_dir, args.output_dir, args.train_dir or None, args.model_package_group,
+                 config)
+    except ChampionLookupError as error:  # the gate cannot be decided without the champion: fail the step
+        log.error("champion lookup failed: %s", error)
+        return 1
     # The gate's verdict travels in evaluation.json; the step itself succeeds either way so
     # the pipeline's condition (not a crashed job) decides and the Fail step shows the message.
     return 0

@@ -39,3 +39,14 @@ def resolve_parameters(declared: list[dict[str, Any]], overrides: dict[str, Any]
         raise ParameterError(f"unknown parameter(s) {sorted(overrides)}; the definition declares "
                              f"{[p['Name'] for p in declared]}")
     return values
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    """`["Name=Value", ...]` (the CLI's `--param`) as a dict; an item without `=` or a name is refused."""
+    parsed = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ParameterError(f"--param {item!r} must look like Name=Value")
+        parsed[name.strip()] = value.strip()
+    return parsed

@@ -253,6 +253,10 @@ def update_approval_status(workspace: Path, model_package_group: str, version: i
     settings = settings or RunnerSettings()
     if status not in APPROVAL_STATUSES:
         raise ValueError(f"approval status {status!r} is not one of {APPROVAL_STATUSES}")
+    known = [v["version"] for v in list_model_versions(workspace, model_package_group, settings)]
+    if int(version) not in known:
+        raise ValueError(f"{model_package_group} has no version {version} in {workspace} "
+                         f"(versions: {known or 'none: run `fbrain pipeline run --local` first'})")
     client = _client(workspace)
     client.set_model_version_tag(model_package_group, str(version), settings.approval_tag, status)
     if status == "Approved":
@@ -266,3 +270,42 @@ def update_approval_status(workspace: Path, model_package_group: str, version: i
         record = json.loads(path.read_text(encoding="utf-8"))
         record["ModelApprovalStatus"] = status
         path.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+
+
+def list_model_versions(workspace: Path, model_package_group: str,
+                        settings: RunnerSettings | None = None) -> list[dict[str, Any]]:
+    """Every registered version of the group, newest first: approval status, champion or not, gate metric."""
+    settings = settings or RunnerSettings()
+    if not (Path(workspace) / REGISTRY_DB).is_file():
+        return []
+    from mlflow.exceptions import MlflowException
+
+    client = _client(workspace)
+    try:
+        versions = client.search_model_versions(f"name = '{model_package_group}'")
+    except MlflowException:
+        return []
+    champion = resolve_champion(workspace, model_package_group, settings)
+    listed = []
+    for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        tags = version.tags or {}
+        macro_f1 = tags.get("metric.gate.macro_f1")
+        listed.append({
+            "version": int(version.version),
+            "approval_status": tags.get(settings.approval_tag, DEFAULT_APPROVAL),
+            "champion": bool(champion and champion[0] == int(version.version)),
+            "gate_macro_f1": float(macro_f1) if macro_f1 is not None else None,
+            "created": datetime.fromtimestamp(version.creation_timestamp / 1000, timezone.utc).isoformat(),
+            "arn": package_arn(model_package_group, int(version.version)),
+        })
+    return listed
+
+
+def champion_package_record(workspace: Path, model_package_group: str,
+                            settings: RunnerSettings | None = None) -> dict[str, Any] | None:
+    """The DescribeModelPackage-like record of the group's champion, or None when there is no champion."""
+    champion = resolve_champion(workspace, model_package_group, settings)
+    if champion is None:
+        return None
+    path = Path(workspace) / RECORDS_DIR / model_package_group / str(champion[0]) / PACKAGE_RECORD
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
