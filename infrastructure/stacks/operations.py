@@ -70,9 +70,9 @@ class OperationsStack(cdk.Stack):
                                  period=cdk.Duration.hours(1))
         pipeline_succeeded = metric(PIPELINE_NAMESPACE, "ExecutionSucceeded", {"PipelineName": aws.pipeline_name},
                                     period=cdk.Duration.hours(1))
-        drift_auc = metric(monitoring.metric_namespace, EMBEDDING_DRIFT_METRIC, monitor_dims, "Maximum",
+        drift_auc = metric(monitoring.put_metric_data_namespace, EMBEDDING_DRIFT_METRIC, monitor_dims, "Maximum",
                            cdk.Duration.hours(1))
-        violations = metric(monitoring.metric_namespace, VIOLATIONS_METRIC, monitor_dims, "Maximum", cdk.Duration.hours(1))
+        violations = metric(monitoring.put_metric_data_namespace, VIOLATIONS_METRIC, monitor_dims, "Maximum", cdk.Duration.hours(1))
 
         alarm_specs = [
             ("EndpointLatencyP99", latency_p99, serving.rollback_p99_latency_ms * 1000,  # ModelLatency is in microseconds
