@@ -202,6 +202,7 @@ def _mount_optional(module: str, name: str, help_text: str) -> None:
 
 _mount_optional("monitoring.cli", "monitor", "Model Monitor for text, corrections and retraining triggers.")
 _mount_optional("inference.responses_cli", "respond", "Draft replies, summaries and second-stage judgements.")
+_mount_optional("operations.cli", "loop", "The live loop: POST /feedback, the worker, the lake, GET /insights.")
 
 if __name__ == "__main__":
     app()

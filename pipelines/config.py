@@ -16,6 +16,7 @@ from typing import Any
 
 from inference.config import GenerativeConfig, ServingConfig
 from monitoring.config import MonitoringConfig
+from operations.config import LoopConfig
 from pipelines.local.settings import RunnerSettings
 from processing.config import ProcessingConfig
 from training.config import EvaluationConfig, TrainingConfig
@@ -100,6 +101,7 @@ class FeedbackBrainConfig:
     aws: AwsConfig = field(default_factory=AwsConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     runner: RunnerSettings = field(default_factory=RunnerSettings)
+    loop: LoopConfig = field(default_factory=LoopConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,0 +1,118 @@
+"""`fbrain loop ...`: the live loop's commands (serve, work, keys create, replay, forget).
+
+Mounted on `fbrain` by pipelines.cli; the effective configuration comes from its global options
+(`--config`, `--set loop.port=...`). Heavy imports happen inside the commands.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+app = typer.Typer(help="The live loop: feedback service, worker, lake, replay.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys of the feedback service.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _root_config(ctx: typer.Context) -> Any:
+    obj = ctx.find_root().obj or {}
+    if "config" not in obj:
+        raise typer.BadParameter("run through `fbrain loop ...` (the configuration comes from fbrain's options)")
+    return obj["config"]
+
+
+def _workspace(config: Any, workspace: Optional[Path]) -> Path:
+    if workspace is not None:
+        config.local.workspace = str(workspace)
+    return Path(config.local.workspace)
+
+
+def _champion(config: Any, workspace: Path, model_dir: Optional[Path]) -> tuple[Optional[Path], Optional[str], Optional[str]]:
+    """(model directory, name, version): --model-dir as given, else the local registry's champion."""
+    if model_dir is not None:
+        return model_dir, None, None
+    if config.loop.scorer != "onnx":
+        return None, None, None
+    # The registry lives with the local runner (pipelines/); only this command line reaches for it.
+    from pipelines.local.registry import resolve_champion
+
+    found = resolve_champion(workspace, config.aws.model_package_group, config.runner)
+    if found is None:
+        typer.echo(f"error: no champion model in {workspace}: run `fbrain pipeline run --local` first, "
+                   "or pass --model-dir", err=True)
+        raise typer.Exit(2)
+    version, directory = found
+    return directory, config.aws.model_package_group, str(version)
+
+
+def _worker(config: Any, workspace: Path, model_dir: Optional[Path], context: Any) -> Any:
+    from operations.scoring import make_scorer
+    from operations.worker import Worker
+
+    directory, name, version = _champion(config, workspace, model_dir)
+    scorer = make_scorer(config.loop, config.serving, directory, name, version)
+    return Worker(config.loop, config.processing, context.store, context.lake, scorer)
+
+
+@app.command("serve")
+def serve(ctx: typer.Context,
+          port: Optional[int] = typer.Option(None, help="Port (default: loop.port, 8090)."),
+          host: Optional[str] = typer.Option(None, help="Bind address (default: loop.host)."),
+          workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: local.workspace)."),
+          model_dir: Optional[Path] = typer.Option(None, help="Model directory; default: the registry's champion."),
+          worker: bool = typer.Option(True, help="Run the micro-batch worker in the service process.")) -> None:
+    """Serve POST /feedback, GET /feedback/{id}, /insights, /metrics and /health, with the worker."""
+    import uvicorn
+
+    from operations.service import create_app, open_loop
+
+    config = _root_config(ctx)
+    root = _workspace(config, workspace)
+    context = open_loop(config.loop, config.processing, root)
+    if worker:
+        context.worker = _worker(config, root, model_dir, context)
+        context.worker.start_thread()
+    host, port = host or config.loop.host, port or config.loop.port
+    typer.echo(f"feedback service on http://{host}:{port} (workspace {root}); "
+               f"create a key with `fbrain loop keys create --scopes submit,read`")
+    uvicorn.run(create_app(context), host=host, port=port, log_level="warning")
+
+
+@app.command("work")
+def work(ctx: typer.Context,
+         workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: local.workspace)."),
+         model_dir: Optional[Path] = typer.Option(None, help="Model directory; default: the registry's champion."),
+         drain: bool = typer.Option(False, help="Process what has arrived, then exit (default: run until stopped).")) -> None:
+    """Run the micro-batch worker alone (the service runs one itself unless --no-worker)."""
+    from operations.service import open_loop
+
+    config = _root_config(ctx)
+    root = _workspace(config, workspace)
+    context = open_loop(config.loop, config.processing, root)
+    runner = _worker(config, root, model_dir, context)
+    if drain:
+        batches = runner.drain()
+        typer.echo(json.dumps({"batches": batches, "funnel": context.store.funnel()}))
+        return
+    runner.run_forever()
+
+
+@keys_app.command("create")
+def keys_create(ctx: typer.Context,
+                scopes: str = typer.Option(..., help="Comma-separated: submit, read, review, admin."),
+                workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: local.workspace).")) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from operations.store import Store
+
+    config = _root_config(ctx)
+    root = _workspace(config, workspace)
+    store = Store(config.loop.path(root, config.loop.state_db))
+    try:
+        key = store.create_key([s.strip() for s in scopes.split(",") if s.strip()])
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(key)

@@ -1,0 +1,170 @@
+"""The live loop's lake: Apache Iceberg tables bronze, silver, gold and quarantine.
+
+Embedded default: a pyiceberg SqlCatalog on a SQLite file with a local file warehouse; on AWS
+the Glue Data Catalog with an s3:// warehouse (`loop.catalog=glue`), so Athena, EMR and Glue
+Spark read the same tables.
+
+Every write the worker makes is tagged with its micro-batch id in the snapshot summary
+(`fbrain.batch`): `write_once` skips a write whose snapshot already exists, so a worker that
+died between two writes redoes only the missing ones (exactly once, see operations.worker).
+
+- bronze: every received item as received (raw JSON), append-only, partitioned by ingest_date and channel.
+- quarantine: items that failed validation or cleaning, with the reason code.
+- silver: cleaned, PII-masked, pseudonymised, deduplicated records with language, spam rule, predictions,
+  the model that made them, reviewers' corrections and a timestamp per stage.
+- gold: counts per time window x sku x product_category x region x channel x sentiment x intent x aspect, from
+  predictions with corrections taking precedence; `aspect` = "*" rows count records, the others count mentions.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import pyarrow as pa
+
+from operations.config import LoopConfig
+
+log = logging.getLogger(__name__)
+
+BATCH_PROPERTY = "fbrain.batch"
+BRONZE, SILVER, GOLD, QUARANTINE = "bronze", "silver", "gold", "quarantine"
+ALL_RECORDS = "*"
+"""The gold `aspect` value of rows that count records rather than aspect mentions."""
+NONE_VALUE = "unknown"
+"""Gold dimension value for a record without that attribute."""
+
+_TS = pa.timestamp("us", tz="UTC")
+_LIST = pa.list_(pa.string())
+
+SCHEMAS: dict[str, pa.Schema] = {
+    BRONZE: pa.schema([
+        ("seq", pa.int64()), ("feedback_id", pa.string()), ("customer_id", pa.string()), ("payload", pa.string()),
+        ("channel", pa.string()), ("ingest_date", pa.string()), ("received_at", _TS), ("batch_id", pa.int64()),
+    ]),
+    QUARANTINE: pa.schema([
+        ("seq", pa.int64()), ("feedback_id", pa.string()), ("customer_id", pa.string()), ("payload", pa.string()),
+        ("reason", pa.string()), ("message", pa.string()), ("field", pa.string()), ("received_at", _TS),
+        ("quarantined_at", _TS), ("batch_id", pa.int64()),
+    ]),
+    SILVER: pa.schema([
+        ("feedback_id", pa.string()), ("seq", pa.int64()), ("text", pa.string()), ("title", pa.string()),
+        ("channel", pa.string()), ("source", pa.string()), ("customer_id", pa.string()), ("order_id", pa.string()),
+        ("sku", pa.string()), ("product_category", pa.string()), ("region", pa.string()),
+        ("language", pa.string()), ("language_detected", pa.bool_()), ("star_rating", pa.int64()),
+        ("spam_rule", pa.string()), ("pii_masked", _LIST),
+        ("label_sentiment", pa.string()), ("label_intent", pa.string()), ("label_aspects", _LIST),
+        ("labeled_tasks", _LIST),
+        ("sentiment", pa.string()), ("sentiment_score", pa.float64()), ("intent", pa.string()),
+        ("intent_score", pa.float64()), ("aspects", _LIST), ("flags", _LIST),
+        ("model_name", pa.string()), ("model_version", pa.string()),
+        ("corrected_sentiment", pa.string()), ("corrected_intent", pa.string()), ("corrected_aspects", _LIST),
+        ("created_at", _TS), ("received_at", _TS), ("enriched_at", _TS), ("scored_at", _TS), ("batch_id", pa.int64()),
+    ]),
+    GOLD: pa.schema([
+        ("window_start", _TS), ("sku", pa.string()), ("product_category", pa.string()), ("region", pa.string()),
+        ("channel", pa.string()), ("sentiment", pa.string()), ("intent", pa.string()), ("aspect", pa.string()),
+        ("count", pa.int64()), ("updated_at", _TS),
+    ]),
+}
+PARTITIONS = {BRONZE: ("ingest_date", "channel")}
+
+
+def open_catalog(config: LoopConfig, workspace: Path):
+    """The Iceberg catalog named by the config (SQLite file in the workspace, or AWS Glue)."""
+    if config.catalog == "glue":
+        from pyiceberg.catalog.glue import GlueCatalog
+
+        return GlueCatalog("feedback_brain", warehouse=config.warehouse_uri(workspace))
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    db = config.path(workspace, config.catalog_db)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    warehouse = config.warehouse_uri(workspace)
+    if warehouse.startswith("file://"):
+        Path(warehouse[len("file://"):]).mkdir(parents=True, exist_ok=True)
+    return SqlCatalog("feedback_brain", uri=f"sqlite:///{db.resolve()}", warehouse=warehouse)
+
+
+class Lake:
+    """The four tables of one namespace, created on first use."""
+
+    def __init__(self, config: LoopConfig, workspace: Path):
+        self.config, self.workspace = config, Path(workspace)
+        self.catalog = open_catalog(config, workspace)
+        self.catalog.create_namespace_if_not_exists(config.namespace)
+        self._tables: dict[str, Any] = {}
+        for name in SCHEMAS:
+            self.table(name)
+
+    def identifier(self, name: str) -> str:
+        return f"{self.config.namespace}.{name}"
+
+    def table(self, name: str):
+        """The table, refreshed to its latest snapshot (another process may have committed)."""
+        table = self._tables.get(name)
+        if table is None:
+            table = self.catalog.create_table_if_not_exists(self.identifier(name), schema=SCHEMAS[name])
+            if PARTITIONS.get(name) and not table.spec().fields:
+                with table.update_spec() as spec:
+                    for column in PARTITIONS[name]:
+                        spec.add_identity(column)
+            self._tables[name] = table
+            return table
+        return table.refresh()
+
+    def has_batch(self, name: str, batch_id: int) -> bool:
+        """Whether a snapshot of `name` was written by micro-batch `batch_id`."""
+        return any(snapshot.summary is not None and snapshot.summary.get(BATCH_PROPERTY) == str(batch_id)
+                   for snapshot in self.table(name).snapshots())
+
+    def write_once(self, name: str, rows: pa.Table, batch_id: int, overwrite_filter: Any = None) -> bool:
+        """Append (or overwrite rows matching `overwrite_filter`) unless batch `batch_id` already did; True if written."""
+        if self.has_batch(name, batch_id):
+            return False
+        table = self.table(name)
+        properties = {BATCH_PROPERTY: str(batch_id)}
+        rows = rows.cast(SCHEMAS[name])
+        if overwrite_filter is None:
+            table.append(rows, snapshot_properties=properties)
+        else:
+            table.overwrite(rows, overwrite_filter=overwrite_filter, snapshot_properties=properties)
+        return True
+
+    def scan(self, name: str, row_filter: Any = None, columns: Optional[tuple[str, ...]] = None,
+             snapshot_id: Optional[int] = None) -> pa.Table:
+        table = self.table(name)
+        kwargs: dict[str, Any] = {}
+        if row_filter is not None:
+            kwargs["row_filter"] = row_filter
+        if columns:
+            kwargs["selected_fields"] = columns
+        if snapshot_id is not None:
+            kwargs["snapshot_id"] = snapshot_id
+        return table.scan(**kwargs).to_arrow()
+
+    def snapshot_id(self, name: str) -> Optional[int]:
+        snapshot = self.table(name).current_snapshot()
+        return snapshot.snapshot_id if snapshot else None
+
+    def compact(self, name: str) -> int:
+        """Rewrite the table's data as one set of files (pyiceberg 0.12 has no rewrite_data_files), then expire
+        snapshots older than `snapshot_expiry_hours`; returns the rows rewritten."""
+        table = self.table(name)
+        if table.current_snapshot() is None:
+            return 0
+        data = table.scan().to_arrow()
+        table.overwrite(data, snapshot_properties={"fbrain.compaction": "1"})
+        self.expire_snapshots(name)
+        return data.num_rows
+
+    def expire_snapshots(self, name: str) -> None:
+        table = self.table(name)
+        cutoff = datetime.now(timezone.utc) - timedelta(hours=self.config.snapshot_expiry_hours)
+        current = table.current_snapshot()
+        old = [s.snapshot_id for s in table.snapshots()
+               if s.timestamp_ms < cutoff.timestamp() * 1000 and current is not None and s.snapshot_id != current.snapshot_id]
+        if old:
+            table.maintenance.expire_snapshots().by_ids(old).commit()
+            log.info("lake: expired %d snapshots of %s", len(old), name)
