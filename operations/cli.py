@@ -116,3 +116,63 @@ def keys_create(ctx: typer.Context,
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(key)
+
+
+@app.command("replay")
+def replay_command(ctx: typer.Context,
+                   file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSONL, CSV or Parquet file of feedback."),
+                   rate: float = typer.Option(100.0, help="Records per second (0: as fast as the service answers)."),
+                   url: Optional[str] = typer.Option(None, help="Service base URL (default: http://loop.host:loop.port)."),
+                   api_key: Optional[str] = typer.Option(None, envvar="FBRAIN_API_KEY",
+                                                         help="Key with the submit scope (or FBRAIN_API_KEY)."),
+                   batch_size: int = typer.Option(100, help="Records per POST /feedback.")) -> None:
+    """Send FILE through POST /feedback as a stream (records keep their created_at); print the outcome."""
+    from operations.replay import http_poster, replay
+
+    config = _root_config(ctx)
+    if not api_key:
+        typer.echo("error: pass --api-key or set FBRAIN_API_KEY (`fbrain loop keys create --scopes submit`)", err=True)
+        raise typer.Exit(2)
+    url = url or f"http://{config.loop.host}:{config.loop.port}"
+    try:
+        report = replay(file, http_poster(url, api_key), rate, batch_size)
+    except Exception as exc:  # connection refused, timeouts: say where and why
+        typer.echo(f"error: replay to {url} failed: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(report.as_dict(), indent=2))
+    if report.http_errors and not report.accepted:
+        raise typer.Exit(1)
+
+
+@app.command("forget")
+def forget_command(ctx: typer.Context,
+                   customer_id: str = typer.Option(..., help="The data subject's customer id, as submitted."),
+                   workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: local.workspace).")) -> None:
+    """Erase every record of one customer from the loop (receive log, lake, dedup index); prints the audit record.
+    With the service running, use its POST /admin/forget instead (it waits for the worker's batch)."""
+    from operations.privacy import forget_customer
+    from operations.service import open_loop
+
+    config = _root_config(ctx)
+    context = open_loop(config.loop, config.processing, _workspace(config, workspace))
+    try:
+        audit = forget_customer(context.store, context.lake, config.processing, customer_id, config.loop.gold_window)
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(audit, indent=2))
+
+
+@app.command("maintain")
+def maintain_command(ctx: typer.Context,
+                     workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: local.workspace).")) -> None:
+    """Purge bronze raw text past its retention, compact the lake's tables, expire old snapshots."""
+    from operations.privacy import purge_raw_text
+    from operations.service import open_loop
+    from operations import lake as lake_tables
+
+    config = _root_config(ctx)
+    context = open_loop(config.loop, config.processing, _workspace(config, workspace))
+    purged = purge_raw_text(context.lake, config.loop.bronze_raw_retention_days)
+    compacted = {name: context.lake.compact(name) for name in lake_tables.SCHEMAS}
+    typer.echo(json.dumps({"raw_text_purged": purged, "rows_compacted": compacted}))

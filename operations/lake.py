@@ -123,14 +123,19 @@ class Lake:
         """Append (or overwrite rows matching `overwrite_filter`) unless batch `batch_id` already did; True if written."""
         if self.has_batch(name, batch_id):
             return False
+        self.write(name, rows, {BATCH_PROPERTY: str(batch_id)}, overwrite_filter)
+        return True
+
+    def write(self, name: str, rows: pa.Table, properties: dict[str, str], overwrite_filter: Any = None) -> None:
+        """Append, or replace the rows matching `overwrite_filter`, as one snapshot with `properties`."""
         table = self.table(name)
-        properties = {BATCH_PROPERTY: str(batch_id)}
         rows = rows.cast(SCHEMAS[name])
-        if overwrite_filter is None:
+        if overwrite_filter is not None and rows.num_rows == 0:  # pyiceberg cannot overwrite with no rows
+            table.delete(overwrite_filter, snapshot_properties=properties)
+        elif overwrite_filter is None:
             table.append(rows, snapshot_properties=properties)
         else:
             table.overwrite(rows, overwrite_filter=overwrite_filter, snapshot_properties=properties)
-        return True
 
     def scan(self, name: str, row_filter: Any = None, columns: Optional[tuple[str, ...]] = None,
              snapshot_id: Optional[int] = None) -> pa.Table:
@@ -159,12 +164,29 @@ class Lake:
         self.expire_snapshots(name)
         return data.num_rows
 
-    def expire_snapshots(self, name: str) -> None:
+    def expire_snapshots(self, name: str, older_than: Optional[datetime] = None) -> None:
+        """Expire snapshots older than `older_than` (default: `snapshot_expiry_hours` ago), never the current one."""
         table = self.table(name)
-        cutoff = datetime.now(timezone.utc) - timedelta(hours=self.config.snapshot_expiry_hours)
+        cutoff = older_than or datetime.now(timezone.utc) - timedelta(hours=self.config.snapshot_expiry_hours)
         current = table.current_snapshot()
         old = [s.snapshot_id for s in table.snapshots()
                if s.timestamp_ms < cutoff.timestamp() * 1000 and current is not None and s.snapshot_id != current.snapshot_id]
         if old:
             table.maintenance.expire_snapshots().by_ids(old).commit()
             log.info("lake: expired %d snapshots of %s", len(old), name)
+
+    def remove_orphan_files(self, name: str) -> int:
+        """Delete data files no remaining snapshot references (left by deletes, overwrites and expired snapshots),
+        so erased rows do not survive on disk. Local warehouses only (on S3, a lifecycle rule or Glue's
+        orphan-file removal does this). Run only while no writer is between writing files and committing."""
+        table = self.table(name)
+        location = table.location()
+        if not location.startswith("file://"):
+            return 0
+        referenced = {path.replace("file://", "", 1) for path in table.inspect.all_files().column("file_path").to_pylist()}
+        removed = 0
+        for path in (Path(location[len("file://"):]) / "data").rglob("*.parquet"):
+            if str(path) not in referenced:
+                path.unlink()
+                removed += 1
+        return removed

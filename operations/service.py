@@ -7,6 +7,7 @@ so nothing answered `accepted` is lost; rejected items are kept for the quaranti
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -236,6 +237,21 @@ def create_app(context: LoopContext) -> FastAPI:
                             aspect, config.insights_examples)
         except ValueError as exc:
             raise HTTPException(422, detail={"reason": "invalid_window", "message": str(exc)}) from None
+
+    @app.post("/admin/forget", dependencies=[Depends(require("admin"))])
+    def forget(body: dict[str, Any]) -> dict[str, Any]:
+        """A data subject's erasure request: every record of `customer_id`, in every table."""
+        from operations.privacy import forget_customer
+
+        customer_id = body.get("customer_id") if isinstance(body, dict) else None
+        if not isinstance(customer_id, str) or not customer_id.strip():
+            raise HTTPException(422, detail={"reason": "missing_field", "message": "customer_id (a string) is required"})
+        lock = context.worker.batch_lock if context.worker is not None else contextlib.nullcontext()
+        with lock:
+            try:
+                return forget_customer(store, context.lake, context.processing, customer_id.strip(), config.gold_window)
+            except RuntimeError as exc:
+                raise HTTPException(409, detail={"reason": "batch_pending", "message": str(exc)}) from None
 
     def health_body() -> dict[str, Any]:
         funnel = store.funnel()

@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     key_id TEXT PRIMARY KEY, key_sha TEXT NOT NULL, scopes TEXT NOT NULL, created_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS forget_audit (
-    request_id TEXT PRIMARY KEY, customer_sha TEXT NOT NULL, requested_at TEXT NOT NULL, counts TEXT NOT NULL
+    request_id TEXT PRIMARY KEY, requested_at TEXT NOT NULL, counts TEXT NOT NULL  -- the request, not the data
 );
 """
 
@@ -90,6 +90,7 @@ class Store:
         self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA secure_delete=ON")  # erased customers' rows are overwritten, not left in free pages
         self.db.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -112,26 +112,47 @@ def gold_rows(silver: pd.DataFrame, window: str, now: datetime) -> pa.Table:
     return pa.Table.from_pandas(counts, schema=lake_tables.SCHEMAS[lake_tables.GOLD], preserve_index=False)
 
 
+def recompute_gold(lake: Lake, created: list[datetime], window: str, now: datetime) -> tuple[pa.Table, Any]:
+    """Gold rows of every window holding one of the `created` times, from silver, and the filter of those
+    windows (for an overwrite): right whatever was written before, so a replayed batch cannot double-count."""
+    starts = [_window_start(t, window) for t in created]
+    low, high = min(starts), max(starts) + _window_length(window)
+    silver = lake.scan(lake_tables.SILVER, And(GreaterThanOrEqual("created_at", low.isoformat()),
+                                               LessThan("created_at", high.isoformat()))).to_pandas()
+    return gold_rows(silver, window, now), And(GreaterThanOrEqual("window_start", low.isoformat()),
+                                                LessThan("window_start", high.isoformat()))
+
+
 class Worker:
     def __init__(self, config: LoopConfig, processing: ProcessingConfig, store: Store, lake: Lake, scorer: Scorer):
         self.config, self.processing, self.store, self.lake, self.scorer = config, processing, store, lake, scorer
         self.stop_event = threading.Event()
+        self.batch_lock = threading.Lock()
+        """Held while a micro-batch runs; an erasure request takes it to run between batches."""
         self.batches_since_compaction = 0
         self.last_error: Optional[str] = None
 
     # ------------------------------------------------------------------ loop
     def run_once(self) -> Optional[BatchResult]:
         """Process the pending or next micro-batch; None when nothing waits."""
-        plan = self.store.plan(self.config.micro_batch_max_records)
-        if plan is None:
-            return None
-        result = self.process(plan)
-        self.batches_since_compaction += 1
-        if self.config.compact_every_batches and self.batches_since_compaction >= self.config.compact_every_batches:
-            self.batches_since_compaction = 0
-            for name in lake_tables.SCHEMAS:
-                self.lake.compact(name)
-        return result
+        with self.batch_lock:
+            plan = self.store.plan(self.config.micro_batch_max_records)
+            if plan is None:
+                return None
+            result = self.process(plan)
+            self.batches_since_compaction += 1
+            if self.config.compact_every_batches and self.batches_since_compaction >= self.config.compact_every_batches:
+                self.batches_since_compaction = 0
+                self.maintain()
+            return result
+
+    def maintain(self) -> dict[str, Any]:
+        """Between batches: purge expired raw text, compact every table, expire old snapshots."""
+        from operations.privacy import purge_raw_text
+
+        purged = purge_raw_text(self.lake, self.config.bronze_raw_retention_days)
+        compacted = {name: self.lake.compact(name) for name in lake_tables.SCHEMAS}
+        return {"raw_text_purged": purged, "rows_compacted": compacted}
 
     def drain(self) -> int:
         """Process micro-batches until the receive log is caught up; returns the number of batches."""
@@ -269,16 +290,8 @@ class Worker:
         return resolved["outcome"].to_numpy(), resolved["duplicate_of"].to_numpy()
 
     def _update_gold(self, created: list[datetime], batch_id: int, now: datetime) -> None:
-        """Recompute gold for every window the batch touched, from silver (right after any crash)."""
-        window = self.config.gold_window
-        starts = [_window_start(t, window) for t in created]
-        low, high = min(starts), max(starts) + _window_length(window)
-        silver = self.lake.scan(lake_tables.SILVER, And(GreaterThanOrEqual("created_at", low.isoformat()),
-                                                        LessThan("created_at", high.isoformat()))).to_pandas()
-        gold = gold_rows(silver, window, now)
-        self.lake.write_once(lake_tables.GOLD, gold, batch_id,
-                             overwrite_filter=And(GreaterThanOrEqual("window_start", low.isoformat()),
-                                                  LessThan("window_start", high.isoformat())))
+        gold, window_filter = recompute_gold(self.lake, created, self.config.gold_window, now)
+        self.lake.write_once(lake_tables.GOLD, gold, batch_id, overwrite_filter=window_filter)
 
     @staticmethod
     def _quarantine_row(received: dict, reason: dict, now: datetime, batch_id: int) -> dict[str, Any]:
