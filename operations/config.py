@@ -42,6 +42,14 @@ class LoopConfig:
     """How the worker scores: the champion in-process (ONNX Runtime), a SageMaker endpoint, or an HTTP /invocations URL."""
     scorer_target: str = ""
     """Endpoint name (scorer=endpoint) or base URL (scorer=url); unused for onnx."""
+    kinesis_stream: str = "feedback-brain-feedback"
+    """On AWS: the Kinesis stream the API Lambda puts accepted feedback on (operations.aws_lambda)."""
+    feedback_metadata_table: str = "FeedbackMetadata"
+    """On AWS: DynamoDB table (key feedbackId) with each record's stage, content hash and predictions."""
+    customer_insights_table: str = "CustomerInsights"
+    """On AWS: DynamoDB table (keys customerId, timestamp) of scored feedback per pseudonymised customer."""
+    model_performance_table: str = "ModelPerformance"
+    """On AWS: DynamoDB table (keys modelId, version) counting the predictions each model version made."""
     insights_examples: int = 3
     """Representative (masked) examples returned by GET /insights."""
 
