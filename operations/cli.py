@@ -176,3 +176,28 @@ def maintain_command(ctx: typer.Context,
     purged = purge_raw_text(context.lake, config.loop.bronze_raw_retention_days)
     compacted = {name: context.lake.compact(name) for name in lake_tables.SCHEMAS}
     typer.echo(json.dumps({"raw_text_purged": purged, "rows_compacted": compacted}))
+
+
+@app.command("export")
+def export_command(ctx: typer.Context,
+                   workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: local.workspace)."),
+                   snapshot_id: Optional[int] = typer.Option(None, help="Silver snapshot to export (default: the current one)."),
+                   out: Optional[Path] = typer.Option(None, help="Folder for silver-snapshot-<id>/ (default: the local "
+                                                                  "object store's lake-exports/ prefix).")) -> None:
+    """Export a silver snapshot as training input (corrections applied) and print the InputDataUri to train on it."""
+    from operations.service import open_loop
+    from operations.training_export import export_silver
+
+    config = _root_config(ctx)
+    root = _workspace(config, workspace)
+    context = open_loop(config.loop, config.processing, root)
+    prefix = "lake-exports"
+    out_root = out or config.local.object_store / config.aws.bucket / prefix
+    try:
+        folder, snapshot, written = export_silver(context.lake, out_root, snapshot_id)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    uri = f"s3://{config.aws.bucket}/{prefix}/{folder.name}/" if out is None else str(folder)
+    typer.echo(json.dumps({"snapshot_id": snapshot, "records": written, "folder": str(folder), "input_data_uri": uri}))
+    typer.echo(f"train on it: fbrain pipeline run --local --param InputDataUri={uri}", err=True)

@@ -142,3 +142,31 @@ def test_serve_command_scores_a_posted_record(tmp_path, tiny_model_dir):
     finally:
         service.terminate()
         service.wait(30)
+
+
+def test_export_writes_a_silver_snapshot_as_training_input(tmp_path, tiny_model_dir):
+    from processing.readers import RawRecord, iter_file
+    from processing.schema import validate_record
+
+    workspace = tmp_path / "ws"
+    context, worker = make_loop(workspace, tiny_model_dir)
+    labeled = record("t-1", "Arrived broken, mail me at a@b.com", sentiment="negative", labeled_tasks=["sentiment"])
+    plain = record("t-2", "Nice enough.", customer_id="c2")
+    context.store.admit([(labeled, labeled, None), (plain, plain, None)])
+    worker.drain()
+    first = context.lake.snapshot_id("silver")
+    later = record("t-3", "Another one, later.", customer_id="c3")
+    context.store.admit([(later, later, None)])
+    worker.drain()
+
+    result = _cli("export", "--workspace", str(workspace), "--snapshot-id", str(first))
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output.splitlines()[0])
+    assert answer["snapshot_id"] == first and answer["records"] == 2
+    assert answer["input_data_uri"] == f"s3://feedback-brain-artifacts/lake-exports/silver-snapshot-{first}/"
+    items = list(iter_file(next((workspace / "s3").rglob("feedback.jsonl"))))
+    records = [validate_record(item.record) for item in items if isinstance(item, RawRecord)]
+    assert [r.feedback_id for r in records] == ["t-1", "t-2"]  # the snapshot, not what came after
+    assert records[0].sentiment == "negative" and records[0].labeled_tasks == ["sentiment"]
+    assert records[1].sentiment is None and records[1].labeled_tasks == []  # predictions are not labels
+    assert "a@b.com" not in records[0].text and records[0].customer_id.startswith("p_")
