@@ -170,3 +170,18 @@ def test_export_writes_a_silver_snapshot_as_training_input(tmp_path, tiny_model_
     assert records[0].sentiment == "negative" and records[0].labeled_tasks == ["sentiment"]
     assert records[1].sentiment is None and records[1].labeled_tasks == []  # predictions are not labels
     assert "a@b.com" not in records[0].text and records[0].customer_id.startswith("p_")
+
+
+def test_demo_replays_the_corpus_and_prints_insights(tmp_path, tiny_model_dir):
+    stream = tmp_path / "demo.jsonl"
+    from processing.demo_data import DEMO_CORPUS_PATH
+
+    stream.write_text("".join(DEMO_CORPUS_PATH.read_text(encoding="utf-8").splitlines(keepends=True)[:60]))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = _cli("demo", "--file", str(stream), "--workspace", str(tmp_path / "ws"), "--model-dir",
+                  str(tiny_model_dir), "--port", str(port))
+    assert result.exit_code == 0, result.output
+    assert '"sent": 60' in result.output and "GET /insights?since=" in result.output
+    assert "&sku=" in result.output and "fbrain loop serve --workspace" in result.output

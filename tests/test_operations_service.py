@@ -80,6 +80,8 @@ def test_bad_input_gets_a_code_and_a_reason_per_item(loop):
     statuses = {i["feedback_id"]: (i["status"], i.get("reason")) for i in answer.json()["items"]}
     assert statuses == {"ok-1": ("accepted", None), "bad-1": ("rejected", "missing_field"),
                         "bad-2": ("rejected", "invalid_value"), "bad-3": ("rejected", "text_too_long")}
+    held = client.get("/feedback/bad-1", headers={"x-api-key": keys["read"]}).json()
+    assert held["stage"] == "quarantined" and held["reason"] == "missing_field" and held["field"] == "text"
     all_bad = _post(client, key, [{"feedback_id": "bad-4"}])
     assert all_bad.status_code == 422 and all_bad.json()["items"][0]["reason"] == "missing_field"
     lines = "\n".join([json.dumps(record("jl-1", "One.")), "{not json", json.dumps(record("jl-2", "Two."))])
