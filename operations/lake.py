@@ -70,6 +70,11 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
 }
 PARTITIONS = {BRONZE: ("ingest_date", "channel")}
+TABLE_PROPERTIES = {
+    # Every micro-batch commits a metadata file per table: keep only the last few on disk.
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
+}
 
 
 def open_catalog(config: LoopConfig, workspace: Path):
@@ -106,7 +111,8 @@ class Lake:
         """The table, refreshed to its latest snapshot (another process may have committed)."""
         table = self._tables.get(name)
         if table is None:
-            table = self.catalog.create_table_if_not_exists(self.identifier(name), schema=SCHEMAS[name])
+            table = self.catalog.create_table_if_not_exists(self.identifier(name), schema=SCHEMAS[name],
+                                                            properties=TABLE_PROPERTIES)
             if PARTITIONS.get(name) and not table.spec().fields:
                 with table.update_spec() as spec:
                     for column in PARTITIONS[name]:
@@ -117,8 +123,16 @@ class Lake:
 
     def has_batch(self, name: str, batch_id: int) -> bool:
         """Whether a snapshot of `name` was written by micro-batch `batch_id`."""
-        return any(snapshot.summary is not None and snapshot.summary.get(BATCH_PROPERTY) == str(batch_id)
-                   for snapshot in self.table(name).snapshots())
+        # Newest first: the worker is the only writer, so once an earlier batch's snapshot shows up, this one has none.
+        for snapshot in reversed(self.table(name).snapshots()):
+            written = snapshot.summary.get(BATCH_PROPERTY) if snapshot.summary is not None else None
+            if written is None:
+                continue  # compaction, retention, erasure
+            if int(written) == batch_id:
+                return True
+            if int(written) < batch_id:
+                return False
+        return False
 
     def write_once(self, name: str, rows: pa.Table, batch_id: int, overwrite_filter: Any = None) -> bool:
         """Append (or overwrite rows matching `overwrite_filter`) unless batch `batch_id` already did; True if written."""
