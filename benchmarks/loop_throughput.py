@@ -204,10 +204,10 @@ def main(argv=None) -> int:
     key = Store(workspace / "loop" / "state.db").create_key(["submit", "read"])
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    service = start_service(workspace, model_dir, port, args.micro_batch_max, worker=True)
     results: dict = {"model_dir": str(model_dir)}
     if args.soak_seconds > 0:
         results["soak"] = soak(args, workdir, model_dir)
+    service = start_service(workspace, model_dir, port, args.micro_batch_max, worker=True)
     try:
         for _ in range(1200):
             try:

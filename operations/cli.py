@@ -210,7 +210,7 @@ def demo_command(ctx: typer.Context,
                  rate: float = typer.Option(0.0, help="Records per second (0: as fast as the service answers)."),
                  workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: local.workspace)."),
                  model_dir: Optional[Path] = typer.Option(None, help="Model directory; default: the registry's champion."),
-                 port: Optional[int] = typer.Option(None, help="Port (default: loop.port).")) -> None:
+                 port: int = typer.Option(0, help="Port (default 0: any free one; the service stops when the demo ends).")) -> None:
     """The loop end to end, then exit: serve, replay a stream through POST /feedback, wait until it is
     scored, print GET /insights answers (what `make run` ends with)."""
     import threading
@@ -230,7 +230,7 @@ def demo_command(ctx: typer.Context,
     context = open_loop(config.loop, config.processing, root)
     context.worker = _worker(config, root, model_dir, context)
     context.worker.start_thread()
-    host, port = config.loop.host, port or config.loop.port
+    host = config.loop.host
     server = uvicorn.Server(uvicorn.Config(create_app(context), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -239,8 +239,9 @@ def demo_command(ctx: typer.Context,
             break
         time.sleep(0.05)
     if not server.started:
-        typer.echo(f"error: the feedback service could not listen on {host}:{port} (set --port or loop.port)", err=True)
+        typer.echo(f"error: the feedback service could not listen on {host}:{port} (choose another --port)", err=True)
         raise typer.Exit(1)
+    port = server.servers[0].sockets[0].getsockname()[1]
     url = f"http://{host}:{port}"
     key = context.store.create_key(["submit", "read"])
     headers = {"x-api-key": key}

@@ -34,7 +34,7 @@ class LoopConfig:
     """Time window of the gold aggregates."""
     compact_every_batches: int = 100
     """Rewrite a table's small files into one after this many micro-batches (0: never)."""
-    snapshot_expiry_hours: float = 1.0
+    snapshot_expiry_hours: float = 0.25
     """Iceberg snapshots older than this are expired after compaction (never the current one). Every micro-batch
     makes a snapshot per table, and each commit rewrites the list of live ones: keep it short."""
     bronze_raw_retention_days: int = 30

@@ -101,6 +101,9 @@ class Lake:
         self.catalog = open_catalog(config, workspace)
         self.catalog.create_namespace_if_not_exists(config.namespace)
         self._tables: dict[str, Any] = {}
+        self.single_writer = False
+        """Set by the worker: this process makes every commit, and a pyiceberg Table is updated in place by its
+        own commits, so reads skip the catalog round trip (refresh_all() after a failed commit)."""
         for name in SCHEMAS:
             self.table(name)
 
@@ -119,7 +122,11 @@ class Lake:
                         spec.add_identity(column)
             self._tables[name] = table
             return table
-        return table.refresh()
+        return table if self.single_writer else table.refresh()
+
+    def refresh_all(self) -> None:
+        for table in self._tables.values():
+            table.refresh()
 
     def has_batch(self, name: str, batch_id: int) -> bool:
         """Whether a snapshot of `name` was written by micro-batch `batch_id`."""

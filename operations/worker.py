@@ -142,7 +142,10 @@ def merged_gold(lake: Lake, batch_silver: pd.DataFrame, window: str, now: dateti
 
 class Worker:
     def __init__(self, config: LoopConfig, processing: ProcessingConfig, store: Store, lake: Lake, scorer: Scorer):
-        self.config, self.processing, self.store, self.lake, self.scorer = config, processing, store, lake, scorer
+        self.config, self.processing, self.lake, self.scorer = config, processing, lake, scorer
+        # Its own connection: the service's threads then never read the worker's half-done transaction.
+        self.store = Store(store.path)
+        lake.single_writer = True
         self.stop_event = threading.Event()
         self.batch_lock = threading.Lock()
         """Held while a micro-batch runs; an erasure request takes it to run between batches."""
@@ -187,6 +190,7 @@ class Worker:
             except Exception as exc:  # keep serving; the plan stays pending and is retried
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("worker: micro-batch failed; retrying")
+                self.lake.refresh_all()  # e.g. a commit refused because another process wrote the table
                 self.stop_event.wait(max(self.config.micro_batch_interval_s, 1.0))
 
     def start_thread(self) -> threading.Thread:

@@ -94,8 +94,11 @@ def test_maintain_compacts_the_lake(tmp_path, tiny_model_dir):
     result = _cli("maintain", "--workspace", str(workspace))
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["rows_compacted"]["silver"] == 3
-    assert len(context.lake.table(lake.SILVER).inspect.files()) == 1
-    assert context.lake.scan(lake.SILVER).num_rows == 3
+    from operations.config import LoopConfig
+
+    fresh = lake.Lake(LoopConfig(), workspace)  # the worker's Lake caches its own commits; maintain made others
+    assert len(fresh.table(lake.SILVER).inspect.files()) == 1
+    assert fresh.scan(lake.SILVER).num_rows == 3
 
 
 @pytest.mark.slow
@@ -177,11 +180,25 @@ def test_demo_replays_the_corpus_and_prints_insights(tmp_path, tiny_model_dir):
     from processing.demo_data import DEMO_CORPUS_PATH
 
     stream.write_text("".join(DEMO_CORPUS_PATH.read_text(encoding="utf-8").splitlines(keepends=True)[:60]))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     result = _cli("demo", "--file", str(stream), "--workspace", str(tmp_path / "ws"), "--model-dir",
-                  str(tiny_model_dir), "--port", str(port))
+                  str(tiny_model_dir))
     assert result.exit_code == 0, result.output
     assert '"sent": 60' in result.output and "GET /insights?since=" in result.output
     assert "&sku=" in result.output and "fbrain loop serve --workspace" in result.output
+
+
+@pytest.mark.slow
+def test_demo_scores_with_the_registry_champion(local_run):
+    """What `make run` ends with: `fbrain loop demo` on the pipeline's workspace, champion from the registry."""
+    from e2e_support import fbrain
+
+    if local_run.returncode != 0:
+        pytest.fail(f"the end-to-end pipeline run failed:\n{local_run.output[-3000:]}")
+    done = fbrain(local_run.workspace, "loop", "demo", "--workspace", str(local_run.workspace), timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert '"accepted": ' in done.stdout and "GET /insights?since=" in done.stdout
+    from operations.config import LoopConfig
+    from operations.lake import Lake
+
+    silver = Lake(LoopConfig(), local_run.workspace).scan("silver", columns=("model_name", "model_version")).to_pylist()
+    assert silver and {r["model_name"] for r in silver} == {"feedback-brain-models"}
