@@ -6,7 +6,6 @@ Mounted on `fbrain` by pipelines.cli; the effective configuration comes from its
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, Optional
 

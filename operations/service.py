@@ -155,7 +155,7 @@ def create_app(context: LoopContext) -> FastAPI:
             raw_items = parse_body(body, request.headers.get("content-type", ""), config.max_items_per_request)
         except BodyError as exc:
             return _error(exc.status, exc.reason, exc.message)
-        entries, rejections = [], []
+        entries = []
         for raw in raw_items:
             if isinstance(raw, BodyError):
                 rejection = {"reason": raw.reason, "field": None, "message": raw.message}

@@ -20,10 +20,8 @@ import logging
 import os
 import signal
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np

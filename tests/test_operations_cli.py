@@ -59,7 +59,7 @@ def test_replay_streams_a_file_through_post_feedback(tmp_path, running_service):
     lines = [json.dumps(record(f"r-{i}", f"Order {i} arrived late.", created_at=f"2026-11-{10 + i}T08:00:00Z"))
              for i in range(5)]
     lines.insert(2, "{not json")
-    lines.append(json.dumps(record("r-0", f"Order 0 arrived late.", created_at="2026-11-10T08:00:00Z")))
+    lines.append(json.dumps(record("r-0", "Order 0 arrived late.", created_at="2026-11-10T08:00:00Z")))
     stream.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = _cli("replay", str(stream), "--rate", "0", "--url", url, "--api-key", key, "--batch-size", "3")
     assert result.exit_code == 0, result.output
