@@ -58,7 +58,15 @@ def main(
         raise typer.Exit(2) from None
     os.environ.setdefault("AWS_DEFAULT_REGION", config.aws.region)
     # The champion lookup goes to sub-commands of lower layers (`respond draft`), which may not import pipelines/.
-    ctx.obj = {"config": config, "champion_model_dir": lambda workspace=None: _champion_model_dir(config, workspace)}
+    ctx.obj = {"config": config, "champion_model_dir": lambda workspace=None: _champion_model_dir(config, workspace),
+               "find_champion": lambda workspace: _find_champion(config, Path(workspace))}
+
+
+def _find_champion(config: FeedbackBrainConfig, workspace: Path):
+    """(version, model directory) of the registry's champion in workspace, or None (for `fbrain loop ...`)."""
+    from pipelines.local.registry import resolve_champion
+
+    return resolve_champion(workspace, config.aws.model_package_group, config.runner)
 
 
 def _champion_model_dir(config: FeedbackBrainConfig, workspace: Optional[Path]) -> Path:
@@ -349,6 +357,7 @@ _monitor_app = _mount_optional("monitoring.cli", "monitor", "The text monitor (a
 if _monitor_app is not None:
     _mount_monitoring_pipeline(_monitor_app)
 _mount_optional("inference.replies.cli", "respond", "Draft replies, summaries and second-stage judgements.")
+_mount_optional("operations.cli", "loop", "The live loop: POST /feedback, the worker, the lake, GET /insights.")
 
 if __name__ == "__main__":
     app()

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from inference.config import GenerativeConfig, ServingConfig
 from monitoring.config import MonitoringConfig
 from pipelines.infrastructure_config import InfrastructureConfig
+from operations.config import LoopConfig
 from pipelines.local.settings import RunnerSettings
 from processing import settings
 from processing.config import ProcessingConfig
@@ -110,6 +111,7 @@ class FeedbackBrainConfig:
     local: LocalConfig = field(default_factory=LocalConfig)
     runner: RunnerSettings = field(default_factory=RunnerSettings)
     infrastructure: InfrastructureConfig = field(default_factory=InfrastructureConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,0 +1,210 @@
+"""The loop on AWS: an API Gateway Lambda for POST /feedback and a Kinesis consumer Lambda.
+
+- `api_handler`: the same body parsing and validation as the service (operations.service.parse_body,
+  processing.schema.validate_record); a conditional put on FeedbackMetadata decides accepted /
+  duplicate (same content) / conflict (409); accepted and rejected items go on the Kinesis stream
+  (rejected ones with their reason, so the consumer quarantines them: nothing is dropped). API
+  Gateway checks the `x-api-key` (usage plans) before the Lambda runs.
+- `consumer_handler`: one Kinesis batch is one micro-batch through the batch FeatureEngineering
+  step's function (ChunkTransformer) and duplicate resolution, scored by the SageMaker endpoint
+  (loop.scorer_target); it writes FeedbackMetadata (stage, predictions), CustomerInsights
+  (customerId = pseudonym, timestamp) and ModelPerformance (modelId, version: prediction counts).
+  Failures are reported per record (`batchItemFailures`), so one bad record does not block a shard;
+  a redelivered record is skipped once FeedbackMetadata says it was scored (counted once).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from operations.config import LoopConfig
+from operations.service import BodyError, parse_body
+from operations.store import payload_hash
+from processing.config import ProcessingConfig
+from processing.schema import RecordValidationError, model_input_text, validate_record
+
+log = logging.getLogger(__name__)
+
+
+def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
+
+
+def _body_bytes(event: dict[str, Any]) -> bytes:
+    body = event.get("body") or ""
+    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8", "surrogateescape")
+
+
+def api_handler(event: dict[str, Any], context: Any = None, config: Optional[LoopConfig] = None,
+                processing: Optional[ProcessingConfig] = None, dynamodb: Any = None, kinesis: Any = None) -> dict[str, Any]:
+    """API Gateway (REST or HTTP API, proxy integration) POST /feedback -> Kinesis."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    config, processing = config or LoopConfig(), processing or ProcessingConfig()
+    dynamodb = dynamodb or boto3.client("dynamodb")
+    kinesis = kinesis or boto3.client("kinesis")
+    body = _body_bytes(event)
+    if len(body) > config.max_body_bytes:
+        return _response(413, {"detail": {"reason": "body_too_large", "message": f"the limit is {config.max_body_bytes} bytes"}})
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    try:
+        raw_items = parse_body(body, headers.get("content-type", ""), config.max_items_per_request)
+    except BodyError as exc:
+        return _response(exc.status, {"detail": {"reason": exc.reason, "message": exc.message}})
+    now = datetime.now(timezone.utc).isoformat()
+    results, entries = [], []
+    for raw in raw_items:
+        if isinstance(raw, BodyError):
+            rejection, raw = {"reason": raw.reason, "field": None, "message": raw.message}, {"unparsed_line": raw.message}
+        else:
+            try:
+                record = validate_record(raw, processing.max_text_chars).model_dump(mode="json")
+                rejection = None
+            except RecordValidationError as exc:
+                rejection = exc.as_dict()
+        feedback_id = raw.get("feedback_id") if isinstance(raw, dict) else None
+        if rejection:
+            results.append({"feedback_id": feedback_id, "status": "rejected", **rejection})
+            entries.append({"record": raw, "rejection": rejection, "received_at": now})
+            continue
+        sha = payload_hash(raw)
+        try:
+            dynamodb.put_item(TableName=config.feedback_metadata_table, Item={
+                "feedbackId": {"S": record["feedback_id"]}, "payloadSha": {"S": sha}, "stage": {"S": "received"},
+                "receivedAt": {"S": now}, "createdAt": {"S": record["created_at"]}},
+                ConditionExpression="attribute_not_exists(feedbackId)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            held = dynamodb.get_item(TableName=config.feedback_metadata_table,
+                                     Key={"feedbackId": {"S": record["feedback_id"]}}).get("Item", {})
+            same = held.get("payloadSha", {}).get("S") == sha
+            results.append({"feedback_id": feedback_id, "status": "duplicate"} if same else
+                           {"feedback_id": feedback_id, "status": "rejected", "reason": "conflict",
+                            "message": f"feedback_id {feedback_id!r} already holds a different record"})
+            continue
+        results.append({"feedback_id": feedback_id, "status": "accepted"})
+        entries.append({"record": raw, "rejection": None, "received_at": now})
+    for start in range(0, len(entries), 500):  # Kinesis takes at most 500 records per call
+        chunk = entries[start:start + 500]
+        answer = kinesis.put_records(StreamName=config.kinesis_stream, Records=[
+            {"Data": json.dumps(e, ensure_ascii=False, default=str).encode("utf-8"),
+             "PartitionKey": str((e["record"] or {}).get("feedback_id") or "rejected") if isinstance(e["record"], dict)
+             else "rejected"} for e in chunk])
+        if answer.get("FailedRecordCount"):
+            failed = [e for e, r in zip(chunk, answer["Records"]) if "ErrorCode" in r]
+            return _response(503, {"detail": {"reason": "stream_unavailable",
+                                              "message": f"{len(failed)} records could not be put on the stream; retry"}})
+    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
+    conflicts = sum(1 for r in results if r.get("reason") == "conflict")
+    body_out = {"accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
+                "items": results}
+    if conflicts and not counts["accepted"] and not counts["duplicate"]:
+        return _response(409, body_out)
+    if counts["rejected"] == len(results):
+        return _response(422, body_out)
+    return _response(202, body_out)
+
+
+def consumer_handler(event: dict[str, Any], context: Any = None, config: Optional[LoopConfig] = None,
+                     processing: Optional[ProcessingConfig] = None, dynamodb: Any = None,
+                     scorer: Any = None) -> dict[str, Any]:
+    """Kinesis -> the micro-batch function -> endpoint scores -> DynamoDB; returns batchItemFailures."""
+    import boto3
+    import numpy as np
+
+    from operations.scoring import EndpointScorer
+    from processing.dedup import KEPT, resolve_duplicates
+    from processing.feature_engineering import ChunkTransformer
+    from processing.readers import RawRecord
+
+    config, processing = config or LoopConfig(), processing or ProcessingConfig()
+    dynamodb = dynamodb or boto3.client("dynamodb")
+    now = datetime.now(timezone.utc)
+    failures: list[str] = []
+    items, sequence = [], []
+    for record in event.get("Records", []):
+        number = record["kinesis"]["sequenceNumber"]
+        try:
+            entry = json.loads(base64.b64decode(record["kinesis"]["data"]))
+        except (ValueError, TypeError):
+            log.error("consumer: record %s is not a JSON entry; reported as failed", number)
+            failures.append(number)
+            continue
+        if entry.get("rejection"):
+            log.info("consumer: quarantined at the edge: %s", entry["rejection"].get("reason"))
+            continue
+        items.append(RawRecord(entry["record"], json.dumps(entry["record"]), "kinesis", len(items)))
+        sequence.append(number)
+    if not items:
+        return {"batchItemFailures": [{"itemIdentifier": n} for n in failures]}
+    output = ChunkTransformer(processing, 0, now)(0, items)
+    staged = output.staged.to_pylist()
+    if staged:
+        index = output.staged.to_pandas()
+        outcome = resolve_duplicates(index[[c for c in index.columns if c in (
+            "feedback_id", "created_at", "exact_key", "text_key", "customer_key", "near_eligible") or c.startswith("band_")]],
+            processing)["outcome"].to_numpy()
+    else:
+        outcome = np.array([])
+    kept = [row for row, out in zip(staged, outcome) if out == KEPT]
+    scorer = scorer or EndpointScorer(config.scorer_target)
+    try:
+        predictions = scorer.predict([model_input_text(row["text"], row["title"]) for row in kept])
+    except Exception:  # the endpoint failed: every record that needed it is retried
+        log.exception("consumer: scoring failed")
+        return {"batchItemFailures": [{"itemIdentifier": n} for n in failures + [sequence[r["line_no"]] for r in kept]]}
+    for row, prediction in zip(kept, predictions):
+        try:
+            _write_scored(dynamodb, config, row, prediction, now)
+        except Exception:
+            log.exception("consumer: writing %s failed", row["feedback_id"])
+            failures.append(sequence[row["line_no"]])
+    for row, out in zip(staged, outcome):
+        if out != KEPT:
+            _set_stage(dynamodb, config, row["feedback_id"], "enriched", now, duplicate=str(out))
+    return {"batchItemFailures": [{"itemIdentifier": n} for n in failures]}
+
+
+def _set_stage(dynamodb: Any, config: LoopConfig, feedback_id: str, stage: str, now: datetime, duplicate: str = "") -> None:
+    dynamodb.update_item(TableName=config.feedback_metadata_table, Key={"feedbackId": {"S": feedback_id}},
+                         UpdateExpression="SET stage = :s, enrichedAt = :t, dedupOutcome = :d",
+                         ExpressionAttributeValues={":s": {"S": stage}, ":t": {"S": now.isoformat()},
+                                                    ":d": {"S": duplicate}})
+
+
+def _write_scored(dynamodb: Any, config: LoopConfig, row: dict, prediction: dict, now: datetime) -> None:
+    from botocore.exceptions import ClientError
+
+    model = prediction["model"]
+    try:  # only the first delivery moves the record to scored; a redelivery changes and counts nothing
+        dynamodb.update_item(
+            TableName=config.feedback_metadata_table, Key={"feedbackId": {"S": row["feedback_id"]}},
+            UpdateExpression="SET stage = :scored, scoredAt = :t, sentiment = :s, intent = :i, aspects = :a,"
+                             " modelName = :m, modelVersion = :v, #lang = :l",
+            ConditionExpression="attribute_not_exists(stage) OR stage <> :scored",
+            ExpressionAttributeNames={"#lang": "language"},
+            ExpressionAttributeValues={
+                ":scored": {"S": "scored"}, ":t": {"S": now.isoformat()},
+                ":s": {"S": prediction["sentiment"]["label"]}, ":i": {"S": prediction["intent"]["label"]},
+                ":a": {"L": [{"S": a} for a in prediction["aspects"]["labels"]]},
+                ":m": {"S": str(model["name"])}, ":v": {"S": str(model["version"])},
+                ":l": {"S": row["language"] or "und"}})
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return
+        raise
+    if row.get("customer_id"):
+        dynamodb.put_item(TableName=config.customer_insights_table, Item={
+            "customerId": {"S": row["customer_id"]},
+            "timestamp": {"S": f"{row['created_at'].isoformat()}#{row['feedback_id']}"},
+            "feedbackId": {"S": row["feedback_id"]}, "sentiment": {"S": prediction["sentiment"]["label"]},
+            "intent": {"S": prediction["intent"]["label"]}, "sku": {"S": row.get("sku") or "unknown"}})
+    dynamodb.update_item(TableName=config.model_performance_table,
+                         Key={"modelId": {"S": str(model["name"])}, "version": {"S": str(model["version"])}},
+                         UpdateExpression="ADD predictions :one SET lastScoredAt = :t",
+                         ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"S": now.isoformat()}})

@@ -1,0 +1,65 @@
+"""Settings of the live loop (`fbrain loop ...`): the feedback service, its worker and its lake."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from processing.settings import settings_section
+
+
+@settings_section
+class LoopConfig:
+    host: str = "127.0.0.1"
+    """Address `fbrain loop serve` binds to."""
+    port: int = 8090
+    """Port of the feedback service (POST /feedback, GET /insights, ...)."""
+    state_db: str = "loop/state.db"
+    """SQLite file (workspace-relative) of the receive log, API keys, worker watermark and dedup index."""
+    catalog: Literal["sql", "glue"] = "sql"
+    """Iceberg catalog of the lake: `sql` (SQLite file `catalog_db`, embedded) or `glue` (AWS Glue Data Catalog)."""
+    catalog_db: str = "loop/lake/catalog.db"
+    """SQLite file (workspace-relative) of the embedded Iceberg catalog."""
+    warehouse: str = ""
+    """Iceberg warehouse: empty means the folder `loop/lake/warehouse` in the workspace; an s3:// URI on AWS."""
+    namespace: str = "feedback_brain"
+    """Iceberg namespace (Glue database) holding bronze, silver, gold and quarantine."""
+    micro_batch_interval_s: float = 0.5
+    """The worker looks for new records this often when the receive log is drained."""
+    micro_batch_max_records: int = 500
+    """Most records one micro-batch processes (one Iceberg snapshot per table per batch)."""
+    max_body_bytes: int = 5_000_000
+    """POST /feedback bodies over this many bytes are refused with 413."""
+    max_items_per_request: int = 1_000
+    """Most records one POST /feedback may carry (more: 413)."""
+    gold_window: Literal["hour", "day"] = "day"
+    """Time window of the gold aggregates."""
+    compact_every_batches: int = 100
+    """Rewrite a table's small files into one after this many micro-batches (0: never)."""
+    snapshot_expiry_hours: float = 0.25
+    """Iceberg snapshots older than this are expired after compaction (never the current one). Every micro-batch
+    makes a snapshot per table, and each commit rewrites the list of live ones: keep it short."""
+    bronze_raw_retention_days: int = 30
+    """Raw text in bronze is purged after this many days (masked silver stays)."""
+    scorer: Literal["onnx", "endpoint", "url"] = "onnx"
+    """How the worker scores: the champion in-process (ONNX Runtime), a SageMaker endpoint, or an HTTP /invocations URL."""
+    scorer_target: str = ""
+    """Endpoint name (scorer=endpoint) or base URL (scorer=url); unused for onnx."""
+    kinesis_stream: str = "feedback-brain-feedback"
+    """On AWS: the Kinesis stream the API Lambda puts accepted feedback on (operations.aws_lambda)."""
+    feedback_metadata_table: str = "FeedbackMetadata"
+    """On AWS: DynamoDB table (key feedbackId) with each record's stage, content hash and predictions."""
+    customer_insights_table: str = "CustomerInsights"
+    """On AWS: DynamoDB table (keys customerId, timestamp) of scored feedback per pseudonymised customer."""
+    model_performance_table: str = "ModelPerformance"
+    """On AWS: DynamoDB table (keys modelId, version) counting the predictions each model version made."""
+    insights_examples: int = 3
+    """Representative (masked) examples returned by GET /insights."""
+
+    def path(self, workspace: Path, relative: str) -> Path:
+        """A workspace-relative setting as a path."""
+        return Path(workspace) / relative
+
+    def warehouse_uri(self, workspace: Path) -> str:
+        if self.warehouse:
+            return self.warehouse
+        return (Path(workspace) / "loop" / "lake" / "warehouse").resolve().as_uri()

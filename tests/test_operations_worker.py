@@ -1,0 +1,103 @@
+"""The worker is exactly once: killed with SIGKILL after any of its writes, a restart loses nothing and
+counts nothing twice (bronze = silver + duplicates + quarantine, per id; gold = scored records)."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from operations_support import make_loop, record
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = ["The heel broke after two days.", "Love the colour, fits well.", "Where is my parcel? Ten days now.",
+         "Refund me, the box arrived empty.", "Great value for the price.", "The strap is shorter than listed."]
+
+
+def _admit(context, prefix: str) -> None:
+    entries = [(record(f"{prefix}-{i}", text, customer_id=f"{prefix}-c{i}"),) for i, text in enumerate(TEXTS)]
+    entries = [(r, r, None) for (r,) in entries]
+    copy = record(f"{prefix}-copy", TEXTS[0], customer_id=f"{prefix}-c0")
+    entries.append((copy, copy, None))
+    entries.append((None, {"feedback_id": f"{prefix}-bad"},
+                    {"reason": "missing_field", "field": "text", "message": "text: Field required"}))
+    assert [a.status for a in context.store.admit(entries)] == ["accepted"] * 7 + ["rejected"]
+
+
+def _drain_in_child(workspace: str, model_dir: str, crash_after: str) -> None:
+    os.environ["FBRAIN_LOOP_CRASH_AFTER"] = crash_after
+    from operations.config import LoopConfig
+
+    _, worker = make_loop(Path(workspace), Path(model_dir), LoopConfig(micro_batch_max_records=5))
+    worker.drain()
+    os._exit(0)
+
+
+def _books(context) -> dict:
+    from operations import lake
+    from operations.config import LoopConfig
+
+    tables = lake.Lake(LoopConfig(), context.lake.workspace)  # fresh: the worker process committed, not this one
+    bronze = tables.scan(lake.BRONZE).to_pylist()
+    silver = tables.scan(lake.SILVER).to_pylist()
+    quarantine = tables.scan(lake.QUARANTINE).to_pylist()
+    gold = tables.scan(lake.GOLD).to_pylist()
+    return {"bronze": Counter(r["seq"] for r in bronze), "silver": Counter(r["feedback_id"] for r in silver),
+            "quarantine": Counter(r["seq"] for r in quarantine),
+            "gold_records": sum(r["count"] for r in gold if r["aspect"] == lake.ALL_RECORDS),
+            "scored": sum(1 for r in silver if r["sentiment"] is not None)}
+
+
+@pytest.mark.parametrize("crash_after", ["bronze", "quarantine", "silver", "gold", "commit"])
+def test_a_kill_after_any_write_loses_nothing_and_counts_nothing_twice(tmp_path, tiny_model_dir, crash_after):
+    from operations.config import LoopConfig
+
+    workspace = tmp_path / "ws"
+    context, worker = make_loop(workspace, tiny_model_dir, LoopConfig(micro_batch_max_records=5))
+    _admit(context, "early")
+    worker.drain()  # a first stream already in the lake: gold must be recomputed, not overwritten
+    _admit(context, "late")
+
+    child = multiprocessing.get_context("fork").Process(
+        target=_drain_in_child, args=(str(workspace), str(tiny_model_dir), crash_after))
+    child.start()
+    child.join(120)
+    assert child.exitcode == -signal.SIGKILL, f"the worker was meant to die after {crash_after}"
+
+    context, worker = make_loop(workspace, tiny_model_dir, LoopConfig(micro_batch_max_records=5))
+    worker.drain()
+    books = _books(context)
+    assert set(books["bronze"]) == set(range(1, 17)) and max(books["bronze"].values()) == 1
+    expected_silver = {f"{p}-{i}" for p in ("early", "late") for i in range(len(TEXTS))}
+    assert set(books["silver"]) == expected_silver and max(books["silver"].values()) == 1
+    assert len(books["quarantine"]) == 2 and max(books["quarantine"].values()) == 1
+    assert books["gold_records"] == books["scored"] == len(expected_silver)
+    funnel = context.store.funnel()
+    assert funnel["pending"] == 0 and funnel["watermark"] == 16
+    # bronze = silver + duplicates + quarantine
+    assert funnel["stages"] == {"scored": 12, "enriched": 2}
+    assert context.store.stage("late-copy")["duplicate_of"] == "late-0"
+
+
+@pytest.mark.slow
+def test_the_worker_command_recovers_after_kill_9(tmp_path, tiny_model_dir):
+    """The same, through `fbrain loop work --drain`, killed by the injected SIGKILL after its silver write."""
+    workspace = tmp_path / "ws"
+    context, _ = make_loop(workspace, tiny_model_dir)
+    _admit(context, "cli")
+    command = [sys.executable, "-m", "pipelines.cli", "loop", "work", "--drain", "--workspace", str(workspace),
+               "--model-dir", str(tiny_model_dir)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FBRAIN_LOOP_CRASH_AFTER": "silver"}
+    crashed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
+    env.pop("FBRAIN_LOOP_CRASH_AFTER")
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    books = _books(context)
+    assert len(books["silver"]) == 6 and max(books["silver"].values()) == 1
+    assert books["gold_records"] == 6 and max(books["bronze"].values()) == 1
