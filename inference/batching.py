@@ -153,7 +153,7 @@ class MicroBatcher:
                     if not pending.future.done():
                         pending.future.set_exception(RuntimeError("server shutting down"))
                 raise
-            except Exception as error:  # noqa: BLE001 - the error belongs to the requests, not the worker
+            except Exception as error:
                 logger.exception("model call on a batch of %d texts failed", len(texts))
                 for pending in batch:
                     if not pending.future.done():

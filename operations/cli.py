@@ -134,7 +134,7 @@ def replay_command(ctx: typer.Context,
     url = url or f"http://{config.loop.host}:{config.loop.port}"
     try:
         report = replay(file, http_poster(url, api_key), rate, batch_size)
-    except Exception as exc:  # connection refused, timeouts: say where and why
+    except Exception as exc:  # noqa: BLE001  (connection refused, timeouts: say where and why)
         typer.echo(f"error: replay to {url} failed: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(json.dumps(report.as_dict(), indent=2))

@@ -229,7 +229,7 @@ class Worker:
             quarantine.append(self._quarantine_row(by_seq[q["line_no"]], q, now, plan.batch_id))
         staged = output.staged.to_pandas() if output.staged is not None else pd.DataFrame()
         spam_rows, stages = [], []
-        for feedback_id, position, kind, row in output.candidates:
+        for _feedback_id, position, kind, row in output.candidates:
             seq = items[position].line_no
             if kind == "quarantine":
                 quarantine.append(self._quarantine_row(by_seq[seq], row, now, plan.batch_id))

@@ -974,7 +974,8 @@ class DemoGenerator:
         for name in ("exact_duplicate", "near_duplicate", "spam", "non_english", "invalid"):
             acc += getattr(dirt, name)
             thresholds.append((acc, name))
-        for self.index in range(self.n):
+        for index in range(self.n):
+            self.index = index
             draw = rng.random()
             kind = next((name for limit, name in thresholds if draw < limit), "clean")
             record: Optional[dict] = None

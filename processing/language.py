@@ -136,7 +136,6 @@ class LanguageDetector:
             self._langdetect_ready = True
 
     def _langdetect(self, text: str) -> Optional[str]:
-        from langdetect import DetectorFactory
         from langdetect import detector_factory
         from langdetect.lang_detect_exception import LangDetectException
 

@@ -1,7 +1,7 @@
 """Test-wide settings: offline, no telemetry, no AWS account, and a shared tiny model."""
 import os
 
-from pipelines.local.settings import OFFLINE_ENV  # noqa: E402  (light: no heavy imports)
+from pipelines.local.settings import OFFLINE_ENV
 
 # Fake credentials: moto and Stubber need some, and no test may reach a real account.
 for _key, _value in {**OFFLINE_ENV, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():

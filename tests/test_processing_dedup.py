@@ -174,7 +174,8 @@ def test_dedup_is_correct_across_shards(tmp_path, monkeypatch):
     assert merged.counts() == single.counts()
     assert (merged.duplicates, merged.near_duplicates, merged.quarantine) == (1, 1, 1)  # a[2] twice: duplicate id
     assert merged.quarantine_reasons == {"duplicate_id": 1}
-    silver = lambda root: sorted(lake.read_parquet_folder(root / "lake" / "silver")["feedback_id"])
+    def silver(root):
+        return sorted(lake.read_parquet_folder(root / "lake" / "silver")["feedback_id"])
     assert silver(sharded) == silver(tmp_path / "single")
     assert "copy-a0" not in silver(sharded) and "near-b1" not in silver(sharded) and "a-0" in silver(sharded)
 

@@ -132,7 +132,7 @@ def test_silver_is_clean_masked_and_pseudonymised(malformed_run):
     assert pii.customer_id.startswith("p_") and pii.order_id.startswith("p_")
     assert pii.language == "en" and pii.language_detected
     for leaked in PII_STRINGS:
-        assert not silver.astype(str).apply(lambda col: col.str.contains(leaked, regex=False)).any().any(), leaked
+        assert not silver.astype(str).apply(lambda col, leaked=leaked: col.str.contains(leaked, regex=False)).any().any(), leaked
     assert silver.loc["dup-id"].text == "First version of this feedback, kept."
 
 
@@ -224,7 +224,8 @@ def test_worker_processes_give_the_same_lake(malformed_run, tmp_path, monkeypatc
     assert parallel.counts() == report.counts()
     assert parallel.quarantine_reasons == report.quarantine_reasons
     assert "transform_wait" in parallel.stages
-    silver = lambda out: lake.read_parquet_folder(out / "lake" / "silver").sort_values("feedback_id")["text"].tolist()
+    def silver(out):
+        return lake.read_parquet_folder(out / "lake" / "silver").sort_values("feedback_id")["text"].tolist()
     assert silver(tmp_path / "out") == silver(root / "out")
 
 

@@ -404,7 +404,7 @@ class MultiTaskClassifier(nn.Module):
                 padding=True, return_tensors="pt",
             ).to(device)
             out = self(**{k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
-            for task, name in OUTPUT_NAMES.items():
+            for name in OUTPUT_NAMES.values():
                 chunks[name].append(getattr(out, name).float().cpu())
             chunks["embedding"].append(out.embedding.float().cpu())
         self.train(was_training)

@@ -400,7 +400,7 @@ def train(config: TrainingConfig, paths: RunPaths) -> TrainResult:
     """Train, checkpoint every epoch, early-stop, save the best model (+ ONNX) to paths.model_dir."""
     paths = paths.resolved()
     runtime = setup_runtime(config)
-    output_dir, model_dir, checkpoint_dir = Path(paths.output_data_dir), Path(paths.model_dir), Path(paths.checkpoint_dir)
+    output_dir, checkpoint_dir = Path(paths.output_data_dir), Path(paths.checkpoint_dir)
     seed_everything(config.seed)
     model = build_model(config)
     train_set = load_split(paths.train_dir, "train", model, config, output_dir)

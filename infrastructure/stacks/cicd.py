@@ -103,7 +103,8 @@ class CiCdStack(cdk.Stack):
             repository.grant_pull_push(self.project)
             self.project.add_to_role_policy(iam.PolicyStatement(
                 actions=["ecr:DescribeRepositories"], resources=[repository.repository_arn]))
-        sm = lambda resource, name: self.format_arn(service="sagemaker", resource=resource, resource_name=name)
+        def sm(resource, name):
+            return self.format_arn(service="sagemaker", resource=resource, resource_name=name)
         self.project.add_to_role_policy(iam.PolicyStatement(
             sid="UpsertPipeline",
             actions=["sagemaker:DescribePipeline", "sagemaker:CreatePipeline", "sagemaker:UpdatePipeline",

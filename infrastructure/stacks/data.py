@@ -97,7 +97,8 @@ class DataStack(cdk.Stack):
 
     def _key_policy_for_services(self) -> None:
         """Services that use the key on our behalf, each limited to this account's resources."""
-        account_arn = lambda service, resource: f"arn:{self.partition}:{service}:{self.region}:{self.account}:{resource}"
+        def account_arn(service, resource):
+            return f"arn:{self.partition}:{service}:{self.region}:{self.account}:{resource}"
         encrypt = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
         # Log groups created with this key (Lambda, CodeBuild, API access logs, CloudTrail's copy).
         self.key.add_to_resource_policy(iam.PolicyStatement(

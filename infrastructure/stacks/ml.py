@@ -267,7 +267,8 @@ class MlStack(cdk.Stack):
         )
         suppress_runtime_finding(function)
         endpoint_name = aws.endpoint_name
-        sm = lambda resource, name: self.format_arn(service="sagemaker", resource=resource, resource_name=name)
+        def sm(resource, name):
+            return self.format_arn(service="sagemaker", resource=resource, resource_name=name)
         function.add_to_role_policy(iam.PolicyStatement(
             sid="ReadPackages", actions=["sagemaker:DescribeModelPackage"], resources=[packages_arn, group_arn]))
         function.add_to_role_policy(iam.PolicyStatement(

@@ -60,8 +60,9 @@ class OperationsStack(cdk.Stack):
         aws, serving, monitoring = config.aws, config.serving, config.monitoring
         endpoint_dims = {"EndpointName": aws.endpoint_name, "VariantName": serving.variant_name}
         monitor_dims = {"Endpoint": aws.endpoint_name, "MonitoringSchedule": monitoring.schedule_name}
-        metric = lambda namespace, name, dims, statistic="Sum", period=FIVE_MINUTES: cloudwatch.Metric(
-            namespace=namespace, metric_name=name, dimensions_map=dims, statistic=statistic, period=period)
+        def metric(namespace, name, dims, statistic="Sum", period=FIVE_MINUTES):
+            return cloudwatch.Metric(namespace=namespace, metric_name=name, dimensions_map=dims, statistic=statistic,
+                                     period=period)
 
         latency_p99 = metric(SAGEMAKER_NAMESPACE, "ModelLatency", endpoint_dims, "p99")
         errors_5xx = metric(SAGEMAKER_NAMESPACE, "Invocation5XXErrors", endpoint_dims)

@@ -264,7 +264,7 @@ class _Execution:
             self._finish(FAILED, step)
             LOG.error("interrupted: continue with resume_execution_id=%s", self.record.execution_id)
             raise
-        except Exception as error:  # a runner bug must still leave a Failed record, not "Executing"
+        except Exception as error:  # noqa: BLE001  (a runner bug must still leave a Failed record, not "Executing")
             step.status, step.failure_reason = FAILED, f"{type(error).__name__}: {error}"
             self._append_log(step, traceback.format_exc())
         step.end_time = utc_now()
