@@ -12,13 +12,20 @@ export SAGEMAKER_VALIDATE_ROLE=false
 export AWS_DEFAULT_REGION ?= us-east-1
 export TOKENIZERS_PARALLELISM=false
 
-.PHONY: install run test benchmarks clean
+.PHONY: install run test test-fast lint lock benchmarks clean
 
-$(BIN)/fbrain: setup.py requirements.lock
+# The development environment is every role plus the test tools: requirements/dev.lock,
+# resolved by pip-tools with hashes (`make lock`); torch is the CPU 2.13.0 wheel.
+LOCK ?= requirements/dev.lock
+# One lock per role for the images and services (setup.py's extras of the same names).
+ROLES := process train serve loop pipeline infra
+PIP_COMPILE = $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
+
+$(BIN)/fbrain: setup.py $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(BIN)/fbrain
 
 install: $(BIN)/fbrain
@@ -29,6 +36,21 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q tests
+
+# The tests not marked slow (tests/conftest.py): under 2 minutes here.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+lint: install
+	$(BIN)/ruff check .
+
+# Re-resolve after changing setup.py: the dev lock first, then each role inside it (same
+# versions everywhere). Versions already in a lock are kept unless setup.py excludes them.
+lock: install
+	$(PIP_COMPILE) --extra dev -o requirements/dev.lock setup.py
+	for role in $(ROLES); do \
+		$(PIP_COMPILE) --extra $$role -c requirements/dev.lock -o requirements/$$role.lock setup.py || exit 1; \
+	done
 
 # The CPU benchmarks that need no shared data (each prints its own baseline ratio); the model-quality
 # benchmark trains for an hour on ../shared data: run `python -m benchmarks.model_quality` by hand.

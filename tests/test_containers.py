@@ -3,7 +3,9 @@
 No Docker daemon is needed: the Dockerfiles are parsed. Checked: every COPY source exists
 and survives the image's .dockerignore; each image's entry point module imports and is
 the module the definition runs with that image; the build-time import check names the
-same modules; buildspec.yml builds the three images and its fbrain settings are valid.
+same modules; each image installs only its role's hashed lock (requirements/<role>.lock; the
+inference image has no torch and no MLflow); buildspec.yml installs with `make install`,
+builds the three images and its fbrain settings are valid.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ from pipelines.definition import IMAGE_KINDS, IMAGE_REPOSITORY_PREFIX, SERVING_M
 REPO = Path(__file__).resolve().parents[1]
 CONTAINERS = REPO / "containers"
 BUILDSPEC = REPO / "buildspec.yml"
+IMAGE_ROLES = {"processing": "process", "training": "train", "inference": "serve"}
+"""Image -> the setup.py extra whose lock (requirements/<role>.lock) it installs."""
 
 
 @dataclass
@@ -155,7 +159,7 @@ def test_every_copy_source_exists_and_is_in_the_build_context(kind, dockerfiles)
 @pytest.mark.parametrize("kind", IMAGE_KINDS)
 def test_images_install_the_package_and_every_package_folder(kind, dockerfiles):
     copied = {source.rstrip("/") for source, _ in dockerfiles[kind].copy_sources()}
-    assert {"setup.py", "requirements.lock"} <= copied
+    assert {"setup.py", f"requirements/{IMAGE_ROLES[kind]}.lock"} <= copied
     setup_packages = set(re.search(r'include=\[([^\]]+)\]', (REPO / "setup.py").read_text()).group(1)
                          .replace('"', "").replace("*", "").replace(" ", "").split(","))
     assert setup_packages <= copied, f"{kind}: setup.py packages {sorted(setup_packages - copied)} are not copied"
@@ -179,10 +183,46 @@ def test_entry_points_match_the_definition_and_import(kind, dockerfiles, modules
         assert entrypoint[:2] == ["python3", "-m"] and entrypoint[2] in labelled
 
 
+@pytest.mark.parametrize("kind", IMAGE_ROLES)
+def test_each_image_installs_only_its_role_lock_with_hashes(kind, dockerfiles):
+    role = IMAGE_ROLES[kind]
+    dockerfile = dockerfiles[kind]
+    assert dockerfile.label("org.feedback-brain.role") == role
+    locks = set(re.findall(r"requirements/(\w+)\.lock", " ".join(s for s, _ in dockerfile.copy_sources())))
+    assert locks == {role}, f"{kind} copies the locks of {sorted(locks)}, not only {role}"
+    installs = [run for run in dockerfile.values("RUN") if "pip install" in run and ".lock" in run]
+    assert installs and all("--require-hashes" in run for run in installs)
+    lock = (REPO / "requirements" / f"{role}.lock").read_text()
+    if kind == "inference":
+        assert not re.search(r"^(torch|mlflow|mlflow-skinny|sagemaker|transformers)==", lock, re.M)
+        assert "TORCH_INDEX_URL" not in dockerfile.path.read_text()
+    else:
+        assert re.search(r"^torch==2\.13\.0\+cpu \\$", lock, re.M)
+
+
+def _training_lock_without_torch(dockerfile: Dockerfile) -> str:
+    """Run the training image's lock filter (the awk program of its RUN) on requirements/train.lock."""
+    (run,) = [run for run in dockerfile.values("RUN") if "awk" in run]
+    words = shlex.split(run)
+    assert words[0] == "awk" and words[2] == "requirements/train.lock"
+    filtered = subprocess.run(["awk", words[1], str(REPO / "requirements" / "train.lock")],
+                              check=True, capture_output=True, text=True).stdout
+    return filtered
+
+
 def test_training_image_is_cuda_and_keeps_its_torch(dockerfiles):
     base = dockerfiles["training"].values("ARG")[0]
     assert "cuda" in base.lower()
-    assert any("grep -v '^torch=='" in run for run in dockerfiles["training"].values("RUN"))
+    filtered = _training_lock_without_torch(dockerfiles["training"])
+    lock = (REPO / "requirements" / "train.lock").read_text()
+    torch_hashes = re.search(r"^torch==\S+ \\\n((?:    --hash=\S+.*\n)+)", lock, re.M).group(1)
+    assert "torch==" not in filtered and torch_hashes.split()[0] not in filtered
+    # Everything else survives, hashes included (pip --require-hashes needs each one).
+    others = [line for line in lock.splitlines() if re.match(r"[A-Za-z0-9]", line) and not line.startswith("torch==")]
+    assert others and all(line in filtered.splitlines() for line in others)
+    assert filtered.count("--hash=") == lock.count("--hash=") - torch_hashes.count("--hash=")
+    assert any("pip install --require-hashes --no-deps -r /tmp/train.no-torch.lock" in run
+               for run in dockerfiles["training"].values("RUN"))
 
 
 def test_serve_script_runs_the_serving_module():
@@ -204,8 +244,7 @@ def _commands(buildspec: dict) -> list[str]:
 def test_buildspec_runs_tests_builds_pushes_and_deploys_without_waiting(buildspec):
     assert str(buildspec["version"]) == "0.2"
     assert buildspec["phases"]["install"]["runtime-versions"]["python"] == 3.11
-    install = " ".join(buildspec["phases"]["install"]["commands"])
-    assert "pip install -r requirements.lock" in install and "pip install --no-deps -e ." in install
+    assert buildspec["phases"]["install"]["commands"] == ["make install"]
     commands = "\n".join(_commands(buildspec))
     assert "make test" in buildspec["phases"]["pre_build"]["commands"]
     assert buildspec["env"]["variables"]["IMAGE_KINDS"].split() == list(IMAGE_KINDS)
