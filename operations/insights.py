@@ -12,7 +12,7 @@ from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
 
 from operations import lake as lake_tables
 from operations.lake import Lake
-from operations.worker import effective_labels
+from operations.gold import effective_labels
 
 FILTER_COLUMNS = ("sku", "product_category", "region", "channel")
 

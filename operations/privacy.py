@@ -45,7 +45,7 @@ def forget_customer(store: Store, lake: Lake, processing: ProcessingConfig, cust
         if matching:
             table.delete(EqualTo("customer_id", value), snapshot_properties={"fbrain.forget": "1"})
     if silver.num_rows:
-        from operations.worker import recompute_gold
+        from operations.gold import recompute_gold
 
         gold, windows = recompute_gold(lake, [t.as_py() for t in silver.column("created_at")], gold_window, now)
         lake.write(lake_tables.GOLD, gold, {"fbrain.forget": "1"}, windows)

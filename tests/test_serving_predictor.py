@@ -90,8 +90,8 @@ def test_clear_errors_for_incomplete_model_dirs(tiny_model_dir: Path, tmp_path: 
     (partial / "onnx" / "model.int8.onnx").unlink()
     with pytest.raises(ModelLoadError, match="model.int8.onnx"):
         load_predictor(partial)
-    with pytest.raises(ModelLoadError, match="unknown runtime"):
-        load_predictor(tiny_model_dir, ServingConfig(runtime="tensorrt"))
+    with pytest.raises(ValueError, match="'onnx-int8', 'onnx' or 'torch'"):  # refused when the setting is made
+        ServingConfig(runtime="tensorrt")
 
 
 def test_flag_rules_are_data_driven(tmp_path: Path):
