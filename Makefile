@@ -12,7 +12,7 @@ export SAGEMAKER_VALIDATE_ROLE=false
 export AWS_DEFAULT_REGION ?= us-east-1
 export TOKENIZERS_PARALLELISM=false
 
-.PHONY: install run test test-fast lint lock benchmarks clean
+.PHONY: install run test test-fast lint synth lock benchmarks clean
 
 # The development environment is every role plus the test tools: requirements/dev.lock,
 # resolved by pip-tools with hashes (`make lock`); torch is the CPU 2.13.0 wheel.
@@ -30,9 +30,13 @@ $(BIN)/fbrain: setup.py $(LOCK)
 
 install: $(BIN)/fbrain
 
+# The whole system on embedded defaults: the pipeline trains, gates and registers a champion; the
+# endpoint scores a few texts; the live loop replays the demo stream through POST /feedback and prints
+# GET /insights answers. Every command exits; `fbrain loop serve` keeps the service up afterwards.
 run: install
 	$(BIN)/fbrain pipeline run --local --workspace $(WORKSPACE) --param ModelApprovalStatus=Approved
 	$(BIN)/fbrain demo --workspace $(WORKSPACE)
+	$(BIN)/fbrain loop demo --workspace $(WORKSPACE)
 
 test: install
 	$(BIN)/python -m pytest -q tests
@@ -43,6 +47,12 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+# The CDK app's CloudFormation templates, offline (no AWS account): cdk-nag's AwsSolutions pack and
+# cfn-lint must report nothing unsuppressed. tests/test_infrastructure.py (in `make test`) does the same.
+synth: install
+	$(BIN)/python -m infrastructure.synth
 
 # Re-resolve after changing setup.py: the dev lock first, then each role inside it (same
 # versions everywhere). Versions already in a lock are kept unless setup.py excludes them.
@@ -58,6 +68,7 @@ benchmarks: install
 	$(BIN)/python benchmarks/training_throughput.py
 	$(BIN)/python benchmarks/processing_throughput.py --generated-rows 300000
 	$(BIN)/python benchmarks/serving_latency.py
+	$(BIN)/python benchmarks/loop_throughput.py --soak-seconds 600
 
 clean:
 	rm -rf $(WORKSPACE) .pytest_cache
