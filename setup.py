@@ -117,8 +117,8 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["pipelines*", "training*", "inference*", "processing*", "monitoring*", "operations*",
-                                    "infrastructure*"]),
+    # infrastructure/ (the CDK app) is not part of the distribution: it runs from the repository (make synth).
+    packages=find_packages(include=["pipelines*", "training*", "inference*", "processing*", "monitoring*", "operations*"]),
     include_package_data=True,
     # Data files the code reads at run time (taxonomy, demo corpus, playbooks, prompts, lexicons).
     package_data={
