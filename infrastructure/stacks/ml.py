@@ -321,9 +321,12 @@ class MlStack(cdk.Stack):
         from monitoring.triggers import events_role_policies, retraining_rules
 
         trust, permissions = events_role_policies(self.pipeline_arn)
+        services = trust["Statement"][0]["Principal"]["Service"]
+        services = [services] if isinstance(services, str) else services
         self.events_role = iam.Role(
             self, "RetrainingEventsRole", role_name=config.monitoring.events_role_name,
-            assumed_by=iam.ServicePrincipal(trust["Statement"][0]["Principal"]["Service"]),
+            # EventBridge rules and EventBridge Scheduler (the monitoring pipeline's schedule) assume it.
+            assumed_by=iam.CompositePrincipal(*[iam.ServicePrincipal(service) for service in services]),
             inline_policies={"start-pipeline": iam.PolicyDocument.from_json(permissions)},
             description="EventBridge starts the retraining pipeline (schedule, drift, corrections)")
         rules = []
