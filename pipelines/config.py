@@ -16,6 +16,7 @@ from typing import Any
 
 from inference.config import GenerativeConfig, ServingConfig
 from monitoring.config import MonitoringConfig
+from operations.alerting.config import AlertingConfig
 from operations.config import LoopConfig
 from pipelines.local.settings import RunnerSettings
 from processing.config import ProcessingConfig
@@ -102,6 +103,7 @@ class FeedbackBrainConfig:
     local: LocalConfig = field(default_factory=LocalConfig)
     runner: RunnerSettings = field(default_factory=RunnerSettings)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    alerting: AlertingConfig = field(default_factory=AlertingConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
