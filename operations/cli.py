@@ -75,6 +75,7 @@ def serve(ctx: typer.Context,
     if worker:
         context.worker = _worker(config, root, model_dir, context)
         context.worker.start_thread()
+        _alerting(config, context).start_thread()  # detection on its cadence (alerting.detect_every_s)
     host, port = host or config.loop.host, port or config.loop.port
     typer.echo(f"feedback service on http://{host}:{port} (workspace {root}); "
                f"create a key with `fbrain loop keys create --scopes submit,read`")
@@ -93,6 +94,8 @@ def work(ctx: typer.Context,
     root = _workspace(config, workspace)
     context = open_loop(config.loop, config.processing, root)
     runner = _worker(config, root, model_dir, context)
+    if not drain:
+        _alerting(config, context).start_thread()
     if drain:
         batches = runner.drain()
         typer.echo(json.dumps({"batches": batches, "funnel": context.store.funnel()}))
@@ -176,3 +179,28 @@ def maintain_command(ctx: typer.Context,
     purged = purge_raw_text(context.lake, config.loop.bronze_raw_retention_days)
     compacted = {name: context.lake.compact(name) for name in lake_tables.SCHEMAS}
     typer.echo(json.dumps({"raw_text_purged": purged, "rows_compacted": compacted}))
+
+
+def _alerting(config: Any, context: Any) -> Any:
+    from operations.alerting.routes import ensure_alerting
+
+    return ensure_alerting(context, config.alerting)
+
+
+@app.command("detect")
+def detect_command(ctx: typer.Context,
+                   at: Optional[str] = typer.Option(None, help="Event time to evaluate at (ISO 8601; default now)."),
+                   workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: local.workspace).")) -> None:
+    """Run detection once over the lake at an event time: alerts, incidents, notifications, review queue."""
+    from operations.alerting.detection import parse_at
+    from operations.service import open_loop
+
+    config = _root_config(ctx)
+    try:
+        when = parse_at(at)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    context = open_loop(config.loop, config.processing, _workspace(config, workspace))
+    summary = _alerting(config, context).evaluate(when)
+    typer.echo(json.dumps(summary, indent=2, default=str))

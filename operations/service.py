@@ -39,6 +39,8 @@ class LoopContext:
     store: Store
     lake: Lake
     worker: Any = None
+    alerting: Any = None
+    """operations.alerting.engine.Alerting (alerts, incidents, review queue); made on first use when None."""
 
 
 class BodyError(Exception):
@@ -278,6 +280,9 @@ def create_app(context: LoopContext) -> FastAPI:
                     lag_gauge.labels(stage, quantile[:3]).set(values[quantile])
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    from operations.alerting.routes import register_alerting  # alerts, incidents, review queue, dashboard (#16)
+
+    register_alerting(app, context, require)
     return app
 
 

@@ -10,6 +10,8 @@ class AlertingConfig:
     state_db: str = "loop/alerts.db"
     """SQLite file (workspace-relative) of alerts, incidents, silences, the notification log, the review queue
     and its audit log."""
+    playbooks_dir: str = ""
+    """Folder of playbook JSON files; empty means the bundled operations/alerting/playbooks."""
     detect_every_s: float = 300.0
     """The worker runs detection this often (seconds of wall time; 0 turns the cadence off)."""
     windows_hours: list[int] = field(default_factory=lambda: [1, 6, 24])

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 SEVERITIES = ("info", "warning", "error", "critical")
 """Ordered severities (PagerDuty Events v2 names)."""
-ITEM_COLUMNS = ("feedback_id", "created_at", "sku", "product_category", "region", "channel", "text",
+ITEM_COLUMNS = ("feedback_id", "created_at", "sku", "product_category", "region", "channel", "text", "star_rating",
                 "sentiment", "sentiment_score", "intent", "intent_score", "aspects", "flags")
 NEGATIVE = "negative"
 
