@@ -3,8 +3,9 @@
 Items enter at each detection run when the model is unsure (sentiment or intent score under
 `alerting.review_min_confidence`), when a second opinion disagrees with it (the rules second stage:
 star rating against predicted sentiment, hazard words without the safety flag; an LLM second stage
-is not reachable offline), when they are evidence of an error / critical alert, or when they carry a
-flag the taxonomy escalates immediately. Priority: safety, then alert severity, then disagreement,
+is not reachable offline), when they are evidence of an alert (for a true / false positive verdict),
+or when they carry a flag the taxonomy escalates immediately. Priority: safety, then alert severity,
+then disagreement,
 then low confidence. Entries of critical severity want two reviewers (agreement is reported).
 
 A review (POST /review/{feedback_id}) records labels: sentiment / intent / aspects go to the
@@ -32,7 +33,7 @@ from processing.taxonomy import load_taxonomy
 
 HAZARD_WORDS = re.compile(r"\b(fire|burn(?:t|ed|s)?|smok(?:e|ing)|chok(?:e|ed|ing)|injur(?:y|ed)|allerg\w*|"
                           r"electric shock|shocked|explod\w*|melt(?:ed|ing)?|rash)\b", re.IGNORECASE)
-REASON_WEIGHTS = {"safety": 100.0, "alert_severity": 50.0, "disagreement": 20.0, "low_confidence": 10.0}
+REASON_WEIGHTS = {"safety": 100.0, "alert": 50.0, "disagreement": 20.0, "low_confidence": 10.0}
 
 
 class ReviewError(ValueError):
@@ -86,12 +87,12 @@ class ReviewQueue:
             if set(row.flags) & set(self.taxonomy.immediate_flags):
                 reasons["safety"] = sorted(set(row.flags) & set(self.taxonomy.immediate_flags))
             severity, alert_id = severity_of.get(row.feedback_id, (None, None))
-            if severity and severity_rank(severity) >= severity_rank("error"):
-                reasons["alert_severity"] = severity
+            if severity:
+                reasons["alert"] = severity
             if not reasons:
                 continue
             priority = sum(REASON_WEIGHTS[r] for r in reasons)
-            if "alert_severity" in reasons:
+            if "alert" in reasons:
                 priority += 10 * severity_rank(severity)
             if "low_confidence" in reasons:
                 priority += 10 * (1 - reasons["low_confidence"])

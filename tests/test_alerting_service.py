@@ -124,3 +124,51 @@ def test_silence_suppresses_and_needs_admin(tmp_path):
     assert _get(client, f"/alerts/{alert['id']}", keys["read"])["suppressed"] == f"silenced:{silence['id']}"
     assert len(_get(client, "/notifications", keys["read"])["notifications"]) == before
     assert _get(client, "/silences", keys["read"])["silences"][0]["matchers"] == {"dedup_key": alert["dedup_key"]}
+
+
+def test_review_queue_correction_overrides_insights_feeds_retraining_and_is_audited(incident_loop):
+    from monitoring.config import MonitoringConfig
+    from monitoring.triggers import check_local_triggers
+
+    context, client, keys, scenario = incident_loop
+    assert client.get("/review", headers={"x-api-key": keys["read"]}).status_code == 403
+    queue = _get(client, "/review", keys["review"])
+    items = queue["items"]
+    assert items and [i["priority"] for i in items] == sorted((i["priority"] for i in items), reverse=True)
+    assert {r for i in items for r in i["reasons"]} >= {"alert", "low_confidence"}
+    target = next(i for i in items if i["snapshot"]["sentiment"] == "negative" and i["alert_id"])
+    day = target["snapshot"]["created_at"][:10]
+    window = {"sku": target["snapshot"]["sku"], "since": f"{day}T00:00:00Z", "until": f"{day}T23:59:59Z"}
+    before = _get(client, "/insights", keys["read"], **window)
+
+    answer = _post(client, f"/review/{target['feedback_id']}", keys["review"], {
+        "reviewer": "ana", "sentiment": "positive", "intent": "praise", "aspects": [], "flags": [],
+        "alert_id": target["alert_id"], "alert_verdict": "true_positive"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["correction"]["location"]
+
+    after = _get(client, "/insights", keys["read"], **window)
+    assert after["sentiment"]["positive"]["count"] == before["sentiment"].get("positive", {}).get("count", 0) + 1
+    assert after["sentiment"]["negative"]["count"] == before["sentiment"]["negative"]["count"] - 1
+    held = _get(client, f"/feedback/{target['feedback_id']}", keys["read"])
+    assert held["corrections"]["sentiment"] == "positive"
+    # the corrections store that feeds retraining counts it (what `fbrain monitor triggers check` reads)
+    decision = check_local_triggers(context.lake.workspace, MonitoringConfig())
+    assert decision.new_corrections == 1
+    audit = client.get("/audit", headers={"x-api-key": keys["admin"]}).json()["entries"]
+    correction = next(e for e in audit if e["action"] == "correction")
+    assert correction["before"]["sentiment"] == "negative" and correction["after"]["sentiment"] == "positive"
+    assert correction["actor"].startswith("key:") and correction["actor"].endswith("/ana")
+    assert _get(client, "/review", keys["review"], status="reviewed")["items"][0]["feedback_id"] == target["feedback_id"]
+    assert context.alerting.manager.precision()["precision"] == 1.0
+
+
+def test_review_bad_input(incident_loop):
+    _, client, keys, _ = incident_loop
+    some = _get(client, "/review", keys["review"])["items"][0]["feedback_id"]
+    assert _post(client, f"/review/{some}", keys["review"], {"sentiment": "positive"}).status_code == 422  # reviewer
+    bad = _post(client, f"/review/{some}", keys["review"], {"reviewer": "ana", "sentiment": "ecstatic"})
+    assert bad.status_code == 422 and bad.json()["detail"]["reason"] == "unknown_label"
+    assert _post(client, f"/review/{some}", keys["review"], {"reviewer": "ana", "flags": ["nope"]}).status_code == 422
+    assert _post(client, "/review/missing", keys["review"], {"reviewer": "ana", "sentiment": "positive"}).status_code == 404
+    assert _post(client, f"/review/{some}", keys["review"], {"reviewer": "ana"}).status_code == 422
