@@ -116,6 +116,8 @@ class AlertManager:
                                      {"state": "open", "severity": finding.severity, "count": finding.count})
             log.info("alert %s opened: %s severity %s", alert["id"], finding.key, finding.severity)
             return self.store.alert(alert["id"]), "new"
+        if existing["state"] not in ("resolved", "verified"):  # the incident's onset is the one it opened with
+            evidence["onset"] = existing["evidence"].get("onset") or evidence.get("onset")
         changes: dict[str, Any] = {"evidence": evidence, "last_finding_at": _iso(at), "updated_wall": now}
         why = None
         if severity_rank(finding.severity) > severity_rank(existing["severity"]):

@@ -75,6 +75,9 @@ class Finding:
     p_value: Optional[float]
     first_seen: str
     """Event time of the earliest item in the window carrying the signal."""
+    onset: str = ""
+    """Estimated start of the excess: the event time after which the items above the baseline's expectation
+    arrived (the (k - excess + 1)-th signal item of the window); first_seen for immediate and emerging findings."""
     examples: list[dict[str, Any]] = field(default_factory=list)
     feedback_ids: list[str] = field(default_factory=list)
     terms: list[str] = field(default_factory=list)
@@ -212,6 +215,9 @@ class Detector:
                         continue
                     rows = pair_rows[(signal_codes == s) & (codes[pair_rows] == v) & current[pair_rows]]
                     evidence = items.loc[rows]
+                    times = evidence["created_at"].sort_values()
+                    excess = max(1, int(round(k - p0 * n)))
+                    onset = times.iloc[max(0, int(k) - excess)].isoformat()
                     parents = {"product_category": str(category_of[value])} if dimension == "sku" else {}
                     best[key] = Finding(
                         key=key, kind="trend", dimension=dimension, value=value, signal=signal,
@@ -219,7 +225,7 @@ class Detector:
                         window_hours=hours, count=int(k), volume=int(n), rate=round(k / n, 4),
                         baseline_rate=round(float(p0), 4), baseline_count=int(k_base), baseline_volume=int(n_base),
                         lift=round(float(k / n / p0), 2), p_value=float(p),
-                        first_seen=evidence["created_at"].min().isoformat(), examples=self.examples(evidence),
+                        first_seen=times.iloc[0].isoformat(), onset=onset, examples=self.examples(evidence),
                         feedback_ids=evidence["feedback_id"].tolist()[:200], parents=parents)
         return list(best.values())
 

@@ -137,3 +137,7 @@ def register_alerting(app: FastAPI, context: Any, require: Callable[[str], Calla
     @app.get("/audit", dependencies=[Depends(require("admin"))])
     def audit(limit: int = Query(200, ge=1, le=2000)) -> dict[str, Any]:
         return {"entries": store.query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,))}
+
+    from operations.dashboard import register_dashboard
+
+    register_dashboard(app, context, require)
