@@ -90,3 +90,22 @@ def test_parse_at():
     assert parse_at("2026-12-01T10:00:00Z") == datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
     with pytest.raises(ValueError, match="ISO 8601"):
         parse_at("yesterday")
+
+
+def test_a_weekday_that_always_runs_high_does_not_alert_once_history_allows():
+    rng = np.random.default_rng(5)
+    at = datetime(2026, 11, 29, tzinfo=timezone.utc)  # Sunday 00:00: the last 24 h are a Saturday
+    rows, i = [], 0
+    for day in range(28):
+        start = at - timedelta(days=28 - day)
+        saturday = start.weekday() == 5
+        for _ in range(rng.poisson(80)):
+            negative = rng.random() < (0.6 if saturday else 0.15)
+            rows.append(_item(i, start + timedelta(seconds=int(rng.integers(0, 86400))), "SKU-1", negative,
+                              ["packaging"] if negative else [], text=f"w{rng.integers(0, 10**9)}"))
+            i += 1
+    frame = _frame(rows)
+    seasonal = [f.key for f in Detector(AlertingConfig()).detect(frame, at) if f.kind == "trend"]
+    flat = [f.key for f in Detector(AlertingConfig(seasonal_min_days=1000)).detect(frame, at) if f.kind == "trend"]
+    assert "sku=SKU-1|aspect:packaging" in flat
+    assert "sku=SKU-1|aspect:packaging" not in seasonal

@@ -3,10 +3,10 @@
 - Dedup: a finding's key (`dimension=value|signal`) names one incident; later findings update that
   alert (counts, examples, severity) and never open a second one. An emerging theme matches an open
   theme sharing two of its three top terms.
-- Inhibition: an alert whose evidence items are mostly (`INHIBIT_OVERLAP`) those of a stronger alert
-  (immediate over trend, then higher severity, then higher lift: the slice where the problem is most
-  concentrated) is marked inhibited and not notified: a SKU's spike does not also page its category,
-  and the complaint-intent duplicate of a defect spike stays quiet.
+- Inhibition: an alert that would not be anomalous without the items it shares with another is a
+  duplicate, marked inhibited and not notified (see `_inhibit`): a SKU's spike does not also page its
+  category, a regional delay does not page each SKU or channel it lifts, and the complaint-intent
+  duplicate of a defect spike stays quiet.
 - Silences: matchers on dedup_key / dimension / value / signal / owner for a time range.
 - Grouping: one Slack / Teams message per owner per evaluation; Jira and PagerDuty per alert.
 - Cool-down: an alert already notified is notified again only when its severity rises, when it is
@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
 import pandas as pd
+from scipy.stats import binom
 
 from operations.alerting.channels import Channels
 from operations.alerting.config import AlertingConfig
@@ -74,6 +75,7 @@ class AlertManager:
         evidence["examples"] = [{**e, "text": self.mask(e["text"])} for e in evidence["examples"]]
         evidence["value"] = self.mask(evidence["value"])
         evidence["terms"] = [self.mask(t) for t in evidence["terms"]]
+        evidence["feedback_ids"] = evidence["feedback_ids"][:50]  # a sample; the detector sees them all
         return evidence
 
     # ------------------------------------------------------------------ evaluation
@@ -134,19 +136,45 @@ class AlertManager:
         return self.store.alert(existing["id"]), why
 
     def _inhibit(self, findings: list[Finding]) -> set[str]:
-        """Mark alerts of this evaluation that duplicate a stronger one; clear marks no longer true."""
+        """Mark alerts of this evaluation that duplicate another one; clear marks no longer true.
+
+        A finding is explained by another when, without the items they share, it would not be anomalous
+        (the same binomial test on what is left). When only one of two findings is explained by the other,
+        it is the duplicate (an e-mail-channel rise that is the regional delay's complaints). When each
+        explains the other: on one slice (two signals on the same complaints) the weaker one (kind,
+        severity, lift) is the duplicate; across slices the smaller one is a part of the larger (a SKU
+        in its category or region) and wins when it carries most (INHIBIT_OVERLAP) of the whole's excess
+        over baseline (a SKU defect lifts its category), the whole otherwise (a regional delay)."""
         rank = lambda f: (_KIND_RANK[f.kind], severity_rank(f.severity), f.lift or 0.0, f.count)  # noqa: E731
-        ordered = sorted(findings, key=rank, reverse=True)
+        excess = lambda f: max(f.count - f.baseline_rate * f.volume, 0.0) if f.kind == "trend" else f.count  # noqa: E731
         evidence = {f.key: set(f.feedback_ids) for f in findings}
         inhibited: dict[str, str] = {}
-        for i, target in enumerate(ordered):
-            ids = evidence[target.key]
-            for source in ordered[:i]:
-                if source.key in inhibited or not ids:
+        ordered = sorted(findings, key=rank, reverse=True)
+        for i, a in enumerate(ordered):
+            for b in ordered[i + 1:]:
+                ids_a, ids_b = evidence[a.key], evidence[b.key]
+                shared = len(ids_a & ids_b)
+                if not shared:
                     continue
-                if len(ids & evidence[source.key]) >= INHIBIT_OVERLAP * len(ids):
-                    inhibited[target.key] = source.key
-                    break
+                a_explained, b_explained = self._explained(a, shared), self._explained(b, shared)
+                if a_explained and b_explained:
+                    if (a.dimension, a.value) == (b.dimension, b.value):
+                        loser, winner = b, a  # one slice, two signals on the same items: the weaker is the duplicate
+                    else:
+                        part, whole = (a, b) if len(ids_a) <= len(ids_b) else (b, a)
+                        explains = excess(part) >= INHIBIT_OVERLAP * excess(whole)
+                        loser, winner = (whole, part) if explains else (part, whole)
+                elif a_explained or b_explained:
+                    loser, winner = (a, b) if a_explained else (b, a)
+                else:
+                    continue
+                inhibited.setdefault(loser.key, winner.key)
+        for key in list(inhibited):  # a duplicate of a duplicate points at the alert that stays
+            seen = {key}
+            while inhibited[key] in inhibited and inhibited[key] not in seen:
+                seen.add(inhibited[key])
+                inhibited[key] = inhibited[inhibited[key]]
+        inhibited = {k: v for k, v in inhibited.items() if v not in inhibited}
         for finding in findings:
             alert = self._existing(finding)
             if alert is None:
@@ -161,6 +189,18 @@ class AlertManager:
             if alert["suppressed"] != mark:
                 self.store.update("alerts", "id", alert["id"], {"suppressed": mark})
         return set(inhibited)
+
+    def _explained(self, finding: Finding, shared: int) -> bool:
+        """Whether `finding` stops being anomalous without `shared` of its signal items."""
+        if finding.kind != "trend":
+            return shared >= INHIBIT_OVERLAP * finding.count
+        k, n = finding.count - shared, finding.volume - shared
+        if k < self.config.min_count or n <= 0:
+            return True
+        p0 = max(finding.baseline_rate, 1e-9)
+        if k / n < self.config.min_lift * p0:
+            return True
+        return float(binom.sf(k - 1, n, p0)) >= self.config.max_p_value
 
     def _silence_for(self, alert: dict[str, Any]) -> Optional[dict[str, Any]]:
         now = wall_now()

@@ -226,7 +226,7 @@ class Detector:
                         baseline_rate=round(float(p0), 4), baseline_count=int(k_base), baseline_volume=int(n_base),
                         lift=round(float(k / n / p0), 2), p_value=float(p),
                         first_seen=times.iloc[0].isoformat(), onset=onset, examples=self.examples(evidence),
-                        feedback_ids=evidence["feedback_id"].tolist()[:200], parents=parents)
+                        feedback_ids=evidence["feedback_id"].tolist()[:5000], parents=parents)
         return list(best.values())
 
     def _anomalous_cells(self, codes, n_values, signal_codes, n_signals, pair_rows, current, baseline, seasonal,
@@ -284,7 +284,7 @@ class Detector:
                     volume=int(((items["sku"] == sku).to_numpy() & recent).sum()), rate=0.0, baseline_rate=0.0,
                     baseline_count=0, baseline_volume=0, lift=None, p_value=None,
                     first_seen=evidence["created_at"].min().isoformat(), examples=self.examples(evidence),
-                    feedback_ids=evidence["feedback_id"].tolist()[:200],
+                    feedback_ids=evidence["feedback_id"].tolist()[:5000],
                     parents={"product_category": str(evidence["product_category"].iat[0])}))
         return findings
 
@@ -339,7 +339,7 @@ class Detector:
                 volume=len(current), rate=round(size / len(current), 4), baseline_rate=round(per_window, 2),
                 baseline_count=before, baseline_volume=len(baseline), lift=None, p_value=None,
                 first_seen=evidence["created_at"].min().isoformat(), examples=self.examples(evidence),
-                feedback_ids=evidence["feedback_id"].tolist()[:200], terms=top))
+                feedback_ids=evidence["feedback_id"].tolist()[:5000], terms=top))
         return findings
 
     # ------------------------------------------------------------------ evidence
