@@ -6,7 +6,6 @@ Mounted on `fbrain` by pipelines.cli; the effective configuration comes from its
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -179,6 +178,105 @@ def maintain_command(ctx: typer.Context,
     purged = purge_raw_text(context.lake, config.loop.bronze_raw_retention_days)
     compacted = {name: context.lake.compact(name) for name in lake_tables.SCHEMAS}
     typer.echo(json.dumps({"raw_text_purged": purged, "rows_compacted": compacted}))
+
+
+@app.command("export")
+def export_command(ctx: typer.Context,
+                   workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: local.workspace)."),
+                   snapshot_id: Optional[int] = typer.Option(None, help="Silver snapshot to export (default: the current one)."),
+                   out: Optional[Path] = typer.Option(None, help="Folder for silver-snapshot-<id>/ (default: the local "
+                                                                  "object store's lake-exports/ prefix).")) -> None:
+    """Export a silver snapshot as training input (corrections applied) and print the InputDataUri to train on it."""
+    from operations.service import open_loop
+    from operations.training_export import export_silver
+
+    config = _root_config(ctx)
+    root = _workspace(config, workspace)
+    context = open_loop(config.loop, config.processing, root)
+    prefix = "lake-exports"
+    out_root = out or config.local.object_store / config.aws.bucket / prefix
+    try:
+        folder, snapshot, written = export_silver(context.lake, out_root, snapshot_id)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    uri = f"s3://{config.aws.bucket}/{prefix}/{folder.name}/" if out is None else str(folder)
+    typer.echo(json.dumps({"snapshot_id": snapshot, "records": written, "folder": str(folder), "input_data_uri": uri}))
+    typer.echo(f"train on it: fbrain pipeline run --local --param InputDataUri={uri}", err=True)
+
+
+@app.command("demo")
+def demo_command(ctx: typer.Context,
+                 file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                                     help="Stream to replay (default: local.demo_data or the demo corpus)."),
+                 rate: float = typer.Option(0.0, help="Records per second (0: as fast as the service answers)."),
+                 workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: local.workspace)."),
+                 model_dir: Optional[Path] = typer.Option(None, help="Model directory; default: the registry's champion."),
+                 port: int = typer.Option(0, help="Port (default 0: any free one; the service stops when the demo ends).")) -> None:
+    """The loop end to end, then exit: serve, replay a stream through POST /feedback, wait until it is
+    scored, print GET /insights answers (what `make run` ends with)."""
+    import threading
+    import time
+    from datetime import timedelta
+
+    import httpx
+    import uvicorn
+
+    from operations.replay import http_poster, replay
+    from operations.service import create_app, open_loop
+    from processing.demo_data import DEMO_CORPUS_PATH
+
+    config = _root_config(ctx)
+    root = _workspace(config, workspace)
+    stream = file or (Path(config.local.demo_data) if config.local.demo_data else DEMO_CORPUS_PATH)
+    context = open_loop(config.loop, config.processing, root)
+    context.worker = _worker(config, root, model_dir, context)
+    context.worker.start_thread()
+    host = config.loop.host
+    server = uvicorn.Server(uvicorn.Config(create_app(context), host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(600):
+        if server.started or not thread.is_alive():
+            break
+        time.sleep(0.05)
+    if not server.started:
+        typer.echo(f"error: the feedback service could not listen on {host}:{port} (choose another --port)", err=True)
+        raise typer.Exit(1)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    url = f"http://{host}:{port}"
+    key = context.store.create_key(["submit", "read"])
+    headers = {"x-api-key": key}
+    try:
+        report = replay(stream, http_poster(url, key), rate)
+        typer.echo(f"replayed {stream.name} through POST {url}/feedback: " + json.dumps(report.as_dict()))
+        while True:
+            funnel = httpx.get(f"{url}/health").json()["funnel"]
+            if funnel["pending"] == 0 and funnel["watermark"] == funnel["last_seq"]:
+                break
+            time.sleep(0.2)
+        health = httpx.get(f"{url}/health").json()
+        typer.echo("funnel: " + json.dumps(health["funnel"]["stages"]) +
+                   f"; created->scored lag p95 {health['lag']['created_to_scored']['p95_s']} s (records keep their "
+                   "created_at, so this is the stream's age, not the loop's delay)")
+        silver = context.lake.scan("silver", columns=("sku", "created_at")).to_pandas()
+        until = silver["created_at"].max() + timedelta(seconds=1)
+        since = until - timedelta(days=7)
+        window = {"since": since.isoformat(), "until": until.isoformat()}
+        top_skus = silver["sku"].value_counts().head(2).index.tolist()
+        for params in [window] + [{**window, "sku": sku} for sku in top_skus]:
+            answer = httpx.get(f"{url}/insights", params=params, headers=headers).json()
+            typer.echo(f"GET /insights?{'&'.join(f'{k}={v}' for k, v in params.items())}\n  " + json.dumps({
+                "volume": answer["volume"], "sentiment": {k: v["count"] for k, v in answer["sentiment"].items()},
+                "intents": answer["intents"], "aspects": answer["aspects"],
+                "volume_previous_window": answer["change"]["volume_previous"]})
+                + "\n  e.g. " + json.dumps(answer["examples"][:1], ensure_ascii=False))
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        context.worker.stop_event.set()
+    typer.echo(f"the lake is in {root / 'loop'}; keep the service up with `fbrain loop serve --workspace {root}` "
+               f"(then `fbrain loop keys create --scopes submit,read --workspace {root}` for a key)")
 
 
 def _alerting(config: Any, context: Any) -> Any:

@@ -32,10 +32,11 @@ class LoopConfig:
     """Most records one POST /feedback may carry (more: 413)."""
     gold_window: Literal["hour", "day"] = "day"
     """Time window of the gold aggregates."""
-    compact_every_batches: int = 200
+    compact_every_batches: int = 100
     """Rewrite a table's small files into one after this many micro-batches (0: never)."""
-    snapshot_expiry_hours: float = 24.0
-    """Iceberg snapshots older than this are expired after compaction (the newest ones are always kept)."""
+    snapshot_expiry_hours: float = 0.25
+    """Iceberg snapshots older than this are expired after compaction (never the current one). Every micro-batch
+    makes a snapshot per table, and each commit rewrites the list of live ones: keep it short."""
     bronze_raw_retention_days: int = 30
     """Raw text in bronze is purged after this many days (masked silver stays)."""
     scorer: Literal["onnx", "endpoint", "url"] = "onnx"

@@ -34,10 +34,10 @@ class EndpointScorer:
 class UrlScorer:
     """An HTTP server with /invocations (e.g. `fbrain serve`)."""
 
-    def __init__(self, base_url: str, timeout_s: float = 30.0):
+    def __init__(self, base_url: str, timeout_s: float = 30.0, client: Any = None):
         import httpx
 
-        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+        self.client = client or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         if not texts:

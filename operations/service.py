@@ -157,7 +157,7 @@ def create_app(context: LoopContext) -> FastAPI:
             raw_items = parse_body(body, request.headers.get("content-type", ""), config.max_items_per_request)
         except BodyError as exc:
             return _error(exc.status, exc.reason, exc.message)
-        entries, rejections = [], []
+        entries = []
         for raw in raw_items:
             if isinstance(raw, BodyError):
                 rejection = {"reason": raw.reason, "field": None, "message": raw.message}
@@ -193,7 +193,13 @@ def create_app(context: LoopContext) -> FastAPI:
     def get_feedback(feedback_id: str) -> dict[str, Any]:
         received = store.received_row(feedback_id)
         if received is None:
-            raise HTTPException(404, detail={"reason": "not_found", "message": f"no feedback {feedback_id!r}"})
+            rejected = store.rejected_row(feedback_id)
+            if rejected is None:
+                raise HTTPException(404, detail={"reason": "not_found", "message": f"no feedback {feedback_id!r}"})
+            reason = json.loads(rejected["rejection"])
+            return {"feedback_id": feedback_id, "stage": "quarantined", "reason": reason["reason"],
+                    "message": reason["message"], "field": reason["field"],
+                    "timestamps": {"received": rejected["received_at"], "quarantined": rejected["received_at"]}}
         stage = store.stage(feedback_id) or {}
         answer: dict[str, Any] = {
             "feedback_id": feedback_id, "stage": stage.get("stage", "received"),

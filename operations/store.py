@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS stages (
 CREATE TABLE IF NOT EXISTS worker_state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dedup_rows (feedback_id TEXT PRIMARY KEY, customer_id TEXT, row TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dedup_keys (key INTEGER NOT NULL, feedback_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS received_raw_id ON received (raw_id);
 CREATE INDEX IF NOT EXISTS dedup_keys_key ON dedup_keys (key);
 CREATE INDEX IF NOT EXISTS dedup_keys_id ON dedup_keys (feedback_id);
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -148,6 +149,13 @@ class Store:
     def received_row(self, feedback_id: str) -> Optional[dict[str, Any]]:
         cursor = self.db.execute("SELECT seq, feedback_id, created_at, received_at FROM received WHERE feedback_id = ?",
                                  (feedback_id,))
+        row = cursor.fetchone()
+        return dict(zip([d[0] for d in cursor.description], row)) if row else None
+
+    def rejected_row(self, raw_id: str) -> Optional[dict[str, Any]]:
+        """The latest item rejected at the edge that carried `raw_id` as its feedback_id."""
+        cursor = self.db.execute("SELECT seq, raw_id, received_at, rejection FROM received WHERE raw_id = ? "
+                                 "ORDER BY seq DESC LIMIT 1", (raw_id,))
         row = cursor.fetchone()
         return dict(zip([d[0] for d in cursor.description], row)) if row else None
 

@@ -20,16 +20,14 @@ import logging
 import os
 import signal
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
 
 from operations import lake as lake_tables
 from operations.config import LoopConfig
@@ -123,9 +121,29 @@ def recompute_gold(lake: Lake, created: list[datetime], window: str, now: dateti
                                                 LessThan("window_start", high.isoformat()))
 
 
+def merged_gold(lake: Lake, batch_silver: pd.DataFrame, window: str, now: datetime) -> tuple[pa.Table, Any]:
+    """Gold of the windows `batch_silver` touches: the counts already there plus the batch's, and the filter
+    of those windows (for an overwrite). Only gold rows are read, however large silver grows."""
+    delta = gold_rows(batch_silver, window, now)
+    starts = [_window_start(t, window) for t in pd.to_datetime(batch_silver["created_at"], utc=True)]
+    low, high = min(starts), max(starts) + _window_length(window)
+    window_filter = And(GreaterThanOrEqual("window_start", low.isoformat()), LessThan("window_start", high.isoformat()))
+    existing = lake.scan(lake_tables.GOLD, window_filter)
+    if not existing.num_rows or not delta.num_rows:
+        return (delta if delta.num_rows else existing), window_filter
+    keys = ["window_start", "sku", "product_category", "region", "channel", "sentiment", "intent", "aspect"]
+    both = pd.concat([existing.to_pandas(), delta.to_pandas()], ignore_index=True)
+    merged = both.groupby(keys, dropna=False)["count"].sum().reset_index()
+    merged["updated_at"] = now
+    return pa.Table.from_pandas(merged, schema=lake_tables.SCHEMAS[lake_tables.GOLD], preserve_index=False), window_filter
+
+
 class Worker:
     def __init__(self, config: LoopConfig, processing: ProcessingConfig, store: Store, lake: Lake, scorer: Scorer):
-        self.config, self.processing, self.store, self.lake, self.scorer = config, processing, store, lake, scorer
+        self.config, self.processing, self.lake, self.scorer = config, processing, lake, scorer
+        # Its own connection: the service's threads then never read the worker's half-done transaction.
+        self.store = Store(store.path)
+        lake.single_writer = True
         self.stop_event = threading.Event()
         self.batch_lock = threading.Lock()
         """Held while a micro-batch runs; an erasure request takes it to run between batches."""
@@ -170,6 +188,7 @@ class Worker:
             except Exception as exc:  # keep serving; the plan stays pending and is retried
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("worker: micro-batch failed; retrying")
+                self.lake.refresh_all()  # e.g. a commit refused because another process wrote the table
                 self.stop_event.wait(max(self.config.micro_batch_interval_s, 1.0))
 
     def start_thread(self) -> threading.Thread:
@@ -251,7 +270,7 @@ class Worker:
         _crash_point("silver")
 
         if kept:
-            self._update_gold([row["created_at"] for row in kept], plan.batch_id, now)
+            self._update_gold(plan.batch_id, silver, now)
             result.writes.append("gold")
         _crash_point("gold")
 
@@ -289,9 +308,18 @@ class Worker:
         resolved = resolve_duplicates(index.reset_index(drop=True), self.processing).iloc[:len(staged)]
         return resolved["outcome"].to_numpy(), resolved["duplicate_of"].to_numpy()
 
-    def _update_gold(self, created: list[datetime], batch_id: int, now: datetime) -> None:
-        gold, window_filter = recompute_gold(self.lake, created, self.config.gold_window, now)
-        self.lake.write_once(lake_tables.GOLD, gold, batch_id, overwrite_filter=window_filter)
+    def _update_gold(self, batch_id: int, silver: list[dict[str, Any]], now: datetime) -> None:
+        """Add this batch's counts to gold (one overwrite of the windows it touched).
+
+        Gold is written after silver and tagged with the batch, so when this runs gold holds every
+        earlier batch and not this one; the counts come from the batch's rows as silver holds them
+        (after a crash, the rows the first attempt wrote)."""
+        if not self.lake.has_batch(lake_tables.GOLD, batch_id):
+            if self.lake.has_batch(lake_tables.SILVER, batch_id):
+                silver = self.lake.scan(lake_tables.SILVER, EqualTo("batch_id", batch_id)).to_pylist()
+            gold, window_filter = merged_gold(self.lake, pd.DataFrame(silver, columns=lake_tables.SCHEMAS[
+                lake_tables.SILVER].names), self.config.gold_window, now)
+            self.lake.write_once(lake_tables.GOLD, gold, batch_id, overwrite_filter=window_filter)
 
     @staticmethod
     def _quarantine_row(received: dict, reason: dict, now: datetime, batch_id: int) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def test_replay_streams_a_file_through_post_feedback(tmp_path, running_service):
     lines = [json.dumps(record(f"r-{i}", f"Order {i} arrived late.", created_at=f"2026-11-{10 + i}T08:00:00Z"))
              for i in range(5)]
     lines.insert(2, "{not json")
-    lines.append(json.dumps(record("r-0", f"Order 0 arrived late.", created_at="2026-11-10T08:00:00Z")))
+    lines.append(json.dumps(record("r-0", "Order 0 arrived late.", created_at="2026-11-10T08:00:00Z")))
     stream.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = _cli("replay", str(stream), "--rate", "0", "--url", url, "--api-key", key, "--batch-size", "3")
     assert result.exit_code == 0, result.output
@@ -94,8 +94,11 @@ def test_maintain_compacts_the_lake(tmp_path, tiny_model_dir):
     result = _cli("maintain", "--workspace", str(workspace))
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["rows_compacted"]["silver"] == 3
-    assert len(context.lake.table(lake.SILVER).inspect.files()) == 1
-    assert context.lake.scan(lake.SILVER).num_rows == 3
+    from operations.config import LoopConfig
+
+    fresh = lake.Lake(LoopConfig(), workspace)  # the worker's Lake caches its own commits; maintain made others
+    assert len(fresh.table(lake.SILVER).inspect.files()) == 1
+    assert fresh.scan(lake.SILVER).num_rows == 3
 
 
 @pytest.mark.slow
@@ -142,3 +145,60 @@ def test_serve_command_scores_a_posted_record(tmp_path, tiny_model_dir):
     finally:
         service.terminate()
         service.wait(30)
+
+
+def test_export_writes_a_silver_snapshot_as_training_input(tmp_path, tiny_model_dir):
+    from processing.readers import RawRecord, iter_file
+    from processing.schema import validate_record
+
+    workspace = tmp_path / "ws"
+    context, worker = make_loop(workspace, tiny_model_dir)
+    labeled = record("t-1", "Arrived broken, mail me at a@b.com", sentiment="negative", labeled_tasks=["sentiment"])
+    plain = record("t-2", "Nice enough.", customer_id="c2")
+    context.store.admit([(labeled, labeled, None), (plain, plain, None)])
+    worker.drain()
+    first = context.lake.snapshot_id("silver")
+    later = record("t-3", "Another one, later.", customer_id="c3")
+    context.store.admit([(later, later, None)])
+    worker.drain()
+
+    result = _cli("export", "--workspace", str(workspace), "--snapshot-id", str(first))
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output.splitlines()[0])
+    assert answer["snapshot_id"] == first and answer["records"] == 2
+    assert answer["input_data_uri"] == f"s3://feedback-brain-artifacts/lake-exports/silver-snapshot-{first}/"
+    items = list(iter_file(next((workspace / "s3").rglob("feedback.jsonl"))))
+    records = [validate_record(item.record) for item in items if isinstance(item, RawRecord)]
+    assert [r.feedback_id for r in records] == ["t-1", "t-2"]  # the snapshot, not what came after
+    assert records[0].sentiment == "negative" and records[0].labeled_tasks == ["sentiment"]
+    assert records[1].sentiment is None and records[1].labeled_tasks == []  # predictions are not labels
+    assert "a@b.com" not in records[0].text and records[0].customer_id.startswith("p_")
+
+
+def test_demo_replays_the_corpus_and_prints_insights(tmp_path, tiny_model_dir):
+    stream = tmp_path / "demo.jsonl"
+    from processing.demo_data import DEMO_CORPUS_PATH
+
+    stream.write_text("".join(DEMO_CORPUS_PATH.read_text(encoding="utf-8").splitlines(keepends=True)[:60]))
+    result = _cli("demo", "--file", str(stream), "--workspace", str(tmp_path / "ws"), "--model-dir",
+                  str(tiny_model_dir))
+    assert result.exit_code == 0, result.output
+    assert '"sent": 60' in result.output and "GET /insights?since=" in result.output
+    assert "&sku=" in result.output and "fbrain loop serve --workspace" in result.output
+
+
+@pytest.mark.slow
+def test_demo_scores_with_the_registry_champion(local_run):
+    """What `make run` ends with: `fbrain loop demo` on the pipeline's workspace, champion from the registry."""
+    from e2e_support import fbrain
+
+    if local_run.returncode != 0:
+        pytest.fail(f"the end-to-end pipeline run failed:\n{local_run.output[-3000:]}")
+    done = fbrain(local_run.workspace, "loop", "demo", "--workspace", str(local_run.workspace), timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert '"accepted": ' in done.stdout and "GET /insights?since=" in done.stdout
+    from operations.config import LoopConfig
+    from operations.lake import Lake
+
+    silver = Lake(LoopConfig(), local_run.workspace).scan("silver", columns=("model_name", "model_version")).to_pylist()
+    assert silver and {r["model_name"] for r in silver} == {"feedback-brain-models"}

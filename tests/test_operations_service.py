@@ -80,6 +80,8 @@ def test_bad_input_gets_a_code_and_a_reason_per_item(loop):
     statuses = {i["feedback_id"]: (i["status"], i.get("reason")) for i in answer.json()["items"]}
     assert statuses == {"ok-1": ("accepted", None), "bad-1": ("rejected", "missing_field"),
                         "bad-2": ("rejected", "invalid_value"), "bad-3": ("rejected", "text_too_long")}
+    held = client.get("/feedback/bad-1", headers={"x-api-key": keys["read"]}).json()
+    assert held["stage"] == "quarantined" and held["reason"] == "missing_field" and held["field"] == "text"
     all_bad = _post(client, key, [{"feedback_id": "bad-4"}])
     assert all_bad.status_code == 422 and all_bad.json()["items"][0]["reason"] == "missing_field"
     lines = "\n".join([json.dumps(record("jl-1", "One.")), "{not json", json.dumps(record("jl-2", "Two."))])
@@ -130,3 +132,32 @@ def test_content_duplicates_are_caught_against_earlier_batches(loop):
     metrics = client.get("/metrics", headers={"x-api-key": keys["read"]})
     assert metrics.status_code == 200 and 'fbrain_loop_items_total{status="accepted"} 2.0' in metrics.text
     assert 'fbrain_loop_funnel{stage="scored"} 1.0' in metrics.text
+
+
+def test_the_worker_can_score_through_an_endpoint_url(tmp_path, tiny_model_dir):
+    """loop.scorer=url: the worker calls a server with the /invocations contract (here the endpoint app itself)."""
+    import time
+
+    from inference.app import create_app as endpoint_app
+    from inference.config import ServingConfig
+    from operations.config import LoopConfig
+    from operations.scoring import UrlScorer, make_scorer
+    from operations.service import open_loop
+    from operations.worker import Worker
+    from processing.config import ProcessingConfig
+
+    config = LoopConfig(scorer="url", scorer_target="http://testserver")
+    with pytest.raises(ValueError, match="scorer_target"):
+        make_scorer(LoopConfig(scorer="url"), ServingConfig(), None)
+    assert isinstance(make_scorer(config, ServingConfig(), None), UrlScorer)
+    with TestClient(endpoint_app(tiny_model_dir, ServingConfig(max_batch_wait_ms=0), model_name="ep",
+                                 model_version="9")) as endpoint:
+        while endpoint.get("/ping").status_code != 200:
+            time.sleep(0.02)
+        context = open_loop(config, ProcessingConfig(), tmp_path)
+        worker = Worker(config, ProcessingConfig(), context.store, context.lake, UrlScorer("", client=endpoint))
+        entry = record("u-1", "Scored by the endpoint.")
+        context.store.admit([(entry, entry, None)])
+        worker.drain()
+    row = context.lake.scan("silver").to_pylist()[0]
+    assert (row["model_name"], row["model_version"]) == ("ep", "9") and row["sentiment"] is not None

@@ -40,11 +40,13 @@ def _drain_in_child(workspace: str, model_dir: str, crash_after: str) -> None:
 
 def _books(context) -> dict:
     from operations import lake
+    from operations.config import LoopConfig
 
-    bronze = context.lake.scan(lake.BRONZE).to_pylist()
-    silver = context.lake.scan(lake.SILVER).to_pylist()
-    quarantine = context.lake.scan(lake.QUARANTINE).to_pylist()
-    gold = context.lake.scan(lake.GOLD).to_pylist()
+    tables = lake.Lake(LoopConfig(), context.lake.workspace)  # fresh: the worker process committed, not this one
+    bronze = tables.scan(lake.BRONZE).to_pylist()
+    silver = tables.scan(lake.SILVER).to_pylist()
+    quarantine = tables.scan(lake.QUARANTINE).to_pylist()
+    gold = tables.scan(lake.GOLD).to_pylist()
     return {"bronze": Counter(r["seq"] for r in bronze), "silver": Counter(r["feedback_id"] for r in silver),
             "quarantine": Counter(r["seq"] for r in quarantine),
             "gold_records": sum(r["count"] for r in gold if r["aspect"] == lake.ALL_RECORDS),
