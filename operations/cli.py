@@ -74,9 +74,11 @@ def serve(ctx: typer.Context,
     if worker:
         context.worker = _worker(config, root, model_dir, context)
         context.worker.start_thread()
-        _alerting(config, context).start_thread()  # detection on its cadence (alerting.detect_every_s)
+    alerting = _alerting(config, context)  # the alerting section's settings, before the routes are made
+    if worker:
+        alerting.start_thread()  # detection on its cadence (alerting.detect_every_s)
     host, port = host or config.loop.host, port or config.loop.port
-    typer.echo(f"feedback service on http://{host}:{port} (workspace {root}); "
+    typer.echo(f"feedback service and dashboard on http://{host}:{port}/ (workspace {root}); "
                f"create a key with `fbrain loop keys create --scopes submit,read`")
     uvicorn.run(create_app(context), host=host, port=port, log_level="warning")
 
@@ -282,7 +284,7 @@ def demo_command(ctx: typer.Context,
 def _alerting(config: Any, context: Any) -> Any:
     from operations.alerting.routes import ensure_alerting
 
-    return ensure_alerting(context, config.alerting)
+    return ensure_alerting(context, config.alerting, config.aws.bucket)
 
 
 @app.command("detect")

@@ -201,11 +201,12 @@ class ReviewQueue:
 
     # ------------------------------------------------------------------ stores and figures
     def corrections_store(self):
+        """Where `fbrain monitor corrections add` writes: <workspace>/s3/<bucket>/<corrections_prefix>."""
         from monitoring.cli import DEFAULT_BUCKET
         from monitoring.corrections import LocalCorrectionStore
 
-        return LocalCorrectionStore(self.context.lake.workspace / "s3" / DEFAULT_BUCKET /
-                                    self._monitoring_config().corrections_prefix)
+        bucket = self.alerting.corrections_bucket or DEFAULT_BUCKET
+        return LocalCorrectionStore(self.context.lake.workspace / "s3" / bucket / self._monitoring_config().corrections_prefix)
 
     @staticmethod
     def _monitoring_config():

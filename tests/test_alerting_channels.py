@@ -31,7 +31,7 @@ def server():
     responses = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
             code, payload = responses.pop(0) if responses else (200, {"key": "FB-1"} if "issue" in self.path else {})

@@ -5,6 +5,7 @@ import json
 import shutil
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -81,3 +82,42 @@ def test_fbrain_loop_detect_at_an_event_time_and_the_worker_cadence(tmp_path):
         thread.join(10)
     assert context.alerting.store.get_state("last_evaluation_at") >= "2026-12"
     assert context.alerting.last_error is None
+
+
+@pytest.mark.slow
+def test_fbrain_loop_serve_shows_the_dashboard_and_the_alert_routes(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    from operations.store import Store
+
+    workspace = tmp_path / "ws"
+    key = Store(workspace / "loop" / "state.db").create_key(["read", "review"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    repo = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "--set", "alerting.detect_every_s=0", "loop",
+                                "serve", "--no-worker", "--port", str(port), "--workspace", str(workspace)],
+                               cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        page = httpx.get(url + "/")
+        assert page.status_code == 200 and "feedback-brain" in page.text
+        assert httpx.get(url + "/alerts", headers={"x-api-key": key}).json() == {"alerts": [], "count": 0}
+        assert httpx.get(url + "/review", headers={"x-api-key": key}).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(20)

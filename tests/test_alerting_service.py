@@ -127,8 +127,9 @@ def test_silence_suppresses_and_needs_admin(tmp_path):
 
 
 def test_review_queue_correction_overrides_insights_feeds_retraining_and_is_audited(incident_loop):
-    from monitoring.config import MonitoringConfig
-    from monitoring.triggers import check_local_triggers
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app as fbrain_app
 
     context, client, keys, scenario = incident_loop
     assert client.get("/review", headers={"x-api-key": keys["read"]}).status_code == 403
@@ -152,9 +153,10 @@ def test_review_queue_correction_overrides_insights_feeds_retraining_and_is_audi
     assert after["sentiment"]["negative"]["count"] == before["sentiment"]["negative"]["count"] - 1
     held = _get(client, f"/feedback/{target['feedback_id']}", keys["read"])
     assert held["corrections"]["sentiment"] == "positive"
-    # the corrections store that feeds retraining counts it (what `fbrain monitor triggers check` reads)
-    decision = check_local_triggers(context.lake.workspace, MonitoringConfig())
-    assert decision.new_corrections == 1
+    # the corrections store that feeds retraining counts it
+    triggers = CliRunner().invoke(fbrain_app, ["monitor", "triggers", "check", "--workspace", str(context.lake.workspace)])
+    assert triggers.exit_code == 0, triggers.output
+    assert json.loads(triggers.output[triggers.output.index("{"):])["new_corrections"] == 1
     audit = client.get("/audit", headers={"x-api-key": keys["admin"]}).json()["entries"]
     correction = next(e for e in audit if e["action"] == "correction")
     assert correction["before"]["sentiment"] == "negative" and correction["after"]["sentiment"] == "positive"
@@ -172,3 +174,27 @@ def test_review_bad_input(incident_loop):
     assert _post(client, f"/review/{some}", keys["review"], {"reviewer": "ana", "flags": ["nope"]}).status_code == 422
     assert _post(client, "/review/missing", keys["review"], {"reviewer": "ana", "sentiment": "positive"}).status_code == 404
     assert _post(client, f"/review/{some}", keys["review"], {"reviewer": "ana"}).status_code == 422
+
+
+def test_a_safety_report_alerts_at_once_and_wants_two_reviewers(incident_loop):
+    context, client, keys, scenario = incident_loop
+    at = START + timedelta(days=11, hours=3)
+    sku = scenario.skus[1]
+    report = {"feedback_id": "safety-1", "text": "it overheated and caught fire, my hand got burned",
+              "channel": "email", "created_at": (at - timedelta(minutes=20)).isoformat(), "customer_id": "cust-999999",
+              **sku}
+    post_records(client, keys["submit"], [report])
+    context.worker.drain()
+    _post(client, "/detect", keys["admin"], at=at.isoformat())
+    (alert,) = [a for a in _get(client, "/alerts", keys["read"])["alerts"] if a["signal"] == "flag:safety_concern"]
+    assert alert["severity"] == "critical" and alert["owner"] == "product-safety" and alert["playbook"]["id"] == "safety"
+    queue = _get(client, "/review", keys["review"])["items"]
+    assert queue[0]["feedback_id"] == "safety-1" and "safety" in queue[0]["reasons"] and queue[0]["reviews_needed"] == 2
+    for reviewer in ("ana", "ben"):
+        answer = _post(client, "/review/safety-1", keys["review"], {"reviewer": reviewer, "flags": ["safety_concern"],
+                                                                     "alert_verdict": "true_positive"})
+        assert answer.status_code == 200, answer.text
+        pending = {i["feedback_id"] for i in _get(client, "/review", keys["review"])["items"]}
+        assert ("safety-1" in pending) == (reviewer == "ana")  # done after the second reviewer
+    assert _get(client, "/review", keys["review"])["agreement"] == {"double_reviewed": 1, "agreeing": 1,
+                                                                     "agreement": 1.0}

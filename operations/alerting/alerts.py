@@ -222,7 +222,7 @@ class AlertManager:
                 continue
             due.append((alert, why))
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for alert, why in due:
+        for alert, _why in due:
             groups[alert["owner"]].append(alert)
         sent = 0
         for owner, alerts in groups.items():

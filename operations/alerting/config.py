@@ -50,8 +50,6 @@ class AlertingConfig:
     """Team that triages emerging themes outside the taxonomy (no taxonomy owner exists for them)."""
     cooldown_minutes: float = 60.0
     """An alert's notifications repeat no more often than this, unless its severity rises."""
-    resolve_after_quiet_hours: float = 24.0
-    """A firing alert with no finding for this long is marked quiet (its PagerDuty incident resolved)."""
     examples_per_alert: int = 3
     """Masked examples carried by an alert."""
     channels: list[Literal["slack", "teams", "jira", "pagerduty"]] = field(

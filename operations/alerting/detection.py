@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
@@ -156,15 +155,6 @@ class Detector:
 
     def history_start(self, at: datetime) -> datetime:
         return at - timedelta(hours=max(self.config.windows_hours)) - timedelta(days=self.config.baseline_days)
-
-    def run(self, lake: Lake, at: datetime) -> tuple[list[Finding], dict[str, Any]]:
-        """Findings at event time `at` and a summary of the evaluation (items read, seconds per stage)."""
-        started = time.perf_counter()
-        items = load_items(lake, self.history_start(at), at)
-        read_s = time.perf_counter() - started
-        findings = self.detect(items, at)
-        return findings, {"at": at.isoformat(), "items": len(items), "findings": len(findings),
-                          "read_s": round(read_s, 3), "evaluate_s": round(time.perf_counter() - started - read_s, 3)}
 
     def detect(self, items: pd.DataFrame, at: datetime) -> list[Finding]:
         if items.empty:

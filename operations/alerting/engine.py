@@ -3,10 +3,11 @@ fill the review queue. Called by `fbrain loop detect`, by POST /detect, and on t
 (`alerting.detect_every_s`, a thread beside the micro-batch worker)."""
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,6 +31,8 @@ class Alerting:
         self.detector.thresholds = self.playbooks.thresholds(self.detector.default_thresholds())
         self.channels = channels or Channels(config)
         self.manager = AlertManager(config, self.store, self.playbooks, self.channels)
+        self.corrections_bucket: Optional[str] = None
+        """Bucket of the local object store holding corrections (aws.bucket; monitoring's default when None)."""
         self.review = None
         """The review queue (operations.review.ReviewQueue), attached by the service."""
         self.stop_event = threading.Event()
@@ -50,7 +53,7 @@ class Alerting:
         summary = {"at": at.isoformat(), "items": len(items), **outcome,
                    "keys": sorted(f.key for f in findings),
                    "seconds": {"read": round(read_s, 3), "detect": round(detect_s, 3), "total": round(total, 3)}}
-        self.store.set_state("last_evaluation", __import__("json").dumps(
+        self.store.set_state("last_evaluation", json.dumps(
             {k: v for k, v in summary.items() if k != "validated"}, default=str))
         log.info("detection at %s: %d items, %d findings in %.2f s", at.isoformat(), len(items), len(findings), total)
         return summary
@@ -71,7 +74,3 @@ class Alerting:
         thread = threading.Thread(target=self.run_forever, name="fbrain-alerting", daemon=True)
         thread.start()
         return thread
-
-
-def since_hours(hours: float) -> datetime:
-    return datetime.now(timezone.utc) - timedelta(hours=hours)

@@ -20,9 +20,12 @@ def actor_of(x_api_key: Optional[str]) -> str:
     return f"key:{parts[1]}" if len(parts) >= 3 else "key:unknown"
 
 
-def ensure_alerting(context: Any, config: Optional[AlertingConfig] = None) -> Alerting:
+def ensure_alerting(context: Any, config: Optional[AlertingConfig] = None, bucket: Optional[str] = None) -> Alerting:
+    """The context's alerting (made on first use) with its review queue; `bucket` of the corrections store."""
     if getattr(context, "alerting", None) is None:
         context.alerting = Alerting(config or AlertingConfig(), context.lake.workspace, context.lake)
+    if bucket:
+        context.alerting.corrections_bucket = bucket
     if context.alerting.review is None:
         from operations.review import ReviewQueue
 

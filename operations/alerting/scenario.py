@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
@@ -193,6 +193,3 @@ class LexiconScorer:
                         "model": self.model})
         return out
 
-
-def utc(value: str) -> datetime:
-    return datetime.fromisoformat(value).replace(tzinfo=timezone.utc) if "+" not in value else datetime.fromisoformat(value)
