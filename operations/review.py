@@ -70,7 +70,7 @@ class ReviewQueue:
         recent = items[items["created_at"] >= since]
         severity_of: dict[str, tuple[str, str]] = {}
         for finding in findings:
-            alert = self.store.alert_by_key(finding.key)
+            alert = self.store.alert_by_key(self.alerting.manager.key_of(finding.key))
             for feedback_id in finding.feedback_ids:
                 known = severity_of.get(feedback_id)
                 if known is None or severity_rank(finding.severity) > severity_rank(known[0]):
@@ -97,10 +97,11 @@ class ReviewQueue:
             if "low_confidence" in reasons:
                 priority += 10 * (1 - reasons["low_confidence"])
             level = "critical" if "safety" in reasons else severity
-            snapshot = {"text": self.alerting.manager.mask(row.text), "sentiment": row.sentiment,
+            mask = self.alerting.manager.mask
+            snapshot = {"text": mask(row.text), "sentiment": row.sentiment,
                         "sentiment_score": _num(row.sentiment_score), "intent": row.intent,
                         "intent_score": _num(row.intent_score), "aspects": list(row.aspects), "flags": list(row.flags),
-                        "sku": row.sku, "region": row.region, "channel": row.channel,
+                        "sku": mask(row.sku), "region": mask(row.region), "channel": row.channel,
                         "created_at": row.created_at.isoformat()}
             cursor = self.store.execute(
                 "INSERT OR IGNORE INTO review_queue (feedback_id, reasons, priority, severity, alert_id, snapshot,"

@@ -32,7 +32,7 @@ def test_no_unmasked_pii_reaches_alerts_notifications_or_logs(tmp_path_factory, 
     store = AlertStore(tmp_path_factory.mktemp("pii") / "alerts.db")
     manager = AlertManager(CONFIG, store, PLAYBOOKS, Channels(CONFIG, environ={}))
     text = f"{before} contact me at {email} or {phone}, paid with {card} {after}"
-    finding = Finding(key="sku=SKU-1|aspect:packaging", kind="trend", dimension="sku", value="SKU-1",
+    finding = Finding(key=f"sku={email}|aspect:packaging", kind="trend", dimension="sku", value=email,
                       signal="aspect:packaging", severity=severity, owner="fulfilment", window_hours=24, count=9,
                       volume=30, rate=0.3, baseline_rate=0.05, baseline_count=3, baseline_volume=100, lift=6.0,
                       p_value=1e-9, first_seen="2026-12-01T00:00:00+00:00",

@@ -70,10 +70,15 @@ class AlertManager:
     def mask(self, text: str) -> str:
         return self.masker.mask(str(text))
 
+    def key_of(self, key: str) -> str:
+        """The stored dedup key: the finding's key masked (a dimension value is customer-supplied text)."""
+        return self.mask(key)
+
     def masked_evidence(self, finding: Finding) -> dict[str, Any]:
         evidence = finding.as_dict()
         evidence["examples"] = [{**e, "text": self.mask(e["text"])} for e in evidence["examples"]]
-        evidence["value"] = self.mask(evidence["value"])
+        evidence["value"], evidence["key"] = self.mask(evidence["value"]), self.key_of(evidence["key"])
+        evidence["parents"] = {k: self.mask(v) for k, v in evidence["parents"].items()}
         evidence["terms"] = [self.mask(t) for t in evidence["terms"]]
         evidence["feedback_ids"] = evidence["feedback_ids"][:50]  # a sample; the detector sees them all
         return evidence
@@ -95,7 +100,7 @@ class AlertManager:
                 "validated": validated, "notifications": sent}
 
     def _existing(self, finding: Finding) -> Optional[dict[str, Any]]:
-        alert = self.store.alert_by_key(finding.key)
+        alert = self.store.alert_by_key(self.key_of(finding.key))
         if alert is None and finding.kind == "emerging":
             for candidate in self.store.query("SELECT * FROM alerts WHERE kind = 'emerging'"):
                 if len(set(candidate["evidence"].get("terms", [])) & set(finding.terms)) >= 2:
@@ -107,7 +112,7 @@ class AlertManager:
         existing = self._existing(finding)
         now = wall_now()
         if existing is None:
-            alert = {"id": new_id("alert"), "dedup_key": finding.key, "state": "open", "suppressed": None,
+            alert = {"id": new_id("alert"), "dedup_key": self.key_of(finding.key), "state": "open", "suppressed": None,
                      "severity": finding.severity, "kind": finding.kind, "dimension": finding.dimension,
                      "value": evidence["value"], "signal": finding.signal, "owner": finding.owner,
                      "playbook": self.playbooks.reference(finding.signal), "evidence": evidence,
@@ -116,7 +121,7 @@ class AlertManager:
             self.store.insert("alerts", alert)
             self.store.record_action(alert["id"], "detector", "open", f"{finding.kind} finding", None,
                                      {"state": "open", "severity": finding.severity, "count": finding.count})
-            log.info("alert %s opened: %s severity %s", alert["id"], finding.key, finding.severity)
+            log.info("alert %s opened: %s severity %s", alert["id"], alert["dedup_key"], finding.severity)
             return self.store.alert(alert["id"]), "new"
         if existing["state"] not in ("resolved", "verified"):  # the incident's onset is the one it opened with
             evidence["onset"] = existing["evidence"].get("onset") or evidence.get("onset")
@@ -181,7 +186,7 @@ class AlertManager:
                 continue
             mark = None
             if finding.key in inhibited:
-                source = self.store.alert_by_key(inhibited[finding.key])
+                source = self.store.alert_by_key(self.key_of(inhibited[finding.key]))
                 mark = f"inhibited:{source['id']}" if source else None
             silence = self._silence_for(alert)
             if silence:
