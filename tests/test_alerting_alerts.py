@@ -83,8 +83,11 @@ def test_one_alert_per_incident_growth_in_cooldown_is_quiet_and_a_finding_after_
 
 def test_an_emerging_theme_is_matched_by_its_terms(manager):
     manager.process([_finding("emerging|app+code+qr", ["e1", "e2", "e3"], 100, 0.0, "warning", "emerging",
-                              ("app", "code", "qr"))], AT)
+                              ("app", "qr", "code", "login", "rejecting"))], AT)
     manager.process([_finding("emerging|app+login+qr", ["e1", "e4", "e5"], 100, 0.0, "warning", "emerging",
-                              ("app", "login", "qr"))], AT + timedelta(hours=1))
-    (alert,) = manager.store.alerts()
-    assert alert["dedup_key"] == "emerging|app+code+qr" and alert["playbook"]["id"] == "emerging_theme"
+                              ("app", "login", "loop", "qr", "works"))], AT + timedelta(hours=1))
+    manager.process([_finding("emerging|delivery+drone+noise", ["e9"], 100, 0.0, "warning", "emerging",
+                              ("drone", "noise", "delivery", "app"))], AT + timedelta(hours=2))
+    alerts = {a["dedup_key"]: a for a in manager.store.alerts()}
+    assert set(alerts) == {"emerging|app+code+qr", "emerging|delivery+drone+noise"}  # same theme again, a new one
+    assert alerts["emerging|app+code+qr"]["playbook"]["id"] == "emerging_theme"

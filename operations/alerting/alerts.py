@@ -1,8 +1,8 @@
 """Alerts modelled on Prometheus Alertmanager, and the incident each one opens.
 
 - Dedup: a finding's key (`dimension=value|signal`) names one incident; later findings update that
-  alert (counts, examples, severity) and never open a second one. An emerging theme matches an open
-  theme sharing two of its three top terms.
+  alert (counts, examples, severity) and never open a second one. An emerging theme matches a theme
+  sharing EMERGING_MATCH_TERMS of its top ten terms.
 - Inhibition: an alert that would not be anomalous without the items it shares with another is a
   duplicate, marked inhibited and not notified (see `_inhibit`): a SKU's spike does not also page its
   category, a regional delay does not page each SKU or channel it lifts, and the complaint-intent
@@ -45,6 +45,8 @@ TRANSITIONS = {
 }
 INHIBIT_OVERLAP = 0.6
 """Share of an alert's evidence items inside a stronger alert's evidence that makes it a duplicate."""
+EMERGING_MATCH_TERMS = 3
+"""An emerging finding sharing this many of its top terms with an emerging alert is that theme again."""
 _KIND_RANK = {"immediate": 2, "trend": 1, "emerging": 0}
 
 
@@ -103,7 +105,7 @@ class AlertManager:
         alert = self.store.alert_by_key(self.key_of(finding.key))
         if alert is None and finding.kind == "emerging":
             for candidate in self.store.query("SELECT * FROM alerts WHERE kind = 'emerging'"):
-                if len(set(candidate["evidence"].get("terms", [])) & set(finding.terms)) >= 2:
+                if len(set(candidate["evidence"].get("terms", [])) & set(finding.terms)) >= EMERGING_MATCH_TERMS:
                     return candidate
         return alert
 

@@ -43,6 +43,8 @@ SEVERITIES = ("info", "warning", "error", "critical")
 ITEM_COLUMNS = ("feedback_id", "created_at", "sku", "product_category", "region", "channel", "text", "star_rating",
                 "sentiment", "sentiment_score", "intent", "intent_score", "aspects", "flags")
 NEGATIVE = "negative"
+EMERGING_TERMS = 10
+"""Top TF-IDF terms kept per emerging theme (the first three name it; all ten match it to an open theme)."""
 
 
 def severity_rank(severity: str) -> int:
@@ -320,7 +322,9 @@ class Detector:
             per_window = before * config.emerging_window_hours / baseline_hours if baseline_hours else 0.0
             if per_window > config.emerging_max_baseline_share * size:
                 continue
-            top = sorted(terms[np.argsort(centroid)[::-1][:3]].tolist())
+            ranked = terms[np.argsort(centroid)[::-1][:EMERGING_TERMS]][centroid[np.argsort(centroid)[::-1][
+                :EMERGING_TERMS]] > 0].tolist()
+            top = sorted(ranked[:3])
             evidence = current[members]
             findings.append(Finding(
                 key="emerging|" + "+".join(top), kind="emerging", dimension="theme", value=" ".join(top),
@@ -329,7 +333,7 @@ class Detector:
                 volume=len(current), rate=round(size / len(current), 4), baseline_rate=round(per_window, 2),
                 baseline_count=before, baseline_volume=len(baseline), lift=None, p_value=None,
                 first_seen=evidence["created_at"].min().isoformat(), examples=self.examples(evidence),
-                feedback_ids=evidence["feedback_id"].tolist()[:5000], terms=top))
+                feedback_ids=evidence["feedback_id"].tolist()[:5000], terms=ranked))
         return findings
 
     # ------------------------------------------------------------------ evidence
