@@ -216,12 +216,14 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         run = replay(scenario, context, client, keys, detect_from, args.detect_every_hours)
         alerts = client.get("/alerts", params={"limit": 1000}, headers={"x-api-key": keys["read"]}).json()["alerts"]
         expected = {i.expected_key for i in scenario.incidents}
+        emerging = [a for a in alerts if not a["suppressed"] and a["kind"] == "emerging"]
         extra = [a["dedup_key"] for a in alerts if not a["suppressed"] and a["dedup_key"] not in expected
-                 and not (a["kind"] == "emerging")]
+                 and a["kind"] != "emerging"] + [a["dedup_key"] for a in emerging[1:]]
         notifications = client.get("/notifications", params={"limit": 2000}, headers={"x-api-key": keys["read"]}).json()
         report["incidents"] = {**{k: v for k, v in run.items() if k != "generated"},
                                "per_incident": incident_report(scenario, alerts, run["generated"], config),
                                "alerts_total": len(alerts), "alerts_notified": sum(1 for a in alerts if not a["suppressed"]),
+                               "notified_alert_keys": [a["dedup_key"] for a in alerts if not a["suppressed"]],
                                "unexpected_notified_alerts": extra,
                                "notifications_logged": notifications["count"]}
     if "clean" not in args.skip:
@@ -250,6 +252,7 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
         rows = report["incidents"]["per_incident"]
         out["every_incident_within_target"] = all(r.get("within_target") for r in rows)
         out["right_owner_and_playbook"] = all(r.get("right_owner") and r.get("right_playbook") for r in rows)
+        out["one_notified_alert_per_incident"] = not report["incidents"]["unexpected_notified_alerts"]
     if "clean" in report:
         out["at_most_one_false_alert_per_week"] = report["clean"]["false_alerts_per_week"] <= 1
     if "evaluation_time" in report:
