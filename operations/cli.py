@@ -282,7 +282,7 @@ def demo_command(ctx: typer.Context,
 
 
 def _alerting(config: Any, context: Any) -> Any:
-    from operations.alerting.routes import ensure_alerting
+    from operations.alert_routes import ensure_alerting
 
     return ensure_alerting(context, config.alerting, config.aws.bucket)
 

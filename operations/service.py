@@ -286,7 +286,7 @@ def create_app(context: LoopContext) -> FastAPI:
                     lag_gauge.labels(stage, quantile[:3]).set(values[quantile])
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    from operations.alerting.routes import register_alerting  # alerts, incidents, review queue, dashboard (#16)
+    from operations.alert_routes import register_alerting  # alerts, incidents, review queue, dashboard (#16)
 
     register_alerting(app, context, require)
     return app
