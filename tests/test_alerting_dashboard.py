@@ -87,6 +87,10 @@ def test_dashboard_in_headless_chromium(served, tmp_path):
 
         form = driver.find_elements(By.CSS_SELECTOR, "form.correction")[0]
         feedback_id = form.get_attribute("data-feedback-id")
+        item = client.get(f"/feedback/{feedback_id}", headers={"x-api-key": keys["read"]}).json()
+        day = item["timestamps"]["created"][:10]
+        window = {"sku": item["sku"], "since": f"{day}T00:00:00Z", "until": f"{day}T23:59:59Z"}
+        before = client.get("/insights", params=window, headers={"x-api-key": keys["read"]}).json()["sentiment"]
         form.find_element(By.NAME, "reviewer").send_keys("browser-reviewer")
         Select(form.find_element(By.NAME, "sentiment")).select_by_value("neutral")
         Select(form.find_element(By.NAME, "intent")).select_by_value("question")
@@ -101,5 +105,9 @@ def test_dashboard_in_headless_chromium(served, tmp_path):
         driver.quit()
     held = client.get(f"/feedback/{feedback_id}", headers={"x-api-key": keys["read"]}).json()
     assert held["corrections"] == {"sentiment": "neutral", "intent": "question"}
+    after = client.get("/insights", params=window, headers={"x-api-key": keys["read"]}).json()["sentiment"]
+    was = item["predictions"]["sentiment"]["label"]
+    assert after["neutral"]["count"] == before.get("neutral", {}).get("count", 0) + (was != "neutral")
+    assert after.get(was, {}).get("count", 0) == before[was]["count"] - (was != "neutral")
     for name in ("signin.png", "dashboard.png", "corrected.png"):
         assert (tmp_path / name).stat().st_size > 10_000
