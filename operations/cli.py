@@ -160,7 +160,8 @@ def forget_command(ctx: typer.Context,
     config = _root_config(ctx)
     context = open_loop(config.loop, config.processing, _workspace(config, workspace))
     try:
-        audit = forget_customer(context.store, context.lake, config.processing, customer_id, config.loop.gold_window)
+        audit = forget_customer(context.store, context.lake, config.processing, customer_id, config.loop.gold_window,
+                                erasers=[_alerting(config, context).forget_feedback])
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -257,7 +257,8 @@ def create_app(context: LoopContext) -> FastAPI:
         lock = context.worker.batch_lock if context.worker is not None else contextlib.nullcontext()
         with lock:
             try:
-                return forget_customer(store, context.lake, context.processing, customer_id.strip(), config.gold_window)
+                return forget_customer(store, context.lake, context.processing, customer_id.strip(), config.gold_window,
+                                       erasers=[context.alerting.forget_feedback] if context.alerting else [])
             except RuntimeError as exc:
                 raise HTTPException(409, detail={"reason": "batch_pending", "message": str(exc)}) from None
 

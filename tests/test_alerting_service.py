@@ -198,3 +198,15 @@ def test_a_safety_report_alerts_at_once_and_wants_two_reviewers(incident_loop):
         assert ("safety-1" in pending) == (reviewer == "ana")  # done after the second reviewer
     assert _get(client, "/review", keys["review"])["agreement"] == {"double_reviewed": 1, "agreeing": 1,
                                                                      "agreement": 1.0}
+
+
+def test_forgetting_a_customer_removes_their_items_from_the_review_queue_and_alert_examples(incident_loop):
+    context, client, keys, _ = incident_loop
+    assert "safety-1" in {i["feedback_id"] for i in _get(client, "/review", keys["review"], status="reviewed")["items"]}
+    audit = _post(client, "/admin/forget", keys["admin"], {"customer_id": "cust-999999"})
+    assert audit.status_code == 200, audit.text
+    assert audit.json()["counts"]["review_queue"] == 1 and audit.json()["counts"]["alert_examples"] >= 1
+    for status in ("pending", "reviewed"):
+        assert "safety-1" not in {i["feedback_id"] for i in _get(client, "/review", keys["review"], status=status)["items"]}
+    alerts = _get(client, "/alerts", keys["read"])["alerts"]
+    assert not any(e["feedback_id"] == "safety-1" for a in alerts for e in a["evidence"]["examples"])

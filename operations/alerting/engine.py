@@ -58,6 +58,10 @@ class Alerting:
         log.info("detection at %s: %d items, %d findings in %.2f s", at.isoformat(), len(items), len(findings), total)
         return summary
 
+    def forget_feedback(self, feedback_ids: list[str]) -> dict[str, int]:
+        """A data subject's erasure: their items leave the review queue, reviews and alert examples."""
+        return self.store.forget_feedback(feedback_ids)
+
     # ------------------------------------------------------------------ cadence
     def run_forever(self) -> None:
         while not self.stop_event.wait(self.config.detect_every_s):

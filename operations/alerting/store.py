@@ -91,6 +91,7 @@ class AlertStore:
         self.lock = threading.RLock()
         self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA secure_delete=ON")  # an erased customer's rows are overwritten, not left in free pages
         self.db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -152,6 +153,28 @@ class AlertStore:
     def audit(self, actor: str, subject: str, action: str, before: Any, after: Any) -> None:
         self.insert("audit_log", {"at": wall_now(), "actor": actor, "subject": subject, "action": action,
                                   "before": before, "after": after})
+
+    def forget_feedback(self, feedback_ids: list[str]) -> dict[str, int]:
+        """Erase these items from the review queue and reviews, and their examples from alert evidence
+        (notifications already sent keep the masked text they carried)."""
+        if not feedback_ids:
+            return {"review_queue": 0, "alert_examples": 0}
+        ids = set(feedback_ids)
+        marks = ", ".join("?" for _ in ids)
+        with self.lock:
+            queued = self.execute(f"DELETE FROM review_queue WHERE feedback_id IN ({marks})", list(ids)).rowcount
+            self.execute(f"DELETE FROM reviews WHERE feedback_id IN ({marks})", list(ids))
+            examples = 0
+            for alert in self.query("SELECT id, evidence FROM alerts"):
+                evidence = alert["evidence"]
+                kept = [e for e in evidence.get("examples", []) if e.get("feedback_id") not in ids]
+                sampled = [i for i in evidence.get("feedback_ids", []) if i not in ids]
+                if len(kept) != len(evidence.get("examples", [])) or len(sampled) != len(evidence.get("feedback_ids", [])):
+                    examples += len(evidence.get("examples", [])) - len(kept)
+                    self.update("alerts", "id", alert["id"], {"evidence": {**evidence, "examples": kept,
+                                                                           "feedback_ids": sampled}})
+            self.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return {"review_queue": queued, "alert_examples": examples}
 
     def notifications(self, limit: int = 200, alert_id: Optional[str] = None) -> list[dict[str, Any]]:
         if alert_id:
