@@ -73,8 +73,11 @@ def serve(ctx: typer.Context,
     if worker:
         context.worker = _worker(ctx, config, root, model_dir, context)
         context.worker.start_thread()
+    alerting = _alerting(config, context)  # the alerting section's settings, before the routes are made
+    if worker:
+        alerting.start_thread()  # detection on its cadence (alerting.detect_every_s)
     host, port = host or config.loop.host, port or config.loop.port
-    typer.echo(f"feedback service on http://{host}:{port} (workspace {root}); "
+    typer.echo(f"feedback service and dashboard on http://{host}:{port}/ (workspace {root}); "
                f"create a key with `fbrain loop keys create --scopes submit,read`")
     uvicorn.run(create_app(context), host=host, port=port, log_level="warning")
 
@@ -91,6 +94,8 @@ def work(ctx: typer.Context,
     root = _workspace(config, workspace)
     context = open_loop(config.loop, config.processing, root)
     runner = _worker(ctx, config, root, model_dir, context)
+    if not drain:
+        _alerting(config, context).start_thread()
     if drain:
         batches = runner.drain()
         typer.echo(json.dumps({"batches": batches, "funnel": context.store.funnel()}))
@@ -154,7 +159,8 @@ def forget_command(ctx: typer.Context,
     config = _root_config(ctx)
     context = open_loop(config.loop, config.processing, _workspace(config, workspace))
     try:
-        audit = forget_customer(context.store, context.lake, config.processing, customer_id, config.loop.gold_window)
+        audit = forget_customer(context.store, context.lake, config.processing, customer_id, config.loop.gold_window,
+                                erasers=[_alerting(config, context).forget_feedback])
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -273,3 +279,28 @@ def demo_command(ctx: typer.Context,
         context.worker.stop_event.set()
     typer.echo(f"the lake is in {root / 'loop'}; keep the service up with `fbrain loop serve --workspace {root}` "
                f"(then `fbrain loop keys create --scopes submit,read --workspace {root}` for a key)")
+
+
+def _alerting(config: Any, context: Any) -> Any:
+    from operations.alert_routes import ensure_alerting
+
+    return ensure_alerting(context, config.alerting, config.aws.bucket)
+
+
+@app.command("detect")
+def detect_command(ctx: typer.Context,
+                   at: Optional[str] = typer.Option(None, help="Event time to evaluate at (ISO 8601; default now)."),
+                   workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: local.workspace).")) -> None:
+    """Run detection once over the lake at an event time: alerts, incidents, notifications, review queue."""
+    from operations.alerting.detection import parse_at
+    from operations.service import open_loop
+
+    config = _root_config(ctx)
+    try:
+        when = parse_at(at)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    context = open_loop(config.loop, config.processing, _workspace(config, workspace))
+    summary = _alerting(config, context).evaluate(when)
+    typer.echo(json.dumps(summary, indent=2, default=str))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,8 +26,10 @@ from processing.pii import pseudonym_salt, pseudonymise
 
 
 def forget_customer(store: Store, lake: Lake, processing: ProcessingConfig, customer_id: str,
-                    gold_window: str = "day", now: Optional[datetime] = None) -> dict[str, Any]:
-    """Erase one customer's feedback everywhere the loop keeps it; returns the audit record."""
+                    gold_window: str = "day", now: Optional[datetime] = None,
+                    erasers: Sequence[Callable[[list[str]], dict[str, int]]] = ()) -> dict[str, Any]:
+    """Erase one customer's feedback everywhere the loop keeps it; returns the audit record.
+    `erasers` get the customer's feedback ids and erase them elsewhere (alerting's review queue, alert examples)."""
     now = now or datetime.now(timezone.utc)
     if store.get_state("plan"):
         raise RuntimeError("the worker has an unfinished micro-batch: run `fbrain loop work --drain` first")
@@ -49,6 +51,8 @@ def forget_customer(store: Store, lake: Lake, processing: ProcessingConfig, cust
 
         gold, windows = recompute_gold(lake, [t.as_py() for t in silver.column("created_at")], gold_window, now)
         lake.write(lake_tables.GOLD, gold, {"fbrain.forget": "1"}, windows)
+    for erase in erasers:
+        counts.update(erase(ids))
     with store._lock:
         store.db.execute("BEGIN IMMEDIATE")
         try:

@@ -39,6 +39,8 @@ class LoopContext:
     store: Store
     lake: Lake
     worker: Any = None
+    alerting: Any = None
+    """operations.alerting.engine.Alerting (alerts, incidents, review queue); made on first use when None."""
 
 
 class BodyError(Exception):
@@ -255,7 +257,8 @@ def create_app(context: LoopContext) -> FastAPI:
         lock = context.worker.batch_lock if context.worker is not None else contextlib.nullcontext()
         with lock:
             try:
-                return forget_customer(store, context.lake, context.processing, customer_id.strip(), config.gold_window)
+                return forget_customer(store, context.lake, context.processing, customer_id.strip(), config.gold_window,
+                                       erasers=[context.alerting.forget_feedback] if context.alerting else [])
             except RuntimeError as exc:
                 raise HTTPException(409, detail={"reason": "batch_pending", "message": str(exc)}) from None
 
@@ -284,6 +287,9 @@ def create_app(context: LoopContext) -> FastAPI:
                     lag_gauge.labels(stage, quantile[:3]).set(values[quantile])
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    from operations.alert_routes import register_alerting  # alerts, incidents, review queue, dashboard (#16)
+
+    register_alerting(app, context, require)
     return app
 
 

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from inference.config import GenerativeConfig, ServingConfig
 from monitoring.config import MonitoringConfig
+from operations.alerting.config import AlertingConfig
 from pipelines.infrastructure_config import InfrastructureConfig
 from operations.config import LoopConfig
 from pipelines.local.settings import RunnerSettings
@@ -112,6 +113,7 @@ class FeedbackBrainConfig:
     runner: RunnerSettings = field(default_factory=RunnerSettings)
     infrastructure: InfrastructureConfig = field(default_factory=InfrastructureConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    alerting: AlertingConfig = field(default_factory=AlertingConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

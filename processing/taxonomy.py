@@ -6,7 +6,7 @@ label added here reaches every layer; nothing else may hard-code a label list.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -31,6 +31,10 @@ class Taxonomy:
     flags: tuple[str, ...]
     remediation_statuses: tuple[str, ...]
     descriptions: dict[str, str]
+    owners: dict[str, str] = field(default_factory=dict)
+    """Team owning each intent and flag (`owner_team` in the file; aspects carry theirs on Aspect)."""
+    immediate_flags: tuple[str, ...] = ()
+    """Flags marked `"escalation": "immediate"`: a single item raises an alert at once."""
 
     @cached_property  # checked for every record's aspects during validation
     def aspect_names(self) -> tuple[str, ...]:
@@ -44,6 +48,12 @@ class Taxonomy:
 
     def owner_of(self, aspect_name: str) -> str:
         return self.aspect(aspect_name).owner_team
+
+    def signal_owner(self, kind: str, name: str) -> str | None:
+        """Owner team of an aspect, intent or flag (`kind`), None when the taxonomy names none."""
+        if kind == "aspect":
+            return self.owner_of(name)
+        return self.owners.get(name)
 
     def label_maps(self) -> dict[str, list[str]]:
         """Ordered label lists per task, as stored next to a trained model."""
@@ -76,4 +86,7 @@ def load_taxonomy(version: str = CURRENT_VERSION) -> Taxonomy:
         flags=tuple(item["name"] for item in raw["flags"]),
         remediation_statuses=tuple(raw["remediation_statuses"]),
         descriptions=descriptions,
+        owners={item["name"]: item["owner_team"] for key in ("intents", "flags") for item in raw[key]
+                if item.get("owner_team")},
+        immediate_flags=tuple(item["name"] for item in raw["flags"] if item.get("escalation") == "immediate"),
     )

@@ -1,0 +1,1 @@
+"""From trend to owner: detection over the lake, Alertmanager-style alerts, playbooks, incidents and notifications."""
