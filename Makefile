@@ -12,7 +12,7 @@ export SAGEMAKER_VALIDATE_ROLE=false
 export AWS_DEFAULT_REGION ?= us-east-1
 export TOKENIZERS_PARALLELISM=false
 
-.PHONY: install run test test-fast lint synth lock benchmarks clean
+.PHONY: install browser run test test-fast lint synth lock benchmarks clean
 
 # The development environment is every role plus the test tools: requirements/dev.lock,
 # resolved by pip-tools with hashes (`make lock`); torch is the CPU 2.13.0 wheel.
@@ -38,7 +38,14 @@ run: install
 	$(BIN)/fbrain demo --workspace $(WORKSPACE)
 	$(BIN)/fbrain loop demo --workspace $(WORKSPACE)
 
-test: install
+# Debian's headless Chromium and its driver for the dashboard's browser tests (they skip, saying why, where
+# it cannot be installed, e.g. without root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || \
+		echo "chromium not installed: the browser tests will be skipped"
+
+test: install browser
 	$(BIN)/python -m pytest -q tests
 
 # The tests not marked slow (tests/conftest.py): under 2 minutes here.

@@ -107,6 +107,7 @@ DEV = [
     "packaging",  # tests/test_dependencies.py reads requirements and locks
     "accelerate",  # benchmarks: Hugging Face Trainer baseline
     "psutil",  # benchmarks: peak RSS
+    "selenium",  # the dashboard in a real headless browser (Debian chromium + chromium-driver)
 ]
 EXTRAS = {**ROLES, "dev": sorted({req for reqs in ROLES.values() for req in reqs} | set(DEV))}
 
