@@ -181,7 +181,7 @@ class ReviewQueue:
 
     def apply_override(self, row: dict[str, Any], labels: dict[str, Any]) -> tuple[dict, dict]:
         """Write the correction into the silver row and recompute gold for its window, between micro-batches."""
-        from operations.worker import recompute_gold
+        from operations.gold import recompute_gold
 
         lake = self.context.lake
         before = {k: row.get(f"corrected_{k}") if row.get(f"corrected_{k}") is not None else row.get(k)

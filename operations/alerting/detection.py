@@ -13,7 +13,7 @@ Flags the taxonomy marks `"escalation": "immediate"` (safety_concern) alert on a
 Emerging themes outside the taxonomy: negative items the model gave no aspect are clustered by
 TF-IDF (the lake stores no embeddings) and a cluster that is large now and was rare before alerts.
 
-Reads scored silver rows with the labels gold counts (`operations.worker.effective_labels`: a
+Reads scored silver rows with the labels gold counts (`operations.gold.effective_labels`: a
 reviewer's correction over the prediction); silver rather than gold because flags and examples are
 per item and gold's window is a day by default.
 """
@@ -33,7 +33,7 @@ from scipy.stats import binom
 from operations import lake as lake_tables
 from operations.alerting.config import AlertingConfig
 from operations.lake import Lake
-from operations.worker import effective_labels
+from operations.gold import effective_labels
 from processing.taxonomy import Taxonomy, load_taxonomy
 
 log = logging.getLogger(__name__)
