@@ -116,6 +116,17 @@ def _is_missing(error: ClientError) -> bool:
     return code == "ValidationException" and any(phrase in message for phrase in MISSING_RESOURCE_PHRASES)
 
 
+def _exists(description: str, describe, **request) -> bool:
+    """Whether a describe / get call finds the resource (a missing one is False; any other error is raised)."""
+    try:
+        describe(**request)
+    except ClientError as error:
+        if not _is_missing(error):
+            raise PipelineAwsError(f"{description} failed: {error}") from error
+        return False
+    return True
+
+
 def ensure_model_package_group(config: FeedbackBrainConfig, session=None) -> str:
     """The ARN of the model package group, created when missing."""
     sagemaker = _client(config, session, "sagemaker")
@@ -290,13 +301,7 @@ def put_pipeline(config: FeedbackBrainConfig, session, name: str, definition: st
     sagemaker = _client(config, session, "sagemaker")
     request = {"PipelineName": name, "PipelineDefinition": definition, "PipelineDescription": description,
                "RoleArn": config.aws.role_arn}
-    try:
-        sagemaker.describe_pipeline(PipelineName=name)
-        exists = True
-    except ClientError as error:
-        if not _is_missing(error):
-            raise PipelineAwsError(f"DescribePipeline {name} failed: {error}") from error
-        exists = False
+    exists = _exists(f"DescribePipeline {name}", sagemaker.describe_pipeline, PipelineName=name)
     if exists:
         arn = _call(f"UpdatePipeline {name}", sagemaker.update_pipeline, **request)["PipelineArn"]
         logger.info("updated pipeline %s", arn)
@@ -574,13 +579,7 @@ def put_monitoring_schedule(config: FeedbackBrainConfig, request: dict[str, Any]
     """Create the Scheduler schedule, or update it when it exists (idempotent)."""
     scheduler = _client(config, session, "scheduler")
     name, group = request["Name"], request["GroupName"]
-    try:
-        scheduler.get_schedule(Name=name, GroupName=group)
-        exists = True
-    except ClientError as error:
-        if not _is_missing(error):
-            raise PipelineAwsError(f"GetSchedule {name} failed: {error}") from error
-        exists = False
+    exists = _exists(f"GetSchedule {name}", scheduler.get_schedule, Name=name, GroupName=group)
     call = scheduler.update_schedule if exists else scheduler.create_schedule
     arn = _call(f"{'UpdateSchedule' if exists else 'CreateSchedule'} {name}", call, **request)["ScheduleArn"]
     logger.info("%s schedule %s -> %s", "updated" if exists else "created", arn, request["Target"]["Arn"])
@@ -603,13 +602,8 @@ def put_model_monitor_schedule(config: FeedbackBrainConfig, parameters: Mapping[
         model_data_uri=parameters[MODEL_DATA_URI], kms_key_id=config.aws.kms_key_id,
     )
     name = request["MonitoringScheduleName"]
-    try:
-        sagemaker.describe_monitoring_schedule(MonitoringScheduleName=name)
-        exists = True
-    except ClientError as error:
-        if not _is_missing(error):
-            raise PipelineAwsError(f"DescribeMonitoringSchedule {name} failed: {error}") from error
-        exists = False
+    exists = _exists(f"DescribeMonitoringSchedule {name}", sagemaker.describe_monitoring_schedule,
+                     MonitoringScheduleName=name)
     if exists:
         arn = _call(f"UpdateMonitoringSchedule {name}", sagemaker.update_monitoring_schedule,
                     MonitoringScheduleName=name,
