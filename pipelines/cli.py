@@ -87,27 +87,18 @@ def show_config(ctx: typer.Context) -> None:
 def pipeline_definition(ctx: typer.Context, out: Optional[Path] = typer.Option(None, help="Write to FILE.")) -> None:
     """Print (or write) the pipeline definition JSON, deterministic and built offline."""
     from pipelines.definition import definition_json
+    from pipelines.definition_commands import print_or_write
 
-    text = definition_json(_config(ctx))
-    if out:
-        out.write_text(text + "\n", encoding="utf-8")
-        typer.echo(f"wrote {out} ({len(text)} bytes)")
-    else:
-        typer.echo(text)
+    print_or_write(definition_json(_config(ctx)), out)
 
 
 @pipeline_app.command("validate")
 def pipeline_validate(ctx: typer.Context) -> None:
     """Check every step's Arguments against botocore's SageMaker service model."""
     from pipelines.definition import definition_json
-    from pipelines.validate import validate_definition
+    from pipelines.definition_commands import report_validation
 
-    definition = json.loads(definition_json(_config(ctx)))
-    errors = validate_definition(definition)
-    for error in errors:
-        typer.echo(f"error: {error}", err=True)
-    typer.echo(f"{len(definition['Steps'])} top-level steps checked, {len(errors)} errors")
-    raise typer.Exit(1 if errors else 0)
+    report_validation(definition_json(_config(ctx)), "training pipeline")
 
 
 @pipeline_app.command("upsert")

@@ -28,27 +28,19 @@ def _aws_error(error: Exception) -> typer.Exit:
 @pipeline_app.command("definition")
 def definition(ctx: typer.Context, out: Optional[Path] = typer.Option(None, help="Write to FILE.")) -> None:
     """Print (or write) the monitoring pipeline's definition JSON (offline, deterministic)."""
+    from pipelines.definition_commands import print_or_write
     from pipelines.monitoring_definition import monitoring_definition_json
 
-    text = monitoring_definition_json(_config(ctx))
-    if out:
-        out.write_text(text + "\n", encoding="utf-8")
-        typer.echo(f"wrote {out} ({len(text)} bytes)")
-    else:
-        typer.echo(text)
+    print_or_write(monitoring_definition_json(_config(ctx)), out)
 
 
 @pipeline_app.command("validate")
 def validate(ctx: typer.Context) -> None:
     """Check the monitoring pipeline's step against botocore's SageMaker service model."""
+    from pipelines.definition_commands import report_validation
     from pipelines.monitoring_definition import monitoring_definition_json
-    from pipelines.validate import validate_definition
 
-    errors = validate_definition(json.loads(monitoring_definition_json(_config(ctx))))
-    for error in errors:
-        typer.echo(f"error: {error}", err=True)
-    typer.echo(f"monitoring pipeline checked, {len(errors)} errors")
-    raise typer.Exit(1 if errors else 0)
+    report_validation(monitoring_definition_json(_config(ctx)), "monitoring pipeline")
 
 
 @pipeline_app.command("upsert")
