@@ -125,14 +125,13 @@ def install_distributions(distributions: dict[str, str], target: Path) -> None:
         raise PackagingError(f"installing {distributions} for the Lambda runtime failed:\n{result.stderr[-2000:]}")
 
 
-def repository_modules(module: str, repo_root: Path = REPO_ROOT) -> dict[str, Path]:
-    """Dotted name -> source file of every repository module loaded by importing `module`.
+def repository_modules(module: str, loaded: dict[str, str | None], repo_root: Path = REPO_ROOT) -> dict[str, Path]:
+    """Dotted name -> source file of every repository module among `loaded` (loaded_modules(module)).
 
-    The import runs in a fresh interpreter whose path starts with repo_root, so what it loads
+    The import ran in a fresh interpreter whose path starts with repo_root, so what it loaded
     is exactly what the handler loads on a cold start (modules imported lazily inside
     functions that the handler calls must only be standard library or runtime-provided).
     """
-    loaded = loaded_modules(module, repo_root)
     found: dict[str, Path] = {}
     for name, file in loaded.items():
         if name.split(".")[0] in REPO_PACKAGES and file:
@@ -161,11 +160,12 @@ def build_lambda_package(handler: str, out_dir: Path, package_data: dict[str, li
                          repo_root: Path = REPO_ROOT) -> LambdaPackage:
     """Copy the modules `handler` needs (and their packages' data files) into out_dir/<module>."""
     module = handler_module(handler)
-    modules = repository_modules(module, repo_root)
+    loaded = loaded_modules(module, repo_root)  # one import of the handler serves both lists below
+    modules = repository_modules(module, loaded, repo_root)
     target = Path(out_dir) / module.replace(".", "-")
     if target.exists():
         shutil.rmtree(target)
-    install_distributions(packaged_distributions(loaded_modules(module, repo_root)), target)
+    install_distributions(packaged_distributions(loaded), target)
     for source in modules.values():
         relative = source.resolve().relative_to(repo_root)
         destination = target / relative
