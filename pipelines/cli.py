@@ -53,7 +53,7 @@ def main(
         os.environ.setdefault(key, value)
     try:
         config = load_config(config_file, settings)
-    except (ConfigError, OSError, ValueError) as exc:  # ValueError: a config file that is not JSON / YAML
+    except (ConfigError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     os.environ.setdefault("AWS_DEFAULT_REGION", config.aws.region)

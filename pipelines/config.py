@@ -128,20 +128,15 @@ def sections_of(config: FeedbackBrainConfig) -> dict[str, Any]:
     return {item.name: getattr(config, item.name) for item in dataclasses.fields(config)}
 
 
-def apply_override(config: FeedbackBrainConfig, dotted: str, value: Any) -> None:
-    """Set `section.field` (e.g. `training.epochs`) on config, converting the value to the field's type."""
-    settings.apply_override(sections_of(config), dotted, value)
-
-
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """A JSON or YAML document of `{section: {field: value}}`."""
-    text = Path(path).read_text(encoding="utf-8")
-    if str(path).endswith((".yaml", ".yml")):
-        import yaml
+    """A JSON or YAML document of `{section: {field: value}}`; a file that does not parse is a ConfigError."""
+    import yaml
 
-        data = yaml.safe_load(text) or {}
-    else:
-        data = json.loads(text)
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = (yaml.safe_load(text) or {}) if str(path).endswith((".yaml", ".yml")) else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid {'YAML' if str(path).endswith(('.yaml', '.yml')) else 'JSON'}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of section: {{field: value}}")
     return data

@@ -38,7 +38,6 @@ _SECTION_CONFIG = ConfigDict(
     validate_assignment=True,   # `section.field = value` is checked too, not only construction
     extra="forbid",             # a misspelt field is an error, never silently ignored
     coerce_numbers_to_str=True,  # YAML `taxonomy_version: 1` is the string "1"
-    arbitrary_types_allowed=False,
 )
 
 

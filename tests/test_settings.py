@@ -200,3 +200,11 @@ def test_the_issue_examples_reach_their_jobs():
     assert "--set=processing.near_duplicate_threshold=0.77" in _job_arguments(config, "FeatureEngineering")
     assert "--set=evaluation.bootstrap_rounds=3" in _job_arguments(config, "EvaluateModel")
     assert "--set=monitoring.psi_threshold=0.3" in _job_arguments(config, "ComputeMonitorBaseline")
+
+
+def test_a_config_file_that_does_not_parse_is_a_config_error(tmp_path):
+    for name, text, kind in (("bad.yaml", "training: [unclosed\n", "YAML"), ("bad.json", "{bad", "JSON")):
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=f"{name}: not valid {kind}"):
+            load_config(path)
