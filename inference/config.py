@@ -1,11 +1,17 @@
 """Configuration of serving and generative responses (sections of FeedbackBrainConfig)."""
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from processing.settings import settings_section
+
+
+Runtime = Literal["onnx-int8", "onnx", "torch"]
+"""How inference.predictor runs the model (the endpoint, the live loop's scorer, the text monitor)."""
+RUNTIMES: tuple[str, ...] = typing.get_args(Runtime)
 
 
 @settings_section
@@ -19,7 +25,7 @@ class ServingConfig:
     """Level of the structured (JSON) request log."""
 
     # --- runtime ---
-    runtime: Literal["onnx-int8", "onnx", "torch"] = "onnx-int8"
+    runtime: Runtime = "onnx-int8"
     """`onnx-int8` (onnx/model.int8.onnx), `onnx` (onnx/model.onnx) or `torch` (HF weights, GPU if present)."""
     onnx_intra_op_threads: int = 2
     """ONNX Runtime threads per batch; 2 matches the 2-core machine and an ml.c6i.large."""

@@ -22,7 +22,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from inference.config import ServingConfig
+from inference.config import RUNTIMES, ServingConfig
 from training.metrics import aspect_decisions, model_aspect_thresholds
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 MODEL_CARD_FILE = "fbrain_model.json"
 TOKENIZER_FILE = "tokenizer.json"
 ONNX_FILES = {"onnx-int8": "onnx/model.int8.onnx", "onnx": "onnx/model.onnx"}
-RUNTIMES = ("onnx-int8", "onnx", "torch")
 OUTPUT_NAMES = ("sentiment_logits", "intent_logits", "aspect_logits", "embedding")
 DEFAULT_LEXICON = Path(__file__).resolve().parent / "lexicons" / "flags_v1.json"
 PROBABILITY_DECIMALS = 6

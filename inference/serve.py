@@ -21,8 +21,8 @@ import typing
 from pathlib import Path
 
 from inference.capture import CaptureWriter
-from inference.config import GenerativeConfig, ServingConfig
-from processing.settings import add_settings_argument, apply_overrides, load_sections
+from inference.config import RUNTIMES, GenerativeConfig, ServingConfig
+from processing.settings import SettingsError, add_settings_argument, apply_overrides, load_sections
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", SAGEMAKER_MODEL_DIR))
     parser.add_argument("--host", default=None, help="default 0.0.0.0 (the container contract)")
     parser.add_argument("--port", type=int, default=None, help="default 8080, or SAGEMAKER_BIND_TO_PORT")
-    parser.add_argument("--runtime", choices=["onnx-int8", "onnx", "torch"], default=None)
+    parser.add_argument("--runtime", choices=RUNTIMES, default=None)
     parser.add_argument("--capture-dir", default=None)
     add_settings_argument(parser, ["serving", "generative"])
     return parser.parse_args(argv)
@@ -127,15 +127,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    config = config_from_env()
-    config.host = args.host or "0.0.0.0"
-    config.port = args.port or int(os.environ.get("SAGEMAKER_BIND_TO_PORT", config.port))
-    if args.runtime:
-        config.runtime = args.runtime
-    if args.capture_dir is not None:
-        config.capture_dir = args.capture_dir
-    generative = config_from_env(GenerativeConfig())
-    apply_overrides({"serving": config, "generative": generative}, args.settings)
+    try:
+        config = config_from_env()
+        config.host = args.host or "0.0.0.0"
+        config.port = args.port or int(os.environ.get("SAGEMAKER_BIND_TO_PORT", config.port))
+        if args.runtime:
+            config.runtime = args.runtime
+        if args.capture_dir is not None:
+            config.capture_dir = args.capture_dir
+        generative = config_from_env(GenerativeConfig())
+        apply_overrides({"serving": config, "generative": generative}, args.settings)
+    except SettingsError as exc:  # a bad variable or --set: say which, no traceback
+        raise SystemExit(f"python3 -m inference.serve: error: {exc}") from None
     serve_model_dir(args.model_dir, config, model_name=os.environ.get(MODEL_NAME_ENV), model_version=os.environ.get(MODEL_VERSION_ENV),
                     generative=generative)
 

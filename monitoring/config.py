@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Literal
 
+from inference.config import Runtime
 from processing.settings import settings_section
 
 
@@ -50,7 +50,7 @@ class MonitoringConfig:
     """Seed of langdetect, which is otherwise non-deterministic."""
 
     # --- scoring (baseline predictions and embeddings) ---
-    scoring_runtime: Literal["onnx-int8", "onnx", "torch"] = "onnx-int8"
+    scoring_runtime: Runtime = "onnx-int8"
     """Runtime of inference.predictor used for baseline predictions and embeddings (the endpoint's
     default, so baseline and traffic see the same model); falls back to `onnx` when the int8 file is absent."""
     scoring_batch_size: int = 64

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
-from inference.cli import app as cli_app
 from inference.serve import config_from_env
+from inference.serve import main as serve_main
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60
@@ -80,12 +79,14 @@ def test_server_answers_good_requests_after_every_bad_one(server):
     assert all({"time", "level", "request_id", "latency_ms"} <= set(e) for e in access)
 
 
-def test_settings_from_the_environment_and_cli_validation(tiny_model_dir: Path):
+def test_settings_from_the_environment_and_cli_validation(tiny_model_dir: Path, capsys):
     config = config_from_env(environ={"FBRAIN__SERVING__RUNTIME": "onnx", "FBRAIN__SERVING__MAX_BATCH_SIZE": "8"})
     assert config.runtime == "onnx" and config.max_batch_size == 8
     with pytest.raises(ValueError, match="serving.port"):
         config_from_env(environ={"FBRAIN__SERVING__PORT": "eighty"})
-    result = CliRunner().invoke(cli_app, ["serve", "--model-dir", str(tiny_model_dir), "--runtime", "tensorrt"])
-    assert result.exit_code != 0 and "tensorrt" in result.output
-    result = CliRunner().invoke(cli_app, ["serve", "--model-dir", str(tiny_model_dir), "--set", "serving.nope=1"])
-    assert result.exit_code != 0 and "nope" in result.output
+    # The container's entry point refuses bad settings with a message, before loading any model.
+    with pytest.raises(SystemExit) as exited:
+        serve_main(["--model-dir", str(tiny_model_dir), "--runtime", "tensorrt"])
+    assert exited.value.code == 2 and "tensorrt" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="unknown setting 'serving.nope'"):
+        serve_main(["--model-dir", str(tiny_model_dir), "--set", "serving.nope=1"])
