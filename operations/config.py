@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from processing.settings import settings_section
 
@@ -40,6 +42,13 @@ class LoopConfig:
     snapshot_expiry_hours: float = 0.25
     """Iceberg snapshots older than this are expired after compaction (never the current one). Every micro-batch
     makes a snapshot per table, and each commit rewrites the list of live ones: keep it short."""
+    expire_every_batches: Annotated[int, Field(ge=0)] = 10
+    """The worker expires snapshots beyond `snapshot_keep_last` per table after this many micro-batches (0: only
+    at compaction). pyiceberg copies a table's whole snapshot list several times per commit: an append took
+    0.05 s with 5 snapshots and 0.4 s with 300 on the 2-core machine, so unexpired snapshots slow every batch."""
+    snapshot_keep_last: Annotated[int, Field(ge=1)] = 20
+    """Newest snapshots per table the worker's expiry keeps (time travel, e.g. `fbrain loop export --snapshot-id`,
+    reaches back this many micro-batches, or `snapshot_expiry_hours` if that is shorter); at least 1."""
     bronze_raw_retention_days: int = 30
     """Raw text in bronze is purged after this many days (masked silver stays)."""
     scorer: Literal["onnx", "endpoint", "url"] = "onnx"

@@ -7,8 +7,8 @@ here against the persistent dedup index of every earlier record, then scores wha
 
 Exactly once. A batch is first *planned* (seq range and time stored in SQLite), so a restart
 re-reads the same records and makes the same rows. Each Iceberg write is tagged with the batch id
-and skipped when that table already holds it (`Lake.write_once`); gold is recomputed from silver
-for the windows the batch touched, so it is right whichever writes happened before a crash. The
+and skipped when that table already holds it (`Lake.write_once`); gold appends the batch's counts
+as silver holds them, so it is right whichever writes happened before a crash. The
 SQLite commit (stages, dedup index, watermark, plan cleared) comes last, in one transaction. A
 kill -9 between any two writes therefore loses nothing and writes nothing twice
 (tests/test_operations_worker.py kills the worker at each point: `FBRAIN_LOOP_CRASH_AFTER`).
@@ -31,7 +31,7 @@ from pyiceberg.expressions import EqualTo
 
 from operations import lake as lake_tables
 from operations.config import LoopConfig
-from operations.gold import merged_gold
+from operations.gold import gold_rows
 from operations.lake import Lake
 from operations.scoring import Scorer
 from operations.store import Plan, Store
@@ -78,6 +78,7 @@ class Worker:
         self.batch_lock = threading.Lock()
         """Held while a micro-batch runs; an erasure request takes it to run between batches."""
         self.batches_since_compaction = 0
+        self.batches_since_expiry = 0
         self.last_error: Optional[str] = None
 
     # ------------------------------------------------------------------ loop
@@ -89,10 +90,21 @@ class Worker:
                 return None
             result = self.process(plan)
             self.batches_since_compaction += 1
+            self.batches_since_expiry += 1
             if self.config.compact_every_batches and self.batches_since_compaction >= self.config.compact_every_batches:
-                self.batches_since_compaction = 0
+                self.batches_since_compaction = self.batches_since_expiry = 0
                 self.maintain()
+            elif self.config.expire_every_batches and self.batches_since_expiry >= self.config.expire_every_batches:
+                self.batches_since_expiry = 0
+                self.expire_snapshots()
             return result
+
+    def expire_snapshots(self) -> dict[str, int]:
+        """Between batches: expire all but each table's newest `snapshot_keep_last` snapshots (and any older than
+        `snapshot_expiry_hours`). Every commit copies the table's snapshot list several times (pyiceberg), so a
+        table that kept each micro-batch's snapshot would make every later commit slower."""
+        return {name: self.lake.expire_snapshots(name, keep_last=self.config.snapshot_keep_last)
+                for name in lake_tables.SCHEMAS}
 
     def maintain(self) -> dict[str, Any]:
         """Between batches: purge expired raw text, compact every table, expire old snapshots."""
@@ -100,7 +112,8 @@ class Worker:
 
         purged = purge_raw_text(self.lake, self.config.bronze_raw_retention_days)
         compacted = {name: self.lake.compact(name) for name in lake_tables.SCHEMAS}
-        return {"raw_text_purged": purged, "rows_compacted": compacted}
+        expired = self.expire_snapshots()
+        return {"raw_text_purged": purged, "rows_compacted": compacted, "snapshots_expired": expired}
 
     def drain(self) -> int:
         """Process micro-batches until the receive log is caught up; returns the number of batches."""
@@ -193,14 +206,15 @@ class Worker:
             stages.append(self._stage(by_seq[int(row["line_no"])], "enriched", enriched_at=now,
                                       reason=f"spam:{row['spam_rule']}"))
         result.scored, result.spam = len(predictions), len(spam_rows)
+        silver_written = False
         if silver:
-            self.lake.write_once(lake_tables.SILVER, pa.Table.from_pylist(
+            silver_written = self.lake.write_once(lake_tables.SILVER, pa.Table.from_pylist(
                 silver, schema=lake_tables.SCHEMAS[lake_tables.SILVER]), plan.batch_id)
             result.writes.append("silver")
         _crash_point("silver")
 
         if kept:
-            self._update_gold(plan.batch_id, silver, now)
+            self._update_gold(plan.batch_id, silver, silver_written, now)
             result.writes.append("gold")
         _crash_point("gold")
 
@@ -238,18 +252,19 @@ class Worker:
         resolved = resolve_duplicates(index.reset_index(drop=True), self.processing).iloc[:len(staged)]
         return resolved["outcome"].to_numpy(), resolved["duplicate_of"].to_numpy()
 
-    def _update_gold(self, batch_id: int, silver: list[dict[str, Any]], now: datetime) -> None:
-        """Add this batch's counts to gold (one overwrite of the windows it touched).
+    def _update_gold(self, batch_id: int, silver: list[dict[str, Any]], silver_written: bool, now: datetime) -> None:
+        """Append this batch's counts to gold (gold counts are additive, operations.gold).
 
-        Gold is written after silver and tagged with the batch, so when this runs gold holds every
-        earlier batch and not this one; the counts come from the batch's rows as silver holds them
-        (after a crash, the rows the first attempt wrote)."""
-        if not self.lake.has_batch(lake_tables.GOLD, batch_id):
-            if self.lake.has_batch(lake_tables.SILVER, batch_id):
-                silver = self.lake.scan(lake_tables.SILVER, EqualTo("batch_id", batch_id)).to_pylist()
-            gold, window_filter = merged_gold(self.lake, pd.DataFrame(silver, columns=lake_tables.SCHEMAS[
-                lake_tables.SILVER].names), self.config.gold_window, now)
-            self.lake.write_once(lake_tables.GOLD, gold, batch_id, overwrite_filter=window_filter)
+        Gold is written after silver and tagged with the batch; the counts come from the batch's rows as
+        silver holds them: the rows just written, or, when an earlier attempt wrote silver before a crash,
+        that attempt's rows read back (the champion may have changed since)."""
+        if self.lake.has_batch(lake_tables.GOLD, batch_id):
+            return
+        if not silver_written:
+            silver = self.lake.scan(lake_tables.SILVER, EqualTo("batch_id", batch_id)).to_pylist()
+        counts = gold_rows(pd.DataFrame(silver, columns=lake_tables.SCHEMAS[lake_tables.SILVER].names),
+                           self.config.gold_window, now)
+        self.lake.write_once(lake_tables.GOLD, counts, batch_id)
 
     @staticmethod
     def _quarantine_row(received: dict, reason: dict, now: datetime, batch_id: int) -> dict[str, Any]:
