@@ -52,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fresh-seconds", type=float, default=300.0)
     parser.add_argument("--soak-seconds", type=float, default=0.0)
     parser.add_argument("--soak-rate", type=float, default=100.0)
-    parser.add_argument("--micro-batch-max", type=int, default=500)
+    parser.add_argument("--micro-batch-max", type=int, help="loop.micro_batch_max_records (default: the config's).")
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     return parser.parse_args(argv)
 
@@ -213,6 +213,10 @@ def soak(args: argparse.Namespace, workdir: Path, model_dir: Path) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.micro_batch_max is None:
+        from operations.config import LoopConfig
+
+        args.micro_batch_max = LoopConfig().micro_batch_max_records
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fbrain-loop-bench-"))
     model_dir = args.model_dir
     if model_dir is None:

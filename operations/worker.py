@@ -51,6 +51,24 @@ _HISTORY_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 _INDEX_COLUMNS = ("feedback_id", "created_at", "exact_key", "text_key", "customer_key", "near_eligible")
 
 
+def expire_snapshots(lake: Lake, config: LoopConfig) -> dict[str, int]:
+    """Expire all but each table's newest `snapshot_keep_last` snapshots (and any older than
+    `snapshot_expiry_hours`); snapshots expired per table. Every commit copies the table's snapshot list
+    several times (pyiceberg), so a table that kept each micro-batch's snapshot would make every later
+    commit slower. The newest snapshot stays, so `Lake.has_batch` still sees the last batch."""
+    return {name: lake.expire_snapshots(name, keep_last=config.snapshot_keep_last) for name in lake_tables.SCHEMAS}
+
+
+def maintain_lake(lake: Lake, config: LoopConfig) -> dict[str, Any]:
+    """Purge raw text past its retention, compact every table (gold summed to a row per key), expire snapshots
+    (the worker every `compact_every_batches`, and `fbrain loop maintain`)."""
+    from operations.privacy import purge_raw_text
+
+    purged = purge_raw_text(lake, config.bronze_raw_retention_days)
+    compacted = {name: lake.compact(name) for name in lake_tables.SCHEMAS}
+    return {"raw_text_purged": purged, "rows_compacted": compacted, "snapshots_expired": expire_snapshots(lake, config)}
+
+
 def _crash_point(name: str) -> None:
     if name in os.environ.get(CRASH_ENV, "").split(","):
         log.warning("fault injection: SIGKILL after %s", name)
@@ -100,20 +118,12 @@ class Worker:
             return result
 
     def expire_snapshots(self) -> dict[str, int]:
-        """Between batches: expire all but each table's newest `snapshot_keep_last` snapshots (and any older than
-        `snapshot_expiry_hours`). Every commit copies the table's snapshot list several times (pyiceberg), so a
-        table that kept each micro-batch's snapshot would make every later commit slower."""
-        return {name: self.lake.expire_snapshots(name, keep_last=self.config.snapshot_keep_last)
-                for name in lake_tables.SCHEMAS}
+        """Between batches: expire all but each table's newest `snapshot_keep_last` snapshots."""
+        return expire_snapshots(self.lake, self.config)
 
     def maintain(self) -> dict[str, Any]:
         """Between batches: purge expired raw text, compact every table, expire old snapshots."""
-        from operations.privacy import purge_raw_text
-
-        purged = purge_raw_text(self.lake, self.config.bronze_raw_retention_days)
-        compacted = {name: self.lake.compact(name) for name in lake_tables.SCHEMAS}
-        expired = self.expire_snapshots()
-        return {"raw_text_purged": purged, "rows_compacted": compacted, "snapshots_expired": expired}
+        return maintain_lake(self.lake, self.config)
 
     def drain(self) -> int:
         """Process micro-batches until the receive log is caught up; returns the number of batches."""

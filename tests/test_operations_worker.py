@@ -101,3 +101,42 @@ def test_the_worker_command_recovers_after_kill_9(tmp_path, tiny_model_dir):
     books = _books(context)
     assert len(books["silver"]) == 6 and max(books["silver"].values()) == 1
     assert books["gold_records"] == 6 and max(books["bronze"].values()) == 1
+
+
+def test_the_worker_keeps_few_snapshots_and_still_counts_once(tmp_path, tiny_model_dir):
+    """`loop.expire_every_batches` / `loop.snapshot_keep_last` through `fbrain --set ... loop work --drain`: every
+    commit copies a table's snapshot list, so the worker expires old ones; the books stay exact."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    workspace = tmp_path / "ws"
+    context, _ = make_loop(workspace, tiny_model_dir)
+    _admit(context, "snap")
+    result = CliRunner().invoke(app, [
+        "--set", "loop.micro_batch_max_records=1", "--set", "loop.expire_every_batches=3",
+        "--set", "loop.snapshot_keep_last=2", "loop", "work", "--drain", "--workspace", str(workspace),
+        "--model-dir", str(tiny_model_dir)])
+    assert result.exit_code == 0, result.output
+    assert '"batches": 8' in result.output
+    from operations import lake
+    from operations.config import LoopConfig
+
+    tables = lake.Lake(LoopConfig(), workspace)
+    # 8 batches wrote 8 snapshots to bronze; expiry after batches 3 and 6 kept 2, batches 7 and 8 added 2
+    assert len(tables.table(lake.BRONZE).snapshots()) == 2 + 2
+    assert all(len(tables.table(name).snapshots()) <= 2 + 2 for name in lake.SCHEMAS)
+    books = _books(context)
+    assert set(books["bronze"]) == set(range(1, 9)) and max(books["bronze"].values()) == 1
+    assert len(books["silver"]) == 6 and max(books["silver"].values()) == 1
+    assert books["gold_records"] == books["scored"] == 6
+
+
+def test_a_bad_snapshot_setting_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    result = CliRunner().invoke(app, ["--set", "loop.snapshot_keep_last=0", "loop", "work", "--drain",
+                                      "--workspace", str(tmp_path)])
+    assert result.exit_code != 0 and "snapshot_keep_last" in result.output
