@@ -41,8 +41,9 @@ class LoopConfig:
     """Most records one POST /feedback may carry (more: 413)."""
     gold_window: Literal["hour", "day"] = "day"
     """Time window of the gold aggregates."""
-    compact_every_batches: int = 100
-    """Rewrite a table's small files into one after this many micro-batches (0: never)."""
+    compact_every_batches: Annotated[int, Field(ge=0)] = 100
+    """Rewrite each table's small files into one after this many micro-batches (0: never). The worker compacts one
+    table at a time, the four spread over this period, so a stream stalls for one table's compaction at a time."""
     snapshot_expiry_hours: float = 0.25
     """Iceberg snapshots older than this are expired after compaction (never the current one). Every micro-batch
     makes a snapshot per table, and each commit rewrites the list of live ones: keep it short."""

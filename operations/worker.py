@@ -59,14 +59,25 @@ def expire_snapshots(lake: Lake, config: LoopConfig) -> dict[str, int]:
     return {name: lake.expire_snapshots(name, keep_last=config.snapshot_keep_last) for name in lake_tables.SCHEMAS}
 
 
-def maintain_lake(lake: Lake, config: LoopConfig) -> dict[str, Any]:
-    """Purge raw text past its retention, compact every table (gold summed to a row per key), expire snapshots
-    (the worker every `compact_every_batches`, and `fbrain loop maintain`)."""
+def maintain_table(lake: Lake, config: LoopConfig, name: str) -> dict[str, int]:
+    """Compact one table (gold summed to a row per key) and expire its snapshots beyond `snapshot_keep_last`;
+    for bronze, first purge raw text past its retention (bronze and quarantine)."""
     from operations.privacy import purge_raw_text
 
-    purged = purge_raw_text(lake, config.bronze_raw_retention_days)
-    compacted = {name: lake.compact(name) for name in lake_tables.SCHEMAS}
-    return {"raw_text_purged": purged, "rows_compacted": compacted, "snapshots_expired": expire_snapshots(lake, config)}
+    report = {}
+    if name == lake_tables.BRONZE:
+        report["raw_text_purged"] = purge_raw_text(lake, config.bronze_raw_retention_days)
+    report["rows_compacted"] = lake.compact(name)
+    report["snapshots_expired"] = lake.expire_snapshots(name, keep_last=config.snapshot_keep_last)
+    return report
+
+
+def maintain_lake(lake: Lake, config: LoopConfig) -> dict[str, Any]:
+    """Every table's maintenance (`maintain_table`), as `fbrain loop maintain` runs it."""
+    reports = {name: maintain_table(lake, config, name) for name in lake_tables.SCHEMAS}
+    return {"raw_text_purged": reports[lake_tables.BRONZE]["raw_text_purged"],
+            "rows_compacted": {name: r["rows_compacted"] for name, r in reports.items()},
+            "snapshots_expired": {name: r["snapshots_expired"] for name, r in reports.items()}}
 
 
 def _crash_point(name: str) -> None:
@@ -95,8 +106,10 @@ class Worker:
         self.stop_event = threading.Event()
         self.batch_lock = threading.Lock()
         """Held while a micro-batch runs; an erasure request takes it to run between batches."""
-        self.batches_since_compaction = 0
+        self.batches_since_maintenance = 0
         self.batches_since_expiry = 0
+        self.next_maintained = 0
+        """Index (in lake_tables.SCHEMAS) of the table the next maintenance step compacts."""
         self.last_error: Optional[str] = None
 
     # ------------------------------------------------------------------ loop
@@ -107,23 +120,29 @@ class Worker:
             if plan is None:
                 return None
             result = self.process(plan)
-            self.batches_since_compaction += 1
+            self.batches_since_maintenance += 1
             self.batches_since_expiry += 1
-            if self.config.compact_every_batches and self.batches_since_compaction >= self.config.compact_every_batches:
-                self.batches_since_compaction = self.batches_since_expiry = 0
-                self.maintain()
+            # One table per step, the steps spread over compact_every_batches: a stream stalls for one table's
+            # compaction (~1 s on the 2-core machine) rather than four at once.
+            step = max(1, self.config.compact_every_batches // len(lake_tables.SCHEMAS))
+            if self.config.compact_every_batches and self.batches_since_maintenance >= step:
+                self.batches_since_maintenance = 0
+                self.maintain_next_table()
             elif self.config.expire_every_batches and self.batches_since_expiry >= self.config.expire_every_batches:
                 self.batches_since_expiry = 0
                 self.expire_snapshots()
             return result
 
+    def maintain_next_table(self) -> dict[str, int]:
+        """Between batches: the next table's maintenance (`maintain_table`), in turn."""
+        names = list(lake_tables.SCHEMAS)
+        name = names[self.next_maintained % len(names)]
+        self.next_maintained += 1
+        return maintain_table(self.lake, self.config, name)
+
     def expire_snapshots(self) -> dict[str, int]:
         """Between batches: expire all but each table's newest `snapshot_keep_last` snapshots."""
         return expire_snapshots(self.lake, self.config)
-
-    def maintain(self) -> dict[str, Any]:
-        """Between batches: purge expired raw text, compact every table, expire old snapshots."""
-        return maintain_lake(self.lake, self.config)
 
     def drain(self) -> int:
         """Process micro-batches until the receive log is caught up; returns the number of batches."""

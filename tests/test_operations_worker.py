@@ -140,3 +140,26 @@ def test_a_bad_snapshot_setting_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["--set", "loop.snapshot_keep_last=0", "loop", "work", "--drain",
                                       "--workspace", str(tmp_path)])
     assert result.exit_code != 0 and "snapshot_keep_last" in result.output
+
+
+def test_the_worker_compacts_one_table_at_a_time(tmp_path, tiny_model_dir):
+    """With compact_every_batches=4 each batch is followed by one table's compaction, in turn (bronze, quarantine,
+    silver, gold), so no step stalls the stream for all four; the books stay exact."""
+    from operations import lake
+    from operations.config import LoopConfig
+
+    workspace = tmp_path / "ws"
+    context, worker = make_loop(workspace, tiny_model_dir, LoopConfig(
+        micro_batch_max_records=1, compact_every_batches=4, expire_every_batches=0))
+    _admit(context, "turn")
+    assert worker.drain() == 8
+    tables = lake.Lake(LoopConfig(), workspace)
+    # bronze was compacted after batches 1 and 5, then batches 6-8 each added a file
+    assert len(tables.table(lake.BRONZE).inspect.files()) == 1 + 3
+    # gold after batch 8: one row per key (its counts summed), so it holds as many rows as distinct keys
+    gold = tables.scan(lake.GOLD).to_pylist()
+    assert len({tuple(r[k] for k in lake.GOLD_KEYS) for r in gold}) == len(gold)
+    books = _books(context)
+    assert set(books["bronze"]) == set(range(1, 9)) and max(books["bronze"].values()) == 1
+    assert len(books["silver"]) == 6 and max(books["silver"].values()) == 1
+    assert books["gold_records"] == books["scored"] == 6
