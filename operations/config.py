@@ -32,9 +32,9 @@ class LoopConfig:
     micro_batch_max_records: Annotated[int, Field(ge=1)] = 2000
     """Most records one micro-batch processes. A micro-batch is what arrived since the last one, so the size adapts:
     a steady stream makes small batches (the latency stays low) and a backlog makes batches of this size. Each
-    batch costs a fixed ~0.2-0.4 s of Iceberg commits (one per table) besides its records: with 500 the worker
-    drained a backlog at ~0.68 of the model's own batched throughput, with 2000 at ~0.96 (docs/results.md). A
-    crash redoes at most this many records."""
+    batch costs a fixed ~0.2-0.4 s of Iceberg commits (one per table) besides its records: with 500 (and the
+    session-7 lake writes) the worker drained a backlog at 0.55-0.71 of the model's own batched throughput, with
+    2000 at 0.80-1.05 (docs/results.md). A crash redoes at most this many records."""
     max_body_bytes: int = 5_000_000
     """POST /feedback bodies over this many bytes are refused with 413."""
     max_items_per_request: int = 1_000
