@@ -233,8 +233,8 @@ class Channels:
 
     def __init__(self, config: AlertingConfig, environ: Optional[dict[str, str]] = None,
                  transport: Optional[httpx.BaseTransport] = None, secrets_client: Any = None,
-                 sleep: Callable[[float], None] = time.sleep, dashboard_url: str = "http://127.0.0.1:8090/"):
-        self.config, self.dashboard_url = config, dashboard_url
+                 sleep: Callable[[float], None] = time.sleep, dashboard_url: Optional[str] = None):
+        self.config, self.dashboard_url = config, dashboard_url or config.dashboard_url
         self.sender = HttpSender(config.http_timeout_s, config.http_retries, transport, sleep)
         self.settings: dict[str, dict[str, str]] = {}
         self.errors: dict[str, str] = {}

@@ -88,6 +88,9 @@ class AlertingConfig:
     Manager) only records the notification in the log."""
     pagerduty_min_severity: Literal["info", "warning", "error", "critical"] = "error"
     """Least severity paged through PagerDuty."""
+    dashboard_url: str = "http://127.0.0.1:8090/"
+    """Link to the dashboard carried by Slack and Teams messages (the service's `/`; on AWS the operations API's
+    address)."""
     jira_project: str = "FB"
     """Jira project key of created issues."""
     http_timeout_s: float = 5.0

@@ -31,6 +31,13 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+ALERT_DEFAULTS: dict[str, Any] = {
+    "suppressed": None, "playbook": None, "acknowledged_wall": None, "mitigating_wall": None, "resolved_wall": None,
+    "resolved_at": None, "closed_wall": None, "last_notified_wall": None, "last_notified_severity": None,
+    "last_notified_count": None, "jira_key": None, "reopen_count": 0, "validation": None}
+"""Fields of an alert record that a new alert may leave out (the SQLite schema's nullable / defaulted columns)."""
+
+
 class DuplicateRecord(Exception):
     """An insert whose key (alert id, dedup key) is already held."""
 
