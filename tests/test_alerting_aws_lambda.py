@@ -15,6 +15,7 @@ import pytest
 from moto import mock_aws
 
 from operations import lake as lake_tables
+from state_support import create_tables
 
 REGION = "us-east-1"
 NOW = datetime(2026, 11, 10, 12, tzinfo=timezone.utc)
@@ -77,7 +78,6 @@ class ChannelEndpoints:
 @pytest.fixture
 def aws(tmp_path, monkeypatch):
     from operations.alerting.config import AlertingConfig
-    from operations.alerting.dynamodb import INCIDENTS_KEY, REVIEW_QUEUE_KEY
     from operations.config import LoopConfig
     from operations.lake import Lake
 
@@ -86,10 +86,7 @@ def aws(tmp_path, monkeypatch):
     config = AlertingConfig()
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        for table, key in ((config.incidents_table, INCIDENTS_KEY), (config.review_queue_table, REVIEW_QUEUE_KEY)):
-            dynamodb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                                  KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                                  AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}])
+        create_tables(dynamodb, config)
         secrets = boto3.client("secretsmanager", region_name=REGION)
         secrets.create_secret(Name="fbrain/slack", SecretString="https://hooks.slack.test/T0/B0/XYZ")
         secrets.create_secret(Name="fbrain/pagerduty", SecretString=json.dumps({"FBRAIN_PAGERDUTY_ROUTING_KEY": "R" * 32}))
