@@ -1,5 +1,5 @@
 """What the alerting and review routes answer, without the web framework: the local service's FastAPI routes
-(operations.alert_routes) and the API Gateway Lambda (operations.alerting.aws_lambda.operations_api_handler)
+(operations.alert_routes) and the API Gateway Lambda (operations.alerting_aws_lambda.operations_api_handler)
 both call these, so the two give the same answers and status codes. A refusal is an ApiError carrying the
 status and the `detail` body ({"reason", "message"}) the routes send.
 """

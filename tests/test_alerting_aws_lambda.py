@@ -109,7 +109,7 @@ def aws(tmp_path, monkeypatch):
 
 
 def _runtime(aws, **environ):
-    from operations.alerting.aws_lambda import build_runtime
+    from operations.alerting_aws_lambda import build_runtime
 
     return build_runtime({**aws["environ"], **environ}, dynamodb=aws["dynamodb"], transport=aws["endpoints"].transport,
                          for_reviews=True)
@@ -122,7 +122,7 @@ def _items(aws, table: str, prefix: str) -> list[dict]:
 
 
 def _call(runtime, method, path, scopes="read review admin", body=None, query=None):
-    from operations.alerting.aws_lambda import operations_api_handler
+    from operations.alerting_aws_lambda import operations_api_handler
 
     event = {"httpMethod": method, "path": path, "queryStringParameters": query,
              "body": None if body is None else json.dumps(body),
@@ -132,7 +132,7 @@ def _call(runtime, method, path, scopes="read review admin", body=None, query=No
 
 
 def test_a_replayed_incident_is_one_alert_in_dynamodb_notified_once_without_pii(aws):
-    from operations.alerting.aws_lambda import detect_handler
+    from operations.alerting_aws_lambda import detect_handler
 
     runtime = _runtime(aws)
     assert runtime.alerting.store.__class__.__name__ == "DynamoAlertState"
@@ -163,7 +163,7 @@ def test_a_replayed_incident_is_one_alert_in_dynamodb_notified_once_without_pii(
 
 
 def test_ack_and_resolve_through_the_operations_api(aws):
-    from operations.alerting.aws_lambda import detect_handler
+    from operations.alerting_aws_lambda import detect_handler
 
     runtime = _runtime(aws)
     detect_handler({"time": NOW.isoformat()}, None, runtime=runtime)  # an EventBridge schedule's event time
@@ -195,7 +195,7 @@ def test_ack_and_resolve_through_the_operations_api(aws):
 
 
 def test_a_review_changes_the_stored_correction_the_lake_and_the_audit_log(aws):
-    from operations.alerting.aws_lambda import detect_handler
+    from operations.alerting_aws_lambda import detect_handler
 
     runtime = _runtime(aws)
     detect_handler({"at": NOW.isoformat()}, None, runtime=runtime)
@@ -206,7 +206,8 @@ def test_a_review_changes_the_stored_correction_the_lake_and_the_audit_log(aws):
     feedback_id = item["feedback_id"]
     assert _call(runtime, "POST", f"/review/{feedback_id}", scopes="read", body={"reviewer": "ana"})[0] == 403
     assert _call(runtime, "POST", f"/review/{feedback_id}", scopes="review", body={"sentiment": "neutral"})[0] == 422
-    assert _call(runtime, "POST", "/review/fb-none", body={"reviewer": "ana", "sentiment": "neutral"})[0] == 404
+    status, missing = _call(runtime, "POST", "/review/fb%2Fnone", body={"reviewer": "ana", "sentiment": "neutral"})
+    assert status == 404 and missing["detail"]["message"] == "no scored feedback 'fb/none'"
     status, receipt = _call(runtime, "POST", f"/review/{feedback_id}", scopes="review",
                             body={"reviewer": "ana", "sentiment": "neutral", "alert_verdict": "true_positive"})
     assert status == 200, receipt
@@ -236,7 +237,7 @@ def test_a_review_changes_the_stored_correction_the_lake_and_the_audit_log(aws):
 
 
 def test_an_unreadable_channel_secret_fails_that_channel_in_the_log_and_the_others_send(aws):
-    from operations.alerting.aws_lambda import detect_handler
+    from operations.alerting_aws_lambda import detect_handler
 
     runtime = _runtime(aws, FBRAIN__ALERTING__SLACK_SECRET_ID="fbrain/missing")
     detect_handler({"at": NOW.isoformat()}, None, runtime=runtime)
@@ -247,7 +248,7 @@ def test_an_unreadable_channel_secret_fails_that_channel_in_the_log_and_the_othe
 
 
 def test_cold_start_builds_from_the_environment_once(aws, monkeypatch):
-    from operations.alerting import aws_lambda
+    from operations import alerting_aws_lambda as aws_lambda
 
     for name, value in {**aws["environ"], "FBRAIN__ALERTING__CHANNELS": "[]"}.items():
         monkeypatch.setenv(name, value)
@@ -273,7 +274,7 @@ def test_cold_start_builds_from_the_environment_once(aws, monkeypatch):
     ({}, set()),
 ])
 def test_scopes_come_from_the_authorizer_or_the_configured_key_scopes(authorizer, expected):
-    from operations.alerting.aws_lambda import request_scopes
+    from operations.alerting_aws_lambda import request_scopes
     from operations.alerting.config import AlertingConfig
 
     event = {"requestContext": {"authorizer": authorizer}}

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from operations.alerting.config import AlertingConfig
-from operations.alerting.state import DuplicateRecord, new_id, open_alert_state, wall_now
+from operations.alerting.backend import open_alert_state
+from operations.alerting.state import DuplicateRecord, new_id, wall_now
 from operations.alerting.store import AlertStore
 
 CONFIG = AlertingConfig()

@@ -39,7 +39,7 @@ class AlertingConfig:
     api_key_scopes: list[Literal["read", "review", "admin"]] = field(default_factory=list)
     """Scopes of a caller of the operations API Lambda whose request carries no authorizer scopes (API Gateway
     checked only its API key). Empty grants none: scopes then must come from the authorizer (module doc of
-    operations.alerting.aws_lambda)."""
+    operations.alerting_aws_lambda)."""
     playbooks_dir: str = ""
     """Folder of playbook JSON files; empty means the bundled operations/alerting/playbooks."""
     detect_every_s: float = 300.0

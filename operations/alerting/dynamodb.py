@@ -25,8 +25,8 @@ import re
 import threading
 from typing import Any, Iterator, Optional
 
-from operations.alerting.state import ALERT_DEFAULTS, AlertState, DuplicateRecord, Record, scrub_evidence, wall_now
-from operations.alerting.store import JSON_COLUMNS
+from operations.alerting.state import (ALERT_DEFAULTS, JSON_COLUMNS, AlertState, DuplicateRecord, Record, scrub_evidence,
+                                       wall_now)
 
 INCIDENTS_KEY = "incident_id"
 """Hash key (S) of the incidents table."""
@@ -86,6 +86,9 @@ class DynamoAlertState(AlertState):
         self.client = client
         self.incidents, self.review_queue = incidents_table, review_queue_table
         self.lock = threading.RLock()
+
+    def close(self) -> None:
+        """Nothing to release: the client holds no connection of its own to close."""
 
     # ------------------------------------------------------------------ item helpers
     def _key_name(self, table: str) -> str:

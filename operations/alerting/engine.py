@@ -1,7 +1,7 @@
 """One evaluation of the loop's alerting: read the lake, detect, update alerts and incidents, notify,
 fill the review queue. Called by `fbrain loop detect`, by POST /detect, on the worker's cadence
 (`alerting.detect_every_s`, a thread beside the micro-batch worker) and, on AWS, by the scheduled
-detection Lambda (operations.alerting.aws_lambda.detect_handler)."""
+detection Lambda (operations.alerting_aws_lambda.detect_handler)."""
 from __future__ import annotations
 
 import json
@@ -17,7 +17,8 @@ from operations.alerting.channels import Channels
 from operations.alerting.config import AlertingConfig
 from operations.alerting.detection import Detector, load_items
 from operations.alerting.playbooks import load_playbooks
-from operations.alerting.state import AlertState, open_alert_state
+from operations.alerting.backend import open_alert_state
+from operations.alerting.state import AlertState
 from operations.lake import Lake
 
 log = logging.getLogger(__name__)

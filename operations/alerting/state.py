@@ -2,7 +2,8 @@
 
 Two implementations, one code path above them: `operations.alerting.store.AlertStore` (SQLite, the local
 loop, `alerting.state_backend=sqlite`) and `operations.alerting.dynamodb.DynamoAlertState` (the incidents
-and review-queue tables on AWS, `alerting.state_backend=dynamodb`).
+and review-queue tables on AWS, `alerting.state_backend=dynamodb`); operations.alerting.backend opens the
+configured one.
 
 Records are plain dicts with the columns of the SQLite schema (operations.alerting.store); JSON columns
 (evidence, playbook, payload, labels, ...) are dicts / lists. Sequential records (actions, notifications,
@@ -15,12 +16,12 @@ import threading
 import uuid
 from abc import ABC, abstractmethod
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Optional
 
-from operations.alerting.config import AlertingConfig
-
 Record = dict[str, Any]
+JSON_COLUMNS = ("evidence", "playbook", "validation", "matchers", "payload", "alert_ids", "reasons", "snapshot",
+                "labels", "before", "after", "record")
+"""Fields holding JSON documents (dicts / lists), in every backend."""
 
 
 def wall_now() -> str:
@@ -155,6 +156,7 @@ class AlertState(ABC):
         """Erase these items from the review queue and reviews, and their examples from alert evidence
         (notifications already sent keep the masked text they carried)."""
 
+    @abstractmethod
     def close(self) -> None:
         """Release what the backend holds (a database connection)."""
 
@@ -168,14 +170,3 @@ def scrub_evidence(alert: Record, ids: set[str]) -> Optional[tuple[Record, int]]
     if len(kept) == len(evidence.get("examples", [])) and len(sampled) == len(evidence.get("feedback_ids", [])):
         return None
     return {**evidence, "examples": kept, "feedback_ids": sampled}, len(evidence.get("examples", [])) - len(kept)
-
-
-def open_alert_state(config: AlertingConfig, workspace: Path, dynamodb: Any = None) -> AlertState:
-    """The backend `alerting.state_backend` names: the SQLite file in the workspace, or the DynamoDB tables."""
-    if config.state_backend == "dynamodb":
-        from operations.alerting.dynamodb import DynamoAlertState
-
-        return DynamoAlertState(config.incidents_table, config.review_queue_table, dynamodb)
-    from operations.alerting.store import AlertStore
-
-    return AlertStore(Path(workspace) / config.state_db)

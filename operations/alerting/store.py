@@ -12,7 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from operations.alerting.state import AlertState, DuplicateRecord, Record, new_id, scrub_evidence, wall_now
+from operations.alerting.state import (JSON_COLUMNS, AlertState, DuplicateRecord, Record, new_id, scrub_evidence,
+                                       wall_now)
 
 __all__ = ["AlertStore", "new_id", "wall_now"]
 
@@ -64,10 +65,6 @@ CREATE TABLE IF NOT EXISTS audit_log (
 );
 CREATE TABLE IF NOT EXISTS alerting_state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-JSON_COLUMNS = ("evidence", "playbook", "validation", "matchers", "payload", "alert_ids", "reasons", "snapshot",
-                "labels", "before", "after", "record")
-
 
 def _row(cursor: sqlite3.Cursor, values: Optional[tuple]) -> Optional[dict[str, Any]]:
     if values is None:

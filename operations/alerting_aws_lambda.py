@@ -1,4 +1,7 @@
-"""Alerting on AWS: the scheduled detection Lambda and the operations API Lambda.
+"""Alerting on AWS: the scheduled detection Lambda and the operations API Lambda (handlers
+`operations.alerting_aws_lambda.detect_handler` and `operations.alerting_aws_lambda.operations_api_handler`;
+beside operations.alerting rather than inside it, because they also use the review queue and the route answers,
+which build on operations.alerting).
 
 - `detect_handler`: an EventBridge schedule (or a replay event `{"at": ISO_TIME}`) runs one evaluation of
   the same engine as `fbrain loop detect` (operations.alerting.engine.Alerting.evaluate): silver is read
@@ -37,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Optional
+from urllib.parse import unquote
 
 from operations import alert_api as api
 from operations.alerting.channels import Channels
@@ -76,7 +80,7 @@ def build_runtime(environ: Optional[Mapping[str, str]] = None, *, lake: Optional
     `for_reviews`: the caller records reviews, so the S3 corrections store must be named."""
     from monitoring.config import MonitoringConfig
     from monitoring.corrections import S3CorrectionStore
-    from operations.alerting.state import open_alert_state
+    from operations.alerting.backend import open_alert_state
     from operations.review import ReviewQueue
 
     environ = os.environ if environ is None else environ
@@ -262,7 +266,8 @@ def operations_api_handler(event: dict[str, Any], context: Any = None,
     allowed = [(route, match) for route, match in matched if route[0] == method]
     if not allowed:
         return _error(api.ApiError(405, "method_not_allowed", f"{path} allows {sorted({r[0] for r, _ in matched})}"))
-    (_method, _pattern, operation, answer), match = allowed[0]
+    (_method, _pattern, operation, answer), found = allowed[0]
+    match = {name: unquote(value) for name, value in found.groupdict().items()}  # REST API paths arrive encoded
     runtime = runtime or _runtime("api", for_reviews=True)
     needed = api.SCOPE_OF[operation]
     scopes = request_scopes(event, runtime.alerting.config)
