@@ -131,6 +131,7 @@ def _call(runtime, method, path, scopes="read review admin", body=None, query=No
     return answer["statusCode"], json.loads(answer["body"])
 
 
+@pytest.mark.slow  # two detection runs / a review's lake rewrite: 5-8 s here
 def test_a_replayed_incident_is_one_alert_in_dynamodb_notified_once_without_pii(aws):
     from operations.alerting_aws_lambda import detect_handler
 
@@ -194,6 +195,7 @@ def test_ack_and_resolve_through_the_operations_api(aws):
     assert status == 200 and _call(runtime, "GET", "/silences")[1]["silences"][0]["id"] == silenced["id"]
 
 
+@pytest.mark.slow  # two detection runs / a review's lake rewrite: 5-8 s here
 def test_a_review_changes_the_stored_correction_the_lake_and_the_audit_log(aws):
     from operations.alerting_aws_lambda import detect_handler
 
