@@ -45,6 +45,15 @@ def bounded_int(value: Any, name: str, default: int, low: int, high: int) -> int
     return number
 
 
+def json_object(body: Any) -> dict[str, Any]:
+    """An optional JSON object body ({} when absent); anything else is a 422."""
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_body", "the body must be a JSON object")
+    return body
+
+
 def list_alerts(alerting: Any, status: Optional[str] = None, limit: int = 200) -> dict[str, Any]:
     if status and any(s.strip() not in STATES for s in status.split(",")):
         raise ApiError(422, "invalid_status", f"status must be in {list(STATES)}")
@@ -64,7 +73,7 @@ def get_alert(alerting: Any, alert_id: str) -> dict[str, Any]:
 def alert_action(alerting: Any, alert_id: str, action: str, body: Optional[dict[str, Any]], actor: str) -> dict[str, Any]:
     if action not in ALERT_ACTIONS:
         raise ApiError(404, "not_found", f"no alert action {action!r} (one of {list(ALERT_ACTIONS)} or silence)")
-    note = str((body or {}).get("note", ""))[:2000]
+    note = str(json_object(body).get("note", ""))[:2000]
     try:
         return alerting.manager.act(alert_id, action, actor, alerting.manager.mask(note))
     except KeyError:
@@ -74,7 +83,7 @@ def alert_action(alerting: Any, alert_id: str, action: str, body: Optional[dict[
 
 
 def silence(alerting: Any, alert_id: str, body: Optional[dict[str, Any]], actor: str) -> dict[str, Any]:
-    body = body or {}
+    body = json_object(body)
     manager = alerting.manager
     try:
         hours = float(body.get("hours", 24))

@@ -274,7 +274,11 @@ def operations_api_handler(event: dict[str, Any], context: Any = None,
     if needed not in scopes and "admin" not in scopes:
         return _error(api.ApiError(403, "forbidden", f"this key lacks the {needed!r} scope"))
     query = {k: v for k, v in (event.get("queryStringParameters") or {}).items() if v is not None}
+    actor = runtime.alerting.manager.mask(request_actor(event))  # a principal may be an e-mail address
     try:
-        return _response(200, answer(runtime, match, query, event, request_actor(event)))
+        return _response(200, answer(runtime, match, query, event, actor))
     except api.ApiError as exc:
         return _error(exc)
+    except Exception:  # as the service answers an unexpected failure: 500, the details only in the log
+        log.exception("operations API: %s %s failed", method, path)
+        return _error(api.ApiError(500, "internal_error", "the request failed; see the function's log"))

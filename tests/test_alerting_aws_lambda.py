@@ -189,6 +189,9 @@ def test_ack_and_resolve_through_the_operations_api(aws):
     assert _call(runtime, "GET", "/alerts", query={"limit": "0"})[0] == 422
     assert _call(runtime, "DELETE", path)[0] == 405
     assert _call(runtime, "GET", "/nowhere")[0] == 404
+    assert _call(runtime, "POST", f"{path}/resolve", body=None)[0] == 409  # already resolved
+    broken = _call(runtime, "POST", f"{path}/silence", scopes="admin", body=None)
+    assert broken[0] == 200  # no body: the default 24 h, as on the service
     status, silenced = _call(runtime, "POST", f"{path}/silence", scopes="review", body={"hours": 2})
     assert status == 403  # silencing needs admin, as on the local service
     status, silenced = _call(runtime, "POST", f"{path}/silence", scopes="admin", body={"hours": 2, "comment": "x"})
@@ -283,3 +286,32 @@ def test_scopes_come_from_the_authorizer_or_the_configured_key_scopes(authorizer
     assert request_scopes(event, AlertingConfig()) == expected
     if not authorizer:
         assert request_scopes(event, AlertingConfig(api_key_scopes=["read"])) == {"read"}
+
+
+def test_the_api_masks_the_actor_and_answers_an_unexpected_failure_with_500(aws, monkeypatch):
+    from operations.alerting_aws_lambda import operations_api_handler
+    from operations.alerting.state import new_id
+
+    runtime = _runtime(aws)
+    alert_id = new_id("alert")
+    runtime.alerting.store.insert_alert({
+        "id": alert_id, "dedup_key": "sku=S1|aspect:packaging", "state": "open", "severity": "warning",
+        "kind": "trend", "dimension": "sku", "value": "S1", "signal": "aspect:packaging", "owner": "fulfilment",
+        "evidence": {"count": 5, "examples": [], "feedback_ids": []}, "opened_at": NOW.isoformat(),
+        "first_seen": NOW.isoformat(), "last_finding_at": NOW.isoformat(), "created_wall": NOW.isoformat(),
+        "updated_wall": NOW.isoformat()})
+    event = {"httpMethod": "POST", "path": f"/alerts/{alert_id}/ack", "body": "{}",
+             "requestContext": {"authorizer": {"principalId": "jane.doe@example.com", "scopes": "review"}}}
+    assert operations_api_handler(event, None, runtime=runtime)["statusCode"] == 200
+    (action,) = [a for a in runtime.alerting.store.actions(alert_id) if a["action"] == "ack"]
+    assert action["actor"].startswith("principal:") and "jane.doe@example.com" not in action["actor"]
+    assert _call(runtime, "POST", f"/alerts/{alert_id}/resolve", body="not an object")[0] == 422
+    event["body"] = "{not json"
+    assert json.loads(operations_api_handler(event, None, runtime=runtime)["body"])["detail"]["reason"] == "invalid_json"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("table gone")
+
+    monkeypatch.setattr(runtime.alerting.store, "alerts", broken)
+    status, body = _call(runtime, "GET", "/alerts")
+    assert status == 500 and body["detail"]["reason"] == "internal_error" and "table gone" not in json.dumps(body)

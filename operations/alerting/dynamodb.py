@@ -204,6 +204,9 @@ class DynamoAlertState(AlertState):
                          "ExpressionAttributeNames": key_name,
                          "Item": self._item(self.incidents, ALERT_PREFIX + alert["id"], "alert", alert)}}])
         except self.client.exceptions.TransactionCanceledException as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if "ConditionalCheckFailed" not in reasons:
+                raise  # a conflicting transaction or throttling, not a held key: the caller's run fails and retries
             raise DuplicateRecord(alert["dedup_key"]) from exc
 
     def update_alert(self, alert_id: str, changes: Record) -> None:
