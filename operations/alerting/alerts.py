@@ -185,6 +185,7 @@ class AlertManager:
                 seen.add(inhibited[key])
                 inhibited[key] = inhibited[inhibited[key]]
         inhibited = {k: v for k, v in inhibited.items() if v not in inhibited}
+        silences = self.store.silences(active_at=wall_now())  # read once per evaluation (a Scan on DynamoDB)
         for finding in findings:
             alert = self._existing(finding)
             if alert is None:
@@ -193,7 +194,7 @@ class AlertManager:
             if finding.key in inhibited:
                 source = self.store.alert_by_key(self.key_of(inhibited[finding.key]))
                 mark = f"inhibited:{source['id']}" if source else None
-            silence = self._silence_for(alert)
+            silence = self._silence_for(alert, silences)
             if silence:
                 mark = f"silenced:{silence['id']}"
             if alert["suppressed"] != mark:
@@ -212,9 +213,10 @@ class AlertManager:
             return True
         return float(binom.sf(k - 1, n, p0)) >= self.config.max_p_value
 
-    def _silence_for(self, alert: dict[str, Any]) -> Optional[dict[str, Any]]:
-        now = wall_now()
-        for silence in self.store.silences(active_at=now):
+    @staticmethod
+    def _silence_for(alert: dict[str, Any], silences: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        """The first of the active `silences` whose matchers all match the alert."""
+        for silence in silences:
             if all(str(alert.get(k)) == str(v) for k, v in silence["matchers"].items()):
                 return silence
         return None
