@@ -118,8 +118,14 @@ class ReviewQueue:
 
     def pending(self, limit: int = 100, status: str = "pending") -> list[dict[str, Any]]:
         rows = self.store.review_entries(status, limit)
+        shown = {row["feedback_id"] for row in rows}
+        reviews: dict[str, list[dict[str, Any]]] = {}
+        for review in self.store.reviews():  # one read for the page (a Scan on DynamoDB), not one per entry
+            if review["feedback_id"] in shown:
+                reviews.setdefault(review["feedback_id"], []).append(
+                    {k: review[k] for k in ("reviewer", "at", "labels")})
         for row in rows:
-            row["reviews"] = [{k: r[k] for k in ("reviewer", "at", "labels")} for r in self.store.reviews(row["feedback_id"])]
+            row["reviews"] = reviews.get(row["feedback_id"], [])
         return rows
 
     # ------------------------------------------------------------------ a review
