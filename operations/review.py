@@ -82,7 +82,7 @@ class ReviewQueue:
                 known = severity_of.get(feedback_id)
                 if known is None or severity_rank(finding.severity) > severity_rank(known[0]):
                     severity_of[feedback_id] = (finding.severity, alert["id"] if alert else None)
-        added = 0
+        candidates = []
         for row in recent.itertuples():
             reasons: dict[str, Any] = {}
             scores = [s for s in (row.sentiment_score, row.intent_score) if s is not None and not pd.isna(s)]
@@ -96,7 +96,13 @@ class ReviewQueue:
             severity, alert_id = severity_of.get(row.feedback_id, (None, None))
             if severity:
                 reasons["alert"] = severity
-            if not reasons:
+            if reasons:
+                candidates.append((row, reasons, severity, alert_id))
+        # Items stay queued once entered: only new ones are masked and written (each run sees the whole window).
+        queued = self.store.queued([row.feedback_id for row, *_ in candidates])
+        added = 0
+        for row, reasons, severity, alert_id in candidates:
+            if row.feedback_id in queued:
                 continue
             priority = sum(REASON_WEIGHTS[r] for r in reasons)
             if "alert" in reasons:

@@ -91,6 +91,8 @@ def test_review_queue_and_erasure(state):
     assert state.enqueue_review(entry("f3", 14.0, "2026-12-01T00:00:00"))
     assert not state.enqueue_review(entry("f1", 99.0, "2026-12-01T00:00:09"))  # queued once
     assert [e["feedback_id"] for e in state.review_entries("pending")] == ["f2", "f3", "f1"]
+    assert state.queued(["f1", "f9", "f3", "f1"] + [f"x{i}" for i in range(600)]) == {"f1", "f3"}
+    assert state.queued([]) == set()
     assert state.review_entry("f1")["priority"] == 14.0 and state.review_entry("f1")["reasons"] == {"low_confidence": 0.4}
     state.insert_review({"feedback_id": "f1", "reviewer": "ana", "at": wall_now(), "labels": {"sentiment": "neutral"}})
     state.insert_review({"feedback_id": "f2", "reviewer": "ben", "at": wall_now(), "labels": {"intent": "complaint"}})

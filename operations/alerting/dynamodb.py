@@ -267,6 +267,21 @@ class DynamoAlertState(AlertState):
     def enqueue_review(self, entry: Record) -> bool:
         return self._put(self.review_queue, REVIEW_PREFIX + entry["feedback_id"], "review_entry", entry, only_new=True)
 
+    def queued(self, feedback_ids: list[str]) -> set[str]:
+        """BatchGetItem of the keys only, 100 per call, unprocessed keys asked again."""
+        found: set[str] = set()
+        keys = [{REVIEW_QUEUE_KEY: {"S": REVIEW_PREFIX + i}} for i in dict.fromkeys(feedback_ids)]
+        for start in range(0, len(keys), 100):
+            request = {self.review_queue: {"Keys": keys[start:start + 100], "ProjectionExpression": "#k",
+                                           "ExpressionAttributeNames": {"#k": REVIEW_QUEUE_KEY},
+                                           "ConsistentRead": True}}
+            while request:
+                answer = self.client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self.review_queue, []):
+                    found.add(item[REVIEW_QUEUE_KEY]["S"][len(REVIEW_PREFIX):])
+                request = answer.get("UnprocessedKeys") or None
+        return found
+
     def review_entry(self, feedback_id: str) -> Optional[Record]:
         return self._get(self.review_queue, REVIEW_PREFIX + feedback_id)
 

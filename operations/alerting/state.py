@@ -134,6 +134,10 @@ class AlertState(ABC):
         """Add a queue entry unless its feedback_id is queued already; True when added."""
 
     @abstractmethod
+    def queued(self, feedback_ids: list[str]) -> set[str]:
+        """Those of `feedback_ids` that have a queue entry (of any status)."""
+
+    @abstractmethod
     def review_entry(self, feedback_id: str) -> Optional[Record]: ...
 
     @abstractmethod

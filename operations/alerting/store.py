@@ -200,6 +200,15 @@ class AlertStore(AlertState):
         return self.execute(f"INSERT OR IGNORE INTO review_queue ({columns}) VALUES ({marks})",
                             entry.values()).rowcount > 0
 
+    def queued(self, feedback_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(dict.fromkeys(feedback_ids))
+        for start in range(0, len(ids), 500):  # SQLite allows 999 parameters per statement by default
+            chunk = ids[start:start + 500]
+            found.update(r["feedback_id"] for r in self.query(
+                f"SELECT feedback_id FROM review_queue WHERE feedback_id IN ({', '.join('?' for _ in chunk)})", chunk))
+        return found
+
     def review_entry(self, feedback_id: str) -> Optional[Record]:
         return self.one("SELECT * FROM review_queue WHERE feedback_id = ?", (feedback_id,))
 
