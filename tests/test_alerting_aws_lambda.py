@@ -315,3 +315,21 @@ def test_the_api_masks_the_actor_and_answers_an_unexpected_failure_with_500(aws,
     monkeypatch.setattr(runtime.alerting.store, "alerts", broken)
     status, body = _call(runtime, "GET", "/alerts")
     assert status == 500 and body["detail"]["reason"] == "internal_error" and "table gone" not in json.dumps(body)
+
+
+@pytest.mark.slow  # imports the whole fbrain CLI
+def test_fbrain_loop_detect_keeps_its_state_in_dynamodb_when_configured(aws):
+    """The same command, `alerting.state_backend=dynamodb`: what the Lambda writes, the CLI reads and writes."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    workspace = aws["environ"]["FBRAIN_WORKSPACE"]
+    result = CliRunner().invoke(app, ["--set", "alerting.state_backend=dynamodb", "--set", "alerting.channels=[]",
+                                      "loop", "detect", "--at", NOW.isoformat(), "--workspace", workspace])
+    assert result.exit_code == 0, result.output
+    assert HOT_KEY in json.loads(result.output)["keys"]
+    alerts = [i for i in _items(aws, aws["config"].incidents_table, "alert#") if i["dedup_key"]["S"] == HOT_KEY]
+    assert len(alerts) == 1
+    status, listed = _call(_runtime(aws), "GET", "/alerts")
+    assert status == 200 and HOT_KEY in {a["dedup_key"] for a in listed["alerts"]}
