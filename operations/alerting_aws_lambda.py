@@ -50,6 +50,7 @@ from operations.alerting.engine import Alerting
 from operations.config import LoopConfig
 from operations.lake import Lake
 from processing.config import ProcessingConfig
+from processing.pii import PiiMasker
 from processing.settings import load_sections
 from processing.workspace import WORKSPACE_ENV
 
@@ -97,6 +98,7 @@ def build_runtime(environ: Optional[Mapping[str, str]] = None, *, lake: Optional
     state = open_alert_state(config, workspace, dynamodb)
     channels = Channels(config, environ=dict(environ), transport=transport, secrets_client=secrets_client)
     alerting = Alerting(config, workspace, lake, channels, store=state)
+    alerting.manager.masker = PiiMasker(sections["processing"])  # the deployment's PII settings, not the defaults
     corrections = None
     if config.corrections_bucket:
         if s3 is None:
