@@ -92,7 +92,7 @@ class OperationsStack(cdk.Stack):
             generate_secret_string=secretsmanager.SecretStringGenerator(password_length=48, exclude_punctuation=True),
         )
         # A policy of this stack (not the role's default policy in the ML stack) keeps the stacks acyclic.
-        iam.Policy(self, "PipelineReadsSalt", roles=[ml.pipeline_role], statements=[iam.PolicyStatement(
+        iam.Policy(self, "ProcessingReadsSalt", roles=[ml.processing_role], statements=[iam.PolicyStatement(
             actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
             resources=[self.pseudonym_salt.secret_arn])])
         for secret in [self.pseudonym_salt, *self.notification_secrets.values()]:
