@@ -78,9 +78,12 @@ class OperationsStack(cdk.Stack):
                  data: DataStack, ml: MlStack, ingest: IngestStack, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         secret_variables = notification_secret_variables(settings.notification_secrets)
+        self.notification_secret_names = {variable: f"{settings.project}/notifications/{suffix}"
+                                          for variable, suffix in secret_variables.items()}
+        """Secret name by the environment variable whose value it holds (a literal: Secrets Manager takes names)."""
         self.notification_secrets = {variable: secretsmanager.Secret(
             self, "".join(part.capitalize() for part in suffix.split("-")) + "Secret",
-            secret_name=f"{settings.project}/notifications/{suffix}",
+            secret_name=self.notification_secret_names[variable],
             description=f"{variable} of feedback-brain alert notifications (set the value after deploy)",
             encryption_key=data.key, removal_policy=cdk.RemovalPolicy.RETAIN,
         ) for variable, suffix in secret_variables.items()}
@@ -103,7 +106,7 @@ class OperationsStack(cdk.Stack):
                           "manual procedure in docs/deploy.md.",
             }])
 
-        self._alerting(config, settings, data, secret_variables)
+        self._alerting(config, settings, data)
 
         self.topic = sns.Topic(self, "AlarmTopic", topic_name=f"{settings.project}-alarms", master_key=data.key,
                                enforce_ssl=True)
@@ -172,15 +175,14 @@ class OperationsStack(cdk.Stack):
         dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=24))
 
     # ------------------------------------------------------------------ alerts, review queue, operations API
-    def _alerting(self, config: FeedbackBrainConfig, settings: InfrastructureConfig, data: DataStack,
-                  secret_variables: dict[str, str]) -> None:
+    def _alerting(self, config: FeedbackBrainConfig, settings: InfrastructureConfig, data: DataStack) -> None:
         alerting = config.alerting
         deployed_tables = {field: data.table_names[field] for field in ALERTING_DEPLOYED_TABLES
                            if hasattr(alerting, field)}  # the alerting section's own table fields, once it has them
         environment = {
             **loop_environment(config, data, settings, config.loop.kinesis_stream),
             **section_environment("alerting", alerting, deployed_tables),
-            **{f"{variable}_SECRET_ID": self.notification_secrets[variable].secret_name for variable in secret_variables},
+            **{f"{variable}_SECRET_ID": name for variable, name in self.notification_secret_names.items()},
         }
         common = {"settings": settings, "key": data.key, "environment": environment,
                   "memory_mb": settings.loop_lambda_memory_mb}
