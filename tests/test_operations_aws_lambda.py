@@ -188,3 +188,33 @@ def test_a_bad_deployed_setting_fails_naming_it(deployed_environment, monkeypatc
     deployed_sections.cache_clear()
     with pytest.raises(SettingsError, match="loop.max_body_bytes"):
         api_handler({"body": "{}", "headers": {}}, dynamodb=object(), kinesis=object())
+
+
+def test_consumer_in_a_lambda_function_pseudonymises_with_the_salt_from_secrets_manager(deployed_environment,
+                                                                                      monkeypatch):
+    """On Lambda there is no workspace (read-only file system): the salt is the deployed secret's value."""
+    from operations.aws_lambda import api_handler, consumer_handler, deployed_sections
+    from processing import secrets
+    from processing.pii import pseudonymise
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "feedback-brain-consume")
+    monkeypatch.delenv("FBRAIN_WORKSPACE", raising=False)
+    monkeypatch.setenv("FBRAIN__PROCESSING__PSEUDONYM_SALT_SECRET_ID", "prod/pseudonym-salt")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    deployed_sections.cache_clear()
+    secrets._read_secret_once.cache_clear()
+    try:
+        with mock_aws():
+            boto3.client("secretsmanager", region_name=REGION).create_secret(
+                Name="prod/pseudonym-salt", SecretString="deployed-salt-value")
+            loop, _ = deployed_sections()
+            dynamodb, kinesis = _loop_resources(loop)
+            event = {"body": json.dumps(record("lam-1", "Crushed box.", customer_id="cust-42")), "headers": {}}
+            assert api_handler(event, dynamodb=dynamodb, kinesis=kinesis)["statusCode"] == 202
+            scorer, _ = _scorer([_prediction("negative")])
+            assert consumer_handler(_stream_event((loop, dynamodb, kinesis)), dynamodb=dynamodb, scorer=scorer) == {
+                "batchItemFailures": []}
+            (item,) = dynamodb.scan(TableName=loop.customer_insights_table)["Items"]
+            assert item["customerId"]["S"] == pseudonymise("cust-42", "deployed-salt-value")
+    finally:
+        secrets._read_secret_once.cache_clear()
