@@ -619,3 +619,15 @@ def test_monitoring_schedule_starts_the_monitoring_pipeline(synthesized):
     (events_role,) = [body for logical, body in resources(ml, "AWS::IAM::Role").items() if logical == role]
     allowed = json.dumps(events_role["Properties"]["Policies"])
     assert "sagemaker:StartPipelineExecution" in allowed and config.monitoring.pipeline_name in allowed
+
+
+def test_feedback_route_validates_the_body_contract_of_the_service(synthesized):
+    """POST /feedback: an API key, and a JSON body that is a record, {"items": [...]} or a list (operations.intake)."""
+    _, _, templates = synthesized
+    ingest = templates["ingest"]
+    (method,) = resources(ingest, "AWS::ApiGateway::Method").values()
+    props = method["Properties"]
+    assert props["HttpMethod"] == "POST" and props["ApiKeyRequired"] is True and "RequestValidatorId" in props
+    assert props["Integration"]["Type"] == "AWS_PROXY"
+    (model,) = resources(ingest, "AWS::ApiGateway::Model").values()
+    assert sorted(model["Properties"]["Schema"]["type"]) == ["array", "object"]

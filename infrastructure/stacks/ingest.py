@@ -121,8 +121,11 @@ class IngestStack(cdk.Stack):
         # --- the API ---
         self.api, validator = secured_rest_api(self, "FeedbackApi", name=f"{settings.project}-feedback", settings=settings,
                                                key=data.key, description="feedback-brain: POST /feedback")
+        # The body contract of operations.intake.parse_body: one record or {"items": [...]} (objects), or a JSON list;
+        # JSON lines come as application/x-ndjson and are parsed by the handler, line by line.
         body_model = self.api.add_model("FeedbackBody", content_type="application/json", schema=apigateway.JsonSchema(
-            schema=apigateway.JsonSchemaVersion.DRAFT4, type=apigateway.JsonSchemaType.OBJECT))
+            schema=apigateway.JsonSchemaVersion.DRAFT4,
+            type=[apigateway.JsonSchemaType.OBJECT, apigateway.JsonSchemaType.ARRAY]))
         feedback = self.api.root.add_resource("feedback")
         feedback.add_method("POST", apigateway.LambdaIntegration(self.submit_function), api_key_required=True,
                             request_validator=validator, request_models={"application/json": body_model})
