@@ -571,6 +571,11 @@ def test_ml_roles_per_job_type_reach_the_deployed_definitions(synthesized):
     (deploy,) = [body for body in resources(ml, "AWS::Lambda::Function").values()
                  if body["Properties"]["Handler"] == "inference.deploy.handler"]
     assert deploy["Properties"]["Environment"]["Variables"]["MODEL_EXECUTION_ROLE_ARN"]["Fn::GetAtt"][0].startswith("ModelRole")
+    # EvaluateModel (a processing job) reads the champion from the registry.
+    (processing,) = [body for logical, body in resources(ml, "AWS::IAM::Policy").items()
+                     if logical.startswith("ProcessingRole")]
+    (champion,) = [s for s in processing["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "ReadChampion"]
+    assert sorted(champion["Action"]) == ["sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages"]
     # The pipeline role passes exactly the job roles, and runs no job itself.
     (policy,) = [body for logical, body in resources(ml, "AWS::IAM::Policy").items() if logical.startswith("PipelineRole")]
     (passing,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "PassJobRoles"]

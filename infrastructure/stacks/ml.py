@@ -126,6 +126,11 @@ class MlStack(cdk.Stack):
         self.processing_role = self._job_role("ProcessingRole", "FeatureEngineering, EvaluateModel, ComputeMonitorBaseline")
         artifacts.grant_read_write(self.processing_role)
         data.buckets["raw"].grant_read(self.processing_role)  # InputDataUri may name the raw bucket
+        # EvaluateModel's no-regression gate reads the champion: the newest Approved package and its recorded metrics
+        # (training.champion.registered_champion).
+        self.processing_role.add_to_policy(iam.PolicyStatement(
+            sid="ReadChampion", actions=["sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage"],
+            resources=[group_arn, packages_arn]))
         self.training_role = self._job_role("TrainingRole", "TrainModel")
         artifacts.grant_read_write(self.training_role)  # features in; model, checkpoints out
         self.monitoring_role = self._job_role("MonitoringRole", "the monitoring pipeline's MonitorCapturedTraffic")
