@@ -91,8 +91,11 @@ def test_the_key_rotates_and_every_data_bucket_and_table_is_encrypted_with_it(sy
     tables = resources(data, "AWS::DynamoDB::Table")
     names = {body["Properties"]["TableName"] for body in tables.values()}
     settings = InfrastructureConfig()
+    from infrastructure.stacks.data import table_names
+
+    deployed = table_names(config, settings)  # incidents / review queue: the alerting section's, once it has them
     assert names == {config.loop.feedback_metadata_table, config.loop.customer_insights_table,
-                     config.loop.model_performance_table, settings.incidents_table, settings.review_queue_table}
+                     config.loop.model_performance_table, deployed["incidents_table"], deployed["review_queue_table"]}
     for body in tables.values():
         props = body["Properties"]
         assert props["SSESpecification"]["SSEEnabled"] is True
@@ -413,8 +416,11 @@ def test_table_keys_are_the_handlers_keys(synthesized):
 
     _, _, templates = synthesized
     config, settings = load_config(), InfrastructureConfig()
+    from infrastructure.stacks.data import table_names
+
+    deployed = table_names(config, settings)
     expected = {getattr(config.loop, field): keys for field, keys in LOOP_TABLE_KEYS.items()}
-    expected.update({getattr(settings, field): keys for field, keys in ALERTING_TABLE_KEYS.items()})
+    expected.update({deployed[field]: keys for field, keys in ALERTING_TABLE_KEYS.items()})
     found = {}
     for body in resources(templates["data"], "AWS::DynamoDB::Table").values():
         schema = {item["KeyType"]: item["AttributeName"] for item in body["Properties"]["KeySchema"]}
@@ -636,3 +642,15 @@ def test_feedback_route_validates_the_body_contract_of_the_service(synthesized):
     assert props["Integration"]["Type"] == "AWS_PROXY"
     (model,) = resources(ingest, "AWS::ApiGateway::Model").values()
     assert sorted(model["Properties"]["Schema"]["type"]) == ["array", "object"]
+
+
+def test_section_environment_carries_the_configurations_changes_and_the_deployed_values():
+    from infrastructure.stacks.common import check_environment_size, section_environment
+
+    loop = load_config(overrides=["loop.max_items_per_request=7"]).loop
+    assert section_environment("loop", loop, {"kinesis_stream": "prod-feedback"}) == {
+        "FBRAIN__LOOP__MAX_ITEMS_PER_REQUEST": "7", "FBRAIN__LOOP__KINESIS_STREAM": "prod-feedback"}
+    with pytest.raises(ValueError, match="no field"):
+        section_environment("loop", loop, {"kinesis": "x"})
+    with pytest.raises(ValueError, match="4096"):
+        check_environment_size("fn", {"FBRAIN__LOOP__WAREHOUSE": "s3://" + "x" * 5000})
