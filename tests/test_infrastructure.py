@@ -654,3 +654,70 @@ def test_section_environment_carries_the_configurations_changes_and_the_deployed
         section_environment("loop", loop, {"kinesis": "x"})
     with pytest.raises(ValueError, match="4096"):
         check_environment_size("fn", {"FBRAIN__LOOP__WAREHOUSE": "s3://" + "x" * 5000})
+
+
+_SUBMIT_FROM_PACKAGE = """
+import json
+
+
+class Table:
+    def __init__(self):
+        self.items = {}
+
+    def put_item(self, TableName, Item, ConditionExpression):
+        self.items[Item["feedbackId"]["S"]] = Item
+
+
+class Stream:
+    def __init__(self):
+        self.records = []
+
+    def put_records(self, StreamName, Records):
+        self.records += Records
+        return {"FailedRecordCount": 0, "Records": [{} for _ in Records]}
+
+
+record = {"feedback_id": "pkg-1", "text": "The box was crushed.", "channel": "review",
+          "created_at": "2026-12-01T10:00:00Z", "customer_id": "cust-1", "sku": "SKU-1"}
+event = {"body": json.dumps({"items": [record, {"feedback_id": "pkg-2"}]}), "headers": {"Content-Type": "application/json"}}
+table, stream = Table(), Stream()
+answer = module.api_handler(event, dynamodb=table, kinesis=stream)
+print(json.dumps({"status": answer["statusCode"], "body": json.loads(answer["body"]), "stored": sorted(table.items),
+                  "streamed": len(stream.records)}))
+"""
+
+
+def test_submit_handler_answers_from_its_package_alone(tmp_path):
+    """The zip package runs POST /feedback end to end (validation reads the taxonomy files it carries), with only
+    the standard library and the Lambda runtime's packages importable."""
+    import subprocess
+    import sys
+
+    from infrastructure.lambda_packages import _ISOLATED_IMPORT, RUNTIME_PROVIDED
+    from infrastructure.stacks.ingest import SUBMIT_HANDLER
+
+    package = build_lambda_package(SUBMIT_HANDLER, tmp_path)
+    assert list((package.directory / "processing" / "taxonomy").glob("*.json"))
+    result = subprocess.run(
+        [sys.executable, "-I", "-B", "-c", _ISOLATED_IMPORT + _SUBMIT_FROM_PACKAGE, str(package.directory.resolve()),
+         package.handler, ",".join(RUNTIME_PROVIDED)],
+        capture_output=True, text=True, check=False, cwd=package.directory,
+        env={"PATH": os.environ.get("PATH", ""), "AWS_LAMBDA_FUNCTION_NAME": "feedback-brain-submit"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["status"] == 202 and [i["status"] for i in answer["body"]["items"]] == ["accepted", "rejected"]
+    assert answer["stored"] == ["pkg-1"] and answer["streamed"] == 2  # the rejected item goes on for quarantine
+
+
+def test_package_data_of_every_package_is_declared_in_setup_py():
+    """Non-Python files under the repository's packages ship with them (images install the package, Lambda
+    packages copy setup.py's package_data): each is matched by a package_data pattern."""
+    from infrastructure.lambda_packages import REPO_PACKAGES, REPO_ROOT, setup_package_data
+
+    declared = setup_package_data()
+    covered = {path for package, patterns in declared.items() for pattern in patterns
+               for path in (REPO_ROOT / package.replace(".", "/")).glob(pattern)}
+    missing = [str(path.relative_to(REPO_ROOT)) for top in REPO_PACKAGES for path in sorted((REPO_ROOT / top).rglob("*"))
+               if path.is_file() and path.suffix not in {".py", ".pyc"} and "__pycache__" not in path.parts
+               and path not in covered]
+    assert not missing, f"data files not in setup.py's package_data: {missing}"
