@@ -127,6 +127,8 @@ setup(
         "inference": ["lexicons/*.json"],
         "inference.replies": ["playbooks/*.json", "prompts/*/*.txt"],
         "pipelines": ["local/*.md"],
+        "operations.alerting.playbooks": ["*.json"],
+        "operations.dashboard": ["static/*"],
     },
     install_requires=COMMON,
     extras_require=EXTRAS,

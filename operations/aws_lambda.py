@@ -1,6 +1,6 @@
 """The loop on AWS: an API Gateway Lambda for POST /feedback and a Kinesis consumer Lambda.
 
-- `api_handler`: the same body parsing and validation as the service (operations.service.parse_body,
+- `api_handler`: the same body parsing and validation as the service (operations.intake.parse_body,
   processing.schema.validate_record); a conditional put on FeedbackMetadata decides accepted /
   duplicate (same content) / conflict (409); accepted and rejected items go on the Kinesis stream
   (rejected ones with their reason, so the consumer quarantines them: nothing is dropped). API
@@ -11,22 +11,45 @@
   (customerId = pseudonym, timestamp) and ModelPerformance (modelId, version: prediction counts).
   Failures are reported per record (`batchItemFailures`), so one bad record does not block a shard;
   a redelivered record is skipped once FeedbackMetadata says it was scored (counted once).
+
+Both read their settings from the environment once per cold start (`deployed_sections`): the CDK app
+sets `FBRAIN__LOOP__KINESIS_STREAM`, `FBRAIN__LOOP__FEEDBACK_METADATA_TABLE`, ... (processing.settings).
+Table keys are operations.aws_tables' constants, which the CDK app creates the tables with.
 """
 from __future__ import annotations
 
 import base64
 import json
+import functools
 import logging
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+from operations.aws_tables import CUSTOMER_ID, FEEDBACK_ID, MODEL_ID, MODEL_VERSION, TIMESTAMP
 from operations.config import LoopConfig
-from operations.service import BodyError, parse_body
+from operations.intake import BodyError, parse_body
 from operations.store import payload_hash
 from processing.config import ProcessingConfig
+from processing.settings import load_sections
 from processing.schema import RecordValidationError, model_input_text, validate_record
 
 log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=1)
+def deployed_sections() -> tuple[LoopConfig, ProcessingConfig]:
+    """The `loop` and `processing` sections with the function's FBRAIN__SECTION__FIELD variables applied,
+    built once per cold start (a bad value fails the first invocation with the setting's name)."""
+    sections = load_sections({"loop": LoopConfig(), "processing": ProcessingConfig()})
+    return sections["loop"], sections["processing"]
+
+
+def _sections(config: Optional[LoopConfig], processing: Optional[ProcessingConfig]
+              ) -> tuple[LoopConfig, ProcessingConfig]:
+    if config is not None and processing is not None:
+        return config, processing
+    loop, deployed_processing = deployed_sections()
+    return config or loop, processing or deployed_processing
 
 
 def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +67,7 @@ def api_handler(event: dict[str, Any], context: Any = None, config: Optional[Loo
     import boto3
     from botocore.exceptions import ClientError
 
-    config, processing = config or LoopConfig(), processing or ProcessingConfig()
+    config, processing = _sections(config, processing)
     dynamodb = dynamodb or boto3.client("dynamodb")
     kinesis = kinesis or boto3.client("kinesis")
     body = _body_bytes(event)
@@ -74,14 +97,14 @@ def api_handler(event: dict[str, Any], context: Any = None, config: Optional[Loo
         sha = payload_hash(raw)
         try:
             dynamodb.put_item(TableName=config.feedback_metadata_table, Item={
-                "feedbackId": {"S": record["feedback_id"]}, "payloadSha": {"S": sha}, "stage": {"S": "received"},
+                FEEDBACK_ID: {"S": record["feedback_id"]}, "payloadSha": {"S": sha}, "stage": {"S": "received"},
                 "receivedAt": {"S": now}, "createdAt": {"S": record["created_at"]}},
-                ConditionExpression="attribute_not_exists(feedbackId)")
+                ConditionExpression=f"attribute_not_exists({FEEDBACK_ID})")
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             held = dynamodb.get_item(TableName=config.feedback_metadata_table,
-                                     Key={"feedbackId": {"S": record["feedback_id"]}}).get("Item", {})
+                                     Key={FEEDBACK_ID: {"S": record["feedback_id"]}}).get("Item", {})
             same = held.get("payloadSha", {}).get("S") == sha
             results.append({"feedback_id": feedback_id, "status": "duplicate"} if same else
                            {"feedback_id": feedback_id, "status": "rejected", "reason": "conflict",
@@ -122,7 +145,7 @@ def consumer_handler(event: dict[str, Any], context: Any = None, config: Optiona
     from processing.feature_engineering import ChunkTransformer
     from processing.readers import RawRecord
 
-    config, processing = config or LoopConfig(), processing or ProcessingConfig()
+    config, processing = _sections(config, processing)
     dynamodb = dynamodb or boto3.client("dynamodb")
     now = datetime.now(timezone.utc)
     failures: list[str] = []
@@ -171,7 +194,7 @@ def consumer_handler(event: dict[str, Any], context: Any = None, config: Optiona
 
 
 def _set_stage(dynamodb: Any, config: LoopConfig, feedback_id: str, stage: str, now: datetime, duplicate: str = "") -> None:
-    dynamodb.update_item(TableName=config.feedback_metadata_table, Key={"feedbackId": {"S": feedback_id}},
+    dynamodb.update_item(TableName=config.feedback_metadata_table, Key={FEEDBACK_ID: {"S": feedback_id}},
                          UpdateExpression="SET stage = :s, enrichedAt = :t, dedupOutcome = :d",
                          ExpressionAttributeValues={":s": {"S": stage}, ":t": {"S": now.isoformat()},
                                                     ":d": {"S": duplicate}})
@@ -183,7 +206,7 @@ def _write_scored(dynamodb: Any, config: LoopConfig, row: dict, prediction: dict
     model = prediction["model"]
     try:  # only the first delivery moves the record to scored; a redelivery changes and counts nothing
         dynamodb.update_item(
-            TableName=config.feedback_metadata_table, Key={"feedbackId": {"S": row["feedback_id"]}},
+            TableName=config.feedback_metadata_table, Key={FEEDBACK_ID: {"S": row["feedback_id"]}},
             UpdateExpression="SET stage = :scored, scoredAt = :t, sentiment = :s, intent = :i, aspects = :a,"
                              " modelName = :m, modelVersion = :v, #lang = :l",
             ConditionExpression="attribute_not_exists(stage) OR stage <> :scored",
@@ -200,11 +223,11 @@ def _write_scored(dynamodb: Any, config: LoopConfig, row: dict, prediction: dict
         raise
     if row.get("customer_id"):
         dynamodb.put_item(TableName=config.customer_insights_table, Item={
-            "customerId": {"S": row["customer_id"]},
-            "timestamp": {"S": f"{row['created_at'].isoformat()}#{row['feedback_id']}"},
+            CUSTOMER_ID: {"S": row["customer_id"]},
+            TIMESTAMP: {"S": f"{row['created_at'].isoformat()}#{row['feedback_id']}"},
             "feedbackId": {"S": row["feedback_id"]}, "sentiment": {"S": prediction["sentiment"]["label"]},
             "intent": {"S": prediction["intent"]["label"]}, "sku": {"S": row.get("sku") or "unknown"}})
     dynamodb.update_item(TableName=config.model_performance_table,
-                         Key={"modelId": {"S": str(model["name"])}, "version": {"S": str(model["version"])}},
+                         Key={MODEL_ID: {"S": str(model["name"])}, MODEL_VERSION: {"S": str(model["version"])}},
                          UpdateExpression="ADD predictions :one SET lastScoredAt = :t",
                          ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"S": now.isoformat()}})

@@ -223,7 +223,7 @@ def job_environment(config: FeedbackBrainConfig, step_name: str) -> Optional[dic
 def _processor(config, session, params: PipelineParameters, step_name: str, instance_count=None) -> Processor:
     kms_key = config.aws.kms_key_id or None
     return Processor(
-        role=config.aws.role_arn,
+        role=config.aws.job_role_arn("processing"),
         image_uri=image_uri(config, STEP_IMAGE_KINDS[step_name]),
         instance_count=instance_count or params.processing_instance_count,
         instance_type=params.processing_instance_type,
@@ -316,7 +316,7 @@ def training_hyperparameters(config: FeedbackBrainConfig, params: PipelineParame
 def _train_step(config, session, params, feature_step: ProcessingStep) -> TrainingStep:
     kms_key = config.aws.kms_key_id or None
     trainer = EntrypointModelTrainer(
-        role=config.aws.role_arn,
+        role=config.aws.job_role_arn("training"),
         sagemaker_session=session,
         base_job_name=f"{config.aws.pipeline_name}-{TRAIN_MODEL}",
         training_image=image_uri(config, STEP_IMAGE_KINDS[TRAIN_MODEL]),
@@ -422,7 +422,7 @@ def _register_step(config, session, params, train_step, evaluate_step, baseline_
     builder = ModelBuilder(
         image_uri=image_uri(config, STEP_IMAGE_KINDS[REGISTER_MODEL]),
         s3_model_data_url=train_step.properties.ModelArtifacts.S3ModelArtifacts,
-        role_arn=config.aws.role_arn,
+        role_arn=config.aws.job_role_arn("model"),
         sagemaker_session=session,
     )
     step_args = builder.register(

@@ -27,16 +27,23 @@ def aws():
 
     config = LoopConfig(scorer="endpoint", scorer_target="feedback-brain")
     with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name=REGION)
-        for name, keys in ((config.feedback_metadata_table, [("feedbackId", "HASH")]),
-                           (config.customer_insights_table, [("customerId", "HASH"), ("timestamp", "RANGE")]),
-                           (config.model_performance_table, [("modelId", "HASH"), ("version", "RANGE")])):
-            dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
-                                  KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
-                                  AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys])
-        kinesis = boto3.client("kinesis", region_name=REGION)
-        kinesis.create_stream(StreamName=config.kinesis_stream, ShardCount=1)
+        dynamodb, kinesis = _loop_resources(config)
         yield config, dynamodb, kinesis
+
+
+def _loop_resources(config):
+    """The stream and the tables, created with the key schema the CDK app deploys (operations.aws_tables)."""
+    from operations.aws_tables import LOOP_TABLE_KEYS
+
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    for field_name, keys in LOOP_TABLE_KEYS.items():
+        schema = [(keys.partition, "HASH")] + ([(keys.sort, "RANGE")] if keys.sort else [])
+        dynamodb.create_table(TableName=getattr(config, field_name), BillingMode="PAY_PER_REQUEST",
+                              KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in schema],
+                              AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in schema])
+    kinesis = boto3.client("kinesis", region_name=REGION)
+    kinesis.create_stream(StreamName=config.kinesis_stream, ShardCount=1)
+    return dynamodb, kinesis
 
 
 def _api(aws, body, **event):
@@ -130,3 +137,84 @@ def test_consumer_retries_every_record_that_needed_a_failed_endpoint(aws):
     answer = consumer_handler(event, config=config, dynamodb=dynamodb, scorer=EndpointScorer("feedback-brain", client))
     assert sorted(f["itemIdentifier"] for f in answer["batchItemFailures"]) == sorted(
         r["kinesis"]["sequenceNumber"] for r in event["Records"])
+
+
+@pytest.fixture
+def deployed_environment(monkeypatch):
+    """The handlers' FBRAIN__ variables as a deployment sets them (infrastructure/stacks/ingest.loop_environment)."""
+    from operations.aws_lambda import deployed_sections
+
+    variables = {"FBRAIN__LOOP__KINESIS_STREAM": "prod-feedback", "FBRAIN__LOOP__FEEDBACK_METADATA_TABLE": "ProdMetadata",
+                 "FBRAIN__LOOP__CUSTOMER_INSIGHTS_TABLE": "ProdInsights",
+                 "FBRAIN__LOOP__MODEL_PERFORMANCE_TABLE": "ProdPerformance", "FBRAIN__LOOP__MAX_ITEMS_PER_REQUEST": "2",
+                 "FBRAIN__LOOP__SCORER": "endpoint", "FBRAIN__LOOP__SCORER_TARGET": "prod-endpoint"}
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    deployed_sections.cache_clear()
+    yield variables
+    deployed_sections.cache_clear()
+
+
+def test_handlers_take_their_settings_from_the_environment_once_per_cold_start(deployed_environment, monkeypatch):
+    from operations.aws_lambda import api_handler, consumer_handler, deployed_sections
+
+    loop, _ = deployed_sections()
+    assert (loop.kinesis_stream, loop.feedback_metadata_table, loop.scorer_target) == (
+        "prod-feedback", "ProdMetadata", "prod-endpoint")
+    with mock_aws():
+        dynamodb, kinesis = _loop_resources(loop)
+        event = {"body": json.dumps({"items": [record("env-1", "Crushed box.")]}),
+                 "headers": {"Content-Type": "application/json"}}
+        answer = api_handler(event, dynamodb=dynamodb, kinesis=kinesis)  # no config given: the environment's
+        assert answer["statusCode"] == 202
+        assert dynamodb.get_item(TableName="ProdMetadata", Key={"feedbackId": {"S": "env-1"}})["Item"]["stage"]["S"] == "received"
+        too_many = {"body": json.dumps({"items": [record(f"env-{i}", "x") for i in range(3)]}), "headers": {}}
+        assert api_handler(too_many, dynamodb=dynamodb, kinesis=kinesis)["statusCode"] == 413  # max_items_per_request=2
+        stream_event = _stream_event((loop, dynamodb, kinesis))
+        scorer, stubber = _scorer([_prediction("negative")])
+        assert consumer_handler(stream_event, dynamodb=dynamodb, scorer=scorer) == {"batchItemFailures": []}
+        assert dynamodb.get_item(TableName="ProdMetadata", Key={"feedbackId": {"S": "env-1"}})["Item"]["stage"]["S"] == "scored"
+        assert dynamodb.scan(TableName="ProdPerformance")["Items"]
+    # Built once: a variable changed after the cold start is not read again.
+    monkeypatch.setenv("FBRAIN__LOOP__KINESIS_STREAM", "other")
+    assert deployed_sections()[0].kinesis_stream == "prod-feedback"
+
+
+def test_a_bad_deployed_setting_fails_naming_it(deployed_environment, monkeypatch):
+    from operations.aws_lambda import api_handler, deployed_sections
+    from processing.settings import SettingsError
+
+    monkeypatch.setenv("FBRAIN__LOOP__MAX_BODY_BYTES", "lots")
+    deployed_sections.cache_clear()
+    with pytest.raises(SettingsError, match="loop.max_body_bytes"):
+        api_handler({"body": "{}", "headers": {}}, dynamodb=object(), kinesis=object())
+
+
+def test_consumer_in_a_lambda_function_pseudonymises_with_the_salt_from_secrets_manager(deployed_environment,
+                                                                                      monkeypatch):
+    """On Lambda there is no workspace (read-only file system): the salt is the deployed secret's value."""
+    from operations.aws_lambda import api_handler, consumer_handler, deployed_sections
+    from processing import secrets
+    from processing.pii import pseudonymise
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "feedback-brain-consume")
+    monkeypatch.delenv("FBRAIN_WORKSPACE", raising=False)
+    monkeypatch.setenv("FBRAIN__PROCESSING__PSEUDONYM_SALT_SECRET_ID", "prod/pseudonym-salt")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    deployed_sections.cache_clear()
+    secrets._read_secret_once.cache_clear()
+    try:
+        with mock_aws():
+            boto3.client("secretsmanager", region_name=REGION).create_secret(
+                Name="prod/pseudonym-salt", SecretString="deployed-salt-value")
+            loop, _ = deployed_sections()
+            dynamodb, kinesis = _loop_resources(loop)
+            event = {"body": json.dumps(record("lam-1", "Crushed box.", customer_id="cust-42")), "headers": {}}
+            assert api_handler(event, dynamodb=dynamodb, kinesis=kinesis)["statusCode"] == 202
+            scorer, _ = _scorer([_prediction("negative")])
+            assert consumer_handler(_stream_event((loop, dynamodb, kinesis)), dynamodb=dynamodb, scorer=scorer) == {
+                "batchItemFailures": []}
+            (item,) = dynamodb.scan(TableName=loop.customer_insights_table)["Items"]
+            assert item["customerId"]["S"] == pseudonymise("cust-42", "deployed-salt-value")
+    finally:
+        secrets._read_secret_once.cache_clear()
