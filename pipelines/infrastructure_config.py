@@ -62,12 +62,7 @@ class InfrastructureConfig:
     # --- DynamoDB ---
     # The loop's tables (FeedbackMetadata, CustomerInsights, ModelPerformance) are named by the `loop` section
     # (loop.feedback_metadata_table, ...), the lake's Glue database by `loop.namespace`; their keys are
-    # operations.aws_tables' constants. The two below move to the `alerting` section (alerting.incidents_table,
-    # alerting.review_queue_table); the Data stack prefers those fields when the section has them.
-    incidents_table: str = "feedback-brain-incidents"
-    """Detected incidents (alerts) and their lifecycle (until the `alerting` section names it)."""
-    review_queue_table: str = "feedback-brain-review-queue"
-    """Items waiting for a human reviewer (until the `alerting` section names it)."""
+    # operations.aws_tables' constants; the incidents and review-queue tables by the `alerting` section.
     stream_view_type: Literal["NEW_IMAGE", "NEW_AND_OLD_IMAGES", "KEYS_ONLY", "OLD_IMAGE"] = "NEW_AND_OLD_IMAGES"
     """DynamoDB Streams view of FeedbackMetadata."""
 

@@ -557,7 +557,17 @@ def test_alerting_functions_may_use_their_tables_secrets_lake_and_catalog(synthe
         assert {"dynamodb:PutItem", "dynamodb:Query", "secretsmanager:GetSecretValue", "s3:GetObject*",
                 "glue:GetTable", "kms:Decrypt"} <= actions, prefix
         assert "IncidentsTable" in text and "ReviewQueueTable" in text and "ProcessedBucket" in text
-        assert "s3:PutObject" not in actions  # the lake is read, not written
+        assert {"glue:UpdateTable", "glue:CreateTable", "events:PutEvents"} <= actions, prefix  # reviews write the lake
+        # Objects are written only under the lake prefix and the corrections prefix, nowhere else.
+        settings, monitoring = load_config().infrastructure, load_config().monitoring
+        for statement in statements:
+            writes = {"s3:PutObject", "s3:DeleteObject*"} & set(
+                [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+            if writes:
+                resources_text = json.dumps(statement["Resource"])
+                assert f"/{settings.lake_prefix}/*" in resources_text or f"/{monitoring.corrections_prefix}/*" in resources_text
+                assert '/*"' not in resources_text.replace(f"/{settings.lake_prefix}/*", "").replace(
+                    f"/{monitoring.corrections_prefix}/*", ""), resources_text
 
 
 def test_ml_roles_per_job_type_reach_the_deployed_definitions(synthesized):

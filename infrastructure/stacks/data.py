@@ -20,10 +20,9 @@ BUCKET_KINDS = ("raw", "processed", "features", "models")
 
 def table_names(config: FeedbackBrainConfig, settings: InfrastructureConfig) -> dict[str, str]:
     """DynamoDB table name by its key-schema field (operations.aws_tables): the loop's from the `loop` section,
-    incidents and review queue from the `alerting` section when it has those fields (else `infrastructure`)."""
+    incidents and review queue from the `alerting` section."""
     names = {field_name: getattr(config.loop, field_name) for field_name in LOOP_TABLE_KEYS}
-    for field_name in ALERTING_TABLE_KEYS:
-        names[field_name] = getattr(config.alerting, field_name, None) or getattr(settings, field_name)
+    names.update({field_name: getattr(config.alerting, field_name) for field_name in ALERTING_TABLE_KEYS})
     return names
 
 
@@ -172,6 +171,21 @@ class DataStack(cdk.Stack):
             deletion_protection=True,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
+
+    def grant_lake(self, function, stack: cdk.Stack, namespace: str, lake_prefix: str) -> None:
+        """Read and write the Iceberg lake through the Glue catalog (operations.lake.Lake): its data and metadata
+        files under the processed bucket's lake prefix, and the catalog calls pyiceberg makes. Opening the lake
+        calls CreateDatabase / CreateTable even when they exist (pyiceberg's *_if_not_exists catch AlreadyExists),
+        and a commit is an UpdateTable."""
+        self.buckets["processed"].grant_read_write(function, f"{lake_prefix}/*")
+        self.buckets["processed"].grant_read(function)  # pyiceberg lists the bucket when it plans a scan
+        self.key.grant_encrypt_decrypt(function)
+        function.add_to_role_policy(iam.PolicyStatement(
+            sid="LakeCatalog", actions=["glue:GetDatabase", "glue:CreateDatabase", "glue:GetTable", "glue:GetTables",
+                                        "glue:CreateTable", "glue:UpdateTable"],
+            resources=[stack.format_arn(service="glue", resource="catalog"),
+                       stack.format_arn(service="glue", resource="database", resource_name=namespace),
+                       stack.format_arn(service="glue", resource="table", resource_name=f"{namespace}/*")]))
 
     def data_capture_uri(self, settings: InfrastructureConfig) -> str:
         return f"s3://{self.buckets['artifacts'].bucket_name}/{settings.capture_prefix}"

@@ -2,9 +2,9 @@
 dashboard of the loop, and alarms to an SNS topic.
 
 - Detection: an EventBridge Scheduler schedule (every `alerting.detect_every_s`) invokes a container-image Lambda
-  running `operations.alerting.aws_lambda.detect_handler` from the loop image.
+  running `operations.alerting_aws_lambda.detect_handler` from the loop image.
 - The operations API (REST, API keys): GET /insights, GET /alerts, GET /alerts/{id}, POST /alerts/{id}/{action},
-  GET /review, POST /review/{feedback_id}, GET /notifications -> `operations.alerting.aws_lambda.operations_api_handler`
+  GET /review, POST /review/{feedback_id}, GET /notifications -> `operations.alerting_aws_lambda.operations_api_handler`
   (proxy integration).
 Both read FBRAIN__LOOP__* / FBRAIN__ALERTING__* variables and the notification channels' FBRAIN_*_SECRET_ID variables.
 """
@@ -39,8 +39,8 @@ EMBEDDING_DRIFT_METRIC = "embedding_drift_roc_auc"
 VIOLATIONS_METRIC = "constraint_violations_count"
 """Metric names of monitoring.metrics.window_metrics (dimensions Endpoint, MonitoringSchedule)."""
 FIVE_MINUTES = cdk.Duration.minutes(5)
-DETECT_HANDLER = "operations.alerting.aws_lambda.detect_handler"
-OPERATIONS_API_HANDLER = "operations.alerting.aws_lambda.operations_api_handler"
+DETECT_HANDLER = "operations.alerting_aws_lambda.detect_handler"
+OPERATIONS_API_HANDLER = "operations.alerting_aws_lambda.operations_api_handler"
 OPERATIONS_ROUTES = (
     ("GET", "insights"), ("GET", "alerts"), ("GET", "alerts/{id}"), ("POST", "alerts/{id}/{action}"),
     ("GET", "review"), ("POST", "review/{feedback_id}"), ("GET", "notifications"),
@@ -177,11 +177,12 @@ class OperationsStack(cdk.Stack):
     # ------------------------------------------------------------------ alerts, review queue, operations API
     def _alerting(self, config: FeedbackBrainConfig, settings: InfrastructureConfig, data: DataStack) -> None:
         alerting = config.alerting
-        deployed_tables = {field: data.table_names[field] for field in ALERTING_DEPLOYED_TABLES
-                           if hasattr(alerting, field)}  # the alerting section's own table fields, once it has them
+        deployed = {field: data.table_names[field] for field in ALERTING_DEPLOYED_TABLES}
+        # Reviews write their corrections where the retraining trigger counts them: the pipeline's bucket.
+        deployed["corrections_bucket"] = data.buckets["artifacts"].bucket_name
         environment = {
             **loop_environment(config, data, settings, config.loop.kinesis_stream),
-            **section_environment("alerting", alerting, deployed_tables),
+            **section_environment("alerting", alerting, deployed),
             **{f"{variable}_SECRET_ID": name for variable, name in self.notification_secret_names.items()},
         }
         common = {"settings": settings, "key": data.key, "environment": environment,
@@ -194,7 +195,7 @@ class OperationsStack(cdk.Stack):
             handler=OPERATIONS_API_HANDLER, timeout_s=settings.api_timeout_s,
             description=f"operations API ({OPERATIONS_API_HANDLER})", **common)
         for function in (self.detect_function, self.operations_api_function):
-            self._grant_alerting(function, config, data)
+            self._grant_alerting(function, config, settings, data)
 
         # --- the detection schedule (EventBridge Scheduler -> the detect Lambda) ---
         self.schedule_dead_letters = sqs.Queue(self, "ScheduleDeadLetters", encryption=sqs.QueueEncryption.KMS,
@@ -246,8 +247,9 @@ class OperationsStack(cdk.Stack):
                           "ECR grants are CDK's grant sets.",
             }], apply_to_children=True)
 
-    def _grant_alerting(self, function, config: FeedbackBrainConfig, data: DataStack) -> None:
-        """Incidents and review tables read/write; notification secrets, the lake bucket, the Glue catalog read."""
+    def _grant_alerting(self, function, config: FeedbackBrainConfig, settings: InfrastructureConfig,
+                        data: DataStack) -> None:
+        """Incidents and review tables, notification secrets, the lake (read and write), the corrections store."""
         for field in ALERTING_DEPLOYED_TABLES:
             data.tables[field].grant_read_write_data(function)
         # An identity statement (Secret.grant_read would add the role to the data key's policy: a stack cycle);
@@ -255,14 +257,14 @@ class OperationsStack(cdk.Stack):
         function.add_to_role_policy(iam.PolicyStatement(
             sid="ReadNotificationSecrets", actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
             resources=[secret.secret_arn for secret in self.notification_secrets.values()]))
-        data.buckets["processed"].grant_read(function)
-        data.key.grant_decrypt(function)
-        namespace = config.loop.namespace
+        # Detection reads the lake; a review overrides the item's predictions in silver and gold.
+        data.grant_lake(function, self, config.loop.namespace, settings.lake_prefix)
+        # A review's correction (operations.review -> S3CorrectionStore) and its threshold event (the retraining rule).
+        data.buckets["artifacts"].grant_read_write(function, f"{config.monitoring.corrections_prefix}/*")
         function.add_to_role_policy(iam.PolicyStatement(
-            sid="ReadLakeCatalog", actions=["glue:GetDatabase", "glue:GetTable", "glue:GetTables"],
-            resources=[self.format_arn(service="glue", resource="catalog"),
-                       self.format_arn(service="glue", resource="database", resource_name=namespace),
-                       self.format_arn(service="glue", resource="table", resource_name=f"{namespace}/*")]))
+            sid="CorrectionsEvents", actions=["events:PutEvents"],
+            resources=[self.format_arn(service="events", resource="event-bus",
+                                       resource_name=config.monitoring.event_bus_name)]))
 
     def _alerting_alarm_specs(self, settings: InfrastructureConfig) -> list[tuple]:
         return [
