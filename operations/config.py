@@ -21,6 +21,9 @@ class LoopConfig:
     """SQLite file (workspace-relative) of the embedded Iceberg catalog."""
     warehouse: str = ""
     """Iceberg warehouse: empty means the folder `loop/lake/warehouse` in the workspace; an s3:// URI on AWS."""
+    aws_endpoint_url: str = ""
+    """With catalog=glue: one endpoint URL for the lake's Glue and S3 calls instead of AWS's (a stand-in such as a
+    moto server or LocalStack); empty means AWS. Only the lake uses it (no global AWS_ENDPOINT_URL)."""
     namespace: str = "feedback_brain"
     """Iceberg namespace (Glue database) holding bronze, silver, gold and quarantine."""
     micro_batch_interval_s: float = 0.1
