@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -42,6 +42,9 @@ class LoopContext:
     worker: Any = None
     alerting: Any = None
     """operations.alerting.engine.Alerting (alerts, incidents, review queue); made on first use when None."""
+    subject_erasers: list = field(default_factory=list)
+    """Erasers of a forget request outside the loop (operations.erasure.pipeline_erasers: Feature Store,
+    endpoint data capture); `fbrain loop serve` sets them from loop.forget_pipeline_data."""
 
 
 def _percentiles(values: list[float]) -> dict[str, Optional[float]]:
@@ -205,7 +208,8 @@ def create_app(context: LoopContext) -> FastAPI:
         with lock:
             try:
                 return forget_customer(store, context.lake, context.processing, customer_id.strip(), config.gold_window,
-                                       erasers=[context.alerting.forget_feedback] if context.alerting else [])
+                                       erasers=[context.alerting.forget_feedback] if context.alerting else [],
+                                       subject_erasers=context.subject_erasers)
             except RuntimeError as exc:
                 raise HTTPException(409, detail={"reason": "batch_pending", "message": str(exc)}) from None
 

@@ -132,6 +132,13 @@ class FeedbackBrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def local_capture_dir(self) -> Path:
+        """Where the local endpoint writes data capture: serving.capture_dir, else the capture prefix of the
+        local object store (the layout SageMaker uses under s3://aws.bucket/aws.data_capture_prefix)."""
+        if self.serving.capture_dir:
+            return Path(self.serving.capture_dir)
+        return self.local.object_store / self.aws.bucket / self.aws.data_capture_prefix
+
 
 ConfigError = SettingsError
 """Raised for an unknown setting or a value that does not fit it (the message names the key)."""
