@@ -101,8 +101,12 @@ def modules_by_image() -> dict[str, set[str]]:
     """Modules the pipeline definitions (training and monitoring) run in each image (from ContainerEntrypoint)."""
     from pipelines.monitoring_definition import monitoring_definition_json
 
+    from pipelines.config import load_config
+
     definition = json.loads(definition_json(FeedbackBrainConfig()))
     definition["Steps"] += json.loads(monitoring_definition_json(FeedbackBrainConfig()))["Steps"]
+    # The teacher steps (TrainTeacher, ScoreTeacher) exist where training.teacher_source=step.
+    definition["Steps"] += json.loads(definition_json(load_config(overrides=["training.teacher_source=step"])))["Steps"]
     found: dict[str, set[str]] = {kind: set() for kind in IMAGE_KINDS}
 
     def visit(steps):

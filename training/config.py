@@ -103,6 +103,9 @@ class TrainingConfig:
     """Where the pipeline's TrainModel gets teacher outputs for its `teacher` channel: `none` (no distillation),
     `uri` (the TeacherOutputsUri pipeline parameter: outputs scored earlier, e.g. by `python -m training.teacher_gpu`)
     or `step` (the pipeline trains the teacher in TrainTeacher and scores the training split in ScoreTeacher)."""
+    teacher_outputs_uri: str = ""
+    """Default of the TeacherOutputsUri pipeline parameter (teacher_source=uri): an S3 prefix holding
+    teacher_manifest.json + teacher_outputs.jsonl.gz ('' = s3://<aws.bucket>/teacher-outputs/)."""
     teacher_backbone: str = TEACHER_BACKBONE
     """Encoder of the teacher that teacher_source=step trains (any value `backbone` takes)."""
     teacher_epochs: int = 3
