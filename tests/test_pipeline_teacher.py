@@ -86,3 +86,26 @@ def test_the_same_definition_runs_teacher_then_its_labels_then_the_student():
 def test_a_teacher_source_that_does_not_exist_is_refused():
     with pytest.raises(Exception, match="teacher_source"):
         load_config(overrides=["training.teacher_source=gpu"])
+
+
+@pytest.mark.slow
+def test_the_local_pipeline_runs_teacher_labels_then_a_distilled_student(tmp_path):
+    """`fbrain --set training.teacher_source=step pipeline run --local` on the demo corpus, with the packaged MiniLM
+    as a cheap CPU teacher (the mpnet teacher needs a GPU): the student trains on ScoreTeacher's outputs and the
+    usual evaluation, gate, ONNX int8 export + parity and registration follow."""
+    from e2e_support import fbrain
+
+    done = fbrain(tmp_path, "--set", "training.teacher_source=step",
+                  "--set", "training.teacher_backbone=packaged:all-minilm-l6-v2", "--set", "training.teacher_epochs=1",
+                  "pipeline", "run", "--local", "--workspace", str(tmp_path), "--param", "Epochs=1",
+                  "--param", "MacroF1Threshold=0.0", "--param", "ModelApprovalStatus=Approved")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    (execution,) = (tmp_path / "executions").iterdir()
+    for step in ("TrainTeacher", "ScoreTeacher", "TrainModel", "EvaluateModel", "RegisterModel"):
+        assert f"{step:<24} Succeeded" in done.stdout, done.stdout[-3000:]
+    teacher = json.loads((execution / "ScoreTeacher" / "opt/ml/processing/teacher/teacher_manifest.json").read_text())
+    student = json.loads((execution / "TrainModel" / "opt/ml/output/data/training_summary.json").read_text())
+    # Every training row (the demo corpus's unlabeled rows too) learned from the teacher.
+    assert student["distillation"]["train_rows_with_teacher"] == teacher["rows"] > 0
+    assert student["onnx_parity"]["int8"]["min_label_agreement"] > 0.9
