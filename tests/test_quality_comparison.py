@@ -18,7 +18,7 @@ def test_the_comparison_scores_tfidf_each_model_and_its_int8_export_per_source_a
         shared_data_dir, tiny_model_dir, tmp_path, capsys):
     code = model_quality.main([
         "--data-dir", str(shared_data_dir), "--work-dir", str(tmp_path), "--max-train-per-source", "60",
-        "--validation-per-source", "5", "--max-test-per-source", "30", "--skip-full-baseline",
+        "--validation-per-source", "30", "--max-test-per-source", "30", "--skip-full-baseline",
         "--compare", f"minilm={tiny_model_dir}", "--compare", f"student={tiny_model_dir}", "--int8"])
     assert code == 0
     result = json.loads((tmp_path / "comparison.json").read_text())
