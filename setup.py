@@ -79,6 +79,10 @@ ROLES = {
         "pyarrow>=18",
         "datasketch==2.0.0",
         "langdetect==1.0.9",
+        # Alert detection (operations/alerting): binomial tests, TF-IDF themes, schema-checked playbooks.
+        "scipy",
+        "scikit-learn",
+        "jsonschema",
     ],
     # `fbrain`: pipeline definition, SageMaker calls, the local runner and its MLflow registry.
     "pipeline": [
