@@ -155,6 +155,18 @@ class Lake:
         self.write(name, rows, {BATCH_PROPERTY: str(batch_id)}, overwrite_filter)
         return True
 
+    def insert_new(self, name: str, rows: list[dict[str, Any]], properties: dict[str, str],
+                   key: str = "feedback_id") -> int:
+        """Append the rows whose `key` the table does not hold yet, as one snapshot; returns how many.
+
+        The idempotent write of an at-least-once source (the Kinesis consumer: a redelivered record is already
+        there and is left as first written). pyiceberg's upsert reads the matching keys first, so it costs a
+        scan that `write_once`'s batch tags avoid: the local worker, which plans its batches, uses those."""
+        table = self.table(name)
+        result = table.upsert(pa.Table.from_pylist(rows, schema=SCHEMAS[name]), join_cols=[key],
+                              when_matched_update_all=False, snapshot_properties=properties)
+        return result.rows_inserted
+
     def write(self, name: str, rows: pa.Table, properties: dict[str, str], overwrite_filter: Any = None) -> None:
         """Append, or replace the rows matching `overwrite_filter`, as one snapshot with `properties`."""
         table = self.table(name)

@@ -476,6 +476,9 @@ def test_submit_and_consumer_grants_are_the_calls_they_make(synthesized):
     assert sorted(consume["WriteLoopTables"]["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
     assert consume["ScoreOnEndpoint"]["Action"] == "sagemaker:InvokeEndpoint"
     assert consume["PseudonymSalt"]["Action"] == "secretsmanager:GetSecretValue"
+    # The consumer writes the lake (operations.aws_lambda.consumer_handler -> Lake on Glue), the submit Lambda never.
+    assert {"glue:UpdateTable", "glue:CreateTable", "glue:GetTable"} <= set(consume["LakeCatalog"]["Action"])
+    assert "LakeCatalog" not in submit
 
 
 def _api_paths(template) -> dict[str, str]:

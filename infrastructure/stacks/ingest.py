@@ -117,6 +117,8 @@ class IngestStack(cdk.Stack):
             sid="PseudonymSalt", actions=["secretsmanager:GetSecretValue"],
             resources=[secret_arn_pattern(self, config.aws.pseudonym_salt_secret_id)]))
         data.key.grant_encrypt_decrypt(self.consume_function)
+        # ... and writes the lake: bronze, quarantine, silver and gold through the Glue catalog.
+        data.grant_lake(self.consume_function, self, config.loop.namespace, settings.lake_prefix)
 
         # --- the API ---
         self.api, validator = secured_rest_api(self, "FeedbackApi", name=f"{settings.project}-feedback", settings=settings,
@@ -134,8 +136,9 @@ class IngestStack(cdk.Stack):
             NagSuppressions.add_resource_suppressions(function.role, [{
                 "id": "AwsSolutions-IAM5",
                 "reason": "Log streams are created per container; X-Ray PutTraceSegments has no resource type; the salt's "
-                          "ARN ends in the 6 characters Secrets Manager appends; KMS action wildcards (ReEncrypt*, "
-                          "GenerateDataKey*) and Kinesis / ECR pulls are CDK's grant sets.",
+                          "ARN ends in the 6 characters Secrets Manager appends; the consumer writes any key under the lake "
+                          "prefix and any Iceberg table of the lake's Glue database; KMS and S3 action wildcards "
+                          "(ReEncrypt*, GenerateDataKey*, GetObject*) and Kinesis / ECR pulls are CDK's grant sets.",
             }], apply_to_children=True)
 
     def _zip_function(self, name: str, package: LambdaPackage, settings: InfrastructureConfig,
