@@ -134,12 +134,29 @@ def _json_safe(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ detection
-def detect_handler(event: Optional[dict[str, Any]], context: Any = None, runtime: Optional[Runtime] = None) -> dict[str, Any]:
-    """One evaluation at the event's time: `at` (a replay), else the scheduled event's `time`, else now."""
+DETECTION_METRICS = {"Findings": "findings", "AlertsTouched": "alerts_touched", "Notifications": "notifications",
+                     "ItemsRead": "items"}
+"""CloudWatch metric -> the evaluation summary's count it carries (plus DetectionSeconds, the run's total)."""
+
+
+def detect_handler(event: Optional[dict[str, Any]], context: Any = None, runtime: Optional[Runtime] = None,
+                   cloudwatch: Any = None) -> dict[str, Any]:
+    """One evaluation at the event's time: `at` (a replay), else the scheduled event's `time`, else now; its counts
+    go to CloudWatch (`alerting.metrics_namespace`), the alert volume of the deployed dashboard."""
     runtime = runtime or _runtime("detect")
     event = event or {}
     when = parse_at(event.get("at") or event.get("time"))
     summary = runtime.alerting.evaluate(when)
+    namespace = runtime.alerting.config.metrics_namespace
+    if namespace:
+        if cloudwatch is None:
+            import boto3
+
+            cloudwatch = boto3.client("cloudwatch")
+        metrics = [{"MetricName": name, "Value": float(summary.get(key) or 0), "Unit": "Count"}
+                   for name, key in DETECTION_METRICS.items()]
+        metrics.append({"MetricName": "DetectionSeconds", "Value": float(summary["seconds"]["total"]), "Unit": "Seconds"})
+        cloudwatch.put_metric_data(Namespace=namespace, MetricData=metrics)
     return _json_safe(summary)
 
 

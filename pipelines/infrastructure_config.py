@@ -100,6 +100,10 @@ class InfrastructureConfig:
     """Requests per API key per day (usage plan)."""
 
     # --- operations ---
+    operations_api_scopes: list[Literal["read", "review", "admin"]] = field(default_factory=lambda: ["read", "review"])
+    """Scopes of a request to the operations API that API Gateway let through with one of its API keys (the
+    handler's `alerting.api_key_scopes`): reading insights and alerts, acting on alerts, reviewing. `admin`
+    (erasure requests) is left to a separate, narrower key or an authorizer."""
     detect_timeout_s: int = 300
     """Timeout of the scheduled alert-detection Lambda (reads the lake's gold and silver tables)."""
     notification_secrets: list[str] = field(default_factory=lambda: ["slack", "pagerduty", "jira", "teams"])

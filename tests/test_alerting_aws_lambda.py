@@ -4,6 +4,7 @@ the same pyiceberg API)."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 from datetime import datetime, timedelta, timezone
@@ -139,6 +140,11 @@ def test_a_replayed_incident_is_one_alert_in_dynamodb_notified_once_without_pii(
     assert runtime.alerting.store.__class__.__name__ == "DynamoAlertState"
     summary = detect_handler({"at": NOW.isoformat()}, None, runtime=runtime)
     assert HOT_KEY in summary["keys"]
+    # the run's alert volume reaches CloudWatch (the deployed dashboard's widget)
+    cloudwatch = boto3.client("cloudwatch", region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    metrics = cloudwatch.list_metrics(Namespace=runtime.alerting.config.metrics_namespace)["Metrics"]
+    assert {m["MetricName"] for m in metrics} == {"Findings", "AlertsTouched", "Notifications", "ItemsRead",
+                                                 "DetectionSeconds"}
     incidents = aws["config"].incidents_table
     alerts = [i for i in _items(aws, incidents, "alert#") if i["dedup_key"]["S"] == HOT_KEY]
     assert len(alerts) == 1 and alerts[0]["state"]["S"] == "open" and alerts[0]["owner"]["S"] == "product-quality"

@@ -409,6 +409,14 @@ def test_handler_environments_parsed_by_load_sections_give_the_deployed_names(sy
         assert sections["processing"].pseudonym_salt_secret_id == config.aws.pseudonym_salt_secret_id
         assert body["Properties"]["TracingConfig"] == {"Mode": "Active"}
         assert "KmsKeyArn" in body["Properties"], name  # the environment is encrypted with the data key
+        if "FBRAIN__ALERTING__INCIDENTS_TABLE" in raw:  # the alerting Lambdas
+            alerting = sections["alerting"]
+            assert {alerting.incidents_table, alerting.review_queue_table} <= tables, name
+            # the bucket the retraining trigger counts corrections in (aws.bucket)
+            assert alerting.corrections_bucket == config.aws.bucket or "ArtifactsBucket" in json.dumps(
+                raw["FBRAIN__ALERTING__CORRECTIONS_BUCKET"]), name
+            # API Gateway checked the key: the handler must grant its scopes, or every request would be a 403
+            assert alerting.api_key_scopes == settings.operations_api_scopes, name
 
 
 def test_table_keys_are_the_handlers_keys(synthesized):
@@ -561,6 +569,9 @@ def test_alerting_functions_may_use_their_tables_secrets_lake_and_catalog(synthe
                 "glue:GetTable", "kms:Decrypt"} <= actions, prefix
         assert "IncidentsTable" in text and "ReviewQueueTable" in text and "ProcessedBucket" in text
         assert {"glue:UpdateTable", "glue:CreateTable", "events:PutEvents"} <= actions, prefix  # reviews write the lake
+        if prefix == "DetectFunctionRole":  # the alert volume, in its own namespace only
+            (metrics,) = [s for s in statements if s.get("Sid") == "DetectionMetrics"]
+            assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": load_config().alerting.metrics_namespace}}
         # Objects are written only under the lake prefix and the corrections prefix, nowhere else.
         settings, monitoring = load_config().infrastructure, load_config().monitoring
         for statement in statements:

@@ -158,7 +158,7 @@ class OperationsStack(cdk.Stack):
 
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{settings.project}-loop")
         dashboard.add_widgets(*ingest.dashboard_widgets())
-        dashboard.add_widgets(*self._alerting_widgets())
+        dashboard.add_widgets(*self._alerting_widgets(config.alerting))
         dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Endpoint invocations and 5XX", left=[invocations], right=[errors_5xx], width=8),
             cloudwatch.GraphWidget(title="Endpoint p99 model latency (us)", left=[latency_p99], width=8),
@@ -180,6 +180,8 @@ class OperationsStack(cdk.Stack):
         deployed = {field: data.table_names[field] for field in ALERTING_DEPLOYED_TABLES}
         # Reviews write their corrections where the retraining trigger counts them: the pipeline's bucket.
         deployed["corrections_bucket"] = data.buckets["artifacts"].bucket_name
+        # API Gateway checked the caller's key; without scopes the handler would refuse every request (403).
+        deployed["api_key_scopes"] = alerting.api_key_scopes or settings.operations_api_scopes
         environment = {
             **loop_environment(config, data, settings, config.loop.kinesis_stream),
             **section_environment("alerting", alerting, deployed),
@@ -196,6 +198,10 @@ class OperationsStack(cdk.Stack):
             description=f"operations API ({OPERATIONS_API_HANDLER})", **common)
         for function in (self.detect_function, self.operations_api_function):
             self._grant_alerting(function, config, settings, data)
+        if alerting.metrics_namespace:  # the run's alert volume (detect_handler); PutMetricData has no resource type
+            self.detect_function.add_to_role_policy(iam.PolicyStatement(
+                sid="DetectionMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": alerting.metrics_namespace}}))
 
         # --- the detection schedule (EventBridge Scheduler -> the detect Lambda) ---
         self.schedule_dead_letters = sqs.Queue(self, "ScheduleDeadLetters", encryption=sqs.QueueEncryption.KMS,
@@ -279,13 +285,19 @@ class OperationsStack(cdk.Stack):
              settings.api_5xx_threshold - 0.5, "operations API answered 5XX"),
         ]
 
-    def _alerting_widgets(self) -> list[cloudwatch.IWidget]:
+    def _alerting_widgets(self, alerting) -> list[cloudwatch.IWidget]:
+        from operations.alerting_aws_lambda import DETECTION_METRICS
+
+        volume = [cloudwatch.Metric(namespace=alerting.metrics_namespace, metric_name=name, statistic="Sum",
+                                    period=FIVE_MINUTES) for name in DETECTION_METRICS if name != "ItemsRead"]
         return [
             cloudwatch.GraphWidget(title="Alert detection: runs and errors", left=[
                 self.detect_function.metric_invocations(period=FIVE_MINUTES),
-                self.detect_function.metric_errors(period=FIVE_MINUTES)], width=12),
+                self.detect_function.metric_errors(period=FIVE_MINUTES)], width=8),
+            cloudwatch.GraphWidget(title="Alert volume: findings, alerts opened or updated, notifications",
+                                   left=volume, width=8),
             cloudwatch.GraphWidget(title="Operations API: requests, 4XX, 5XX", left=[
                 self.operations_api.metric_count(period=FIVE_MINUTES),
                 self.operations_api.metric_client_error(period=FIVE_MINUTES),
-                self.operations_api.metric_server_error(period=FIVE_MINUTES)], width=12),
+                self.operations_api.metric_server_error(period=FIVE_MINUTES)], width=8),
         ]

@@ -36,6 +36,9 @@ class AlertingConfig:
     corrections_bucket: str = ""
     """S3 bucket of the corrections store written by reviews on AWS (s3://BUCKET/<monitoring.corrections_prefix>/);
     empty on a local run: the workspace's local object store."""
+    metrics_namespace: str = "feedback-brain/Alerting"
+    """CloudWatch namespace of the detection Lambda's per-run metrics (findings, alerts touched, notifications,
+    items read, seconds): the alert volume on the deployed dashboard. Empty sends none."""
     api_key_scopes: list[Literal["read", "review", "admin"]] = field(default_factory=list)
     """Scopes of a caller of the operations API Lambda whose request carries no authorizer scopes (API Gateway
     checked only its API key). Empty grants none: scopes then must come from the authorizer (module doc of
