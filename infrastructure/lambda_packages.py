@@ -156,10 +156,24 @@ def check_handler_isolated(package: LambdaPackage) -> None:
         raise PackagingError(f"{package.handler} does not import from its Lambda package alone:\n{result.stderr[-2000:]}")
 
 
+def setup_package_data(repo_root: Path = REPO_ROOT) -> dict[str, list[str]]:
+    """setup.py's package_data (package -> glob patterns), read by running setup.py with setup() captured."""
+    import runpy
+    from unittest import mock
+
+    captured: dict = {}
+    with mock.patch("setuptools.setup", lambda **kwargs: captured.update(kwargs)):
+        runpy.run_path(str(Path(repo_root) / "setup.py"), run_name="__main__")
+    return dict(captured.get("package_data") or {})
+
+
 def build_lambda_package(handler: str, out_dir: Path, package_data: dict[str, list[str]] | None = None,
                          repo_root: Path = REPO_ROOT) -> LambdaPackage:
-    """Copy the modules `handler` needs (and their packages' data files) into out_dir/<module>."""
+    """Copy the modules `handler` needs (and the data files setup.py declares for the packages they belong to:
+    `package_data`, default setup_package_data()) into out_dir/<module>."""
     module = handler_module(handler)
+    if package_data is None:
+        package_data = setup_package_data(repo_root)
     loaded = loaded_modules(module, repo_root)  # one import of the handler serves both lists below
     modules = repository_modules(module, loaded, repo_root)
     target = Path(out_dir) / module.replace(".", "-")
@@ -171,12 +185,13 @@ def build_lambda_package(handler: str, out_dir: Path, package_data: dict[str, li
         destination = target / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, destination)
-    packages = {name.split(".")[0] for name in modules}
-    for package, patterns in (package_data or {}).items():
+    # Packages (dotted) whose modules were copied: package_data's keys are dotted package names.
+    packages = {name.rpartition(".")[0] if Path(file).name != "__init__.py" else name for name, file in modules.items()}
+    for package, patterns in package_data.items():
         if package not in packages:
             continue
         for pattern in patterns:
-            for source in sorted((repo_root / package).glob(pattern)):
+            for source in sorted((repo_root / package.replace(".", "/")).glob(pattern)):
                 destination = target / source.relative_to(repo_root)
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, destination)

@@ -1,6 +1,7 @@
 """HTTP routes of alerting on the loop service: alerts and incidents, silences, the notification log,
 playbooks and a detection run. Scopes: `read` to look, `review` to act on an incident, `admin` to
-silence or run detection. Registered by operations.service.create_app (one call)."""
+silence or run detection. Registered by operations.service.create_app (one call). What each route
+answers is in operations.alert_api, shared with the API Gateway Lambda."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -8,7 +9,8 @@ from typing import Any, Callable, Optional
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query
 
-from operations.alerting.alerts import STATES, TransitionError
+from operations import alert_api as api
+from operations.alerting.alerts import STATES
 from operations.alerting.config import AlertingConfig
 from operations.alerting.detection import parse_at
 from operations.alerting.engine import Alerting
@@ -33,67 +35,56 @@ def ensure_alerting(context: Any, config: Optional[AlertingConfig] = None, bucke
     return context.alerting
 
 
-def _not_found(what: str, ident: str) -> HTTPException:
-    return HTTPException(404, detail={"reason": "not_found", "message": f"no {what} {ident!r}"})
+def _http(error: api.ApiError) -> HTTPException:
+    return HTTPException(error.status, detail=error.detail)
 
 
 def register_alerting(app: FastAPI, context: Any, require: Callable[[str], Callable]) -> None:
     alerting = ensure_alerting(context)
-    manager, store = alerting.manager, alerting.store
 
     @app.get("/alerts", dependencies=[Depends(require("read"))])
     def list_alerts(status: Optional[str] = Query(None, description=f"comma-separated states: {', '.join(STATES)}"),
                     limit: int = Query(200, ge=1, le=1000)) -> dict[str, Any]:
-        if status and any(s.strip() not in STATES for s in status.split(",")):
-            raise HTTPException(422, detail={"reason": "invalid_status", "message": f"status must be in {list(STATES)}"})
-        alerts = [manager.public(a) for a in store.alerts(status, limit)]
-        return {"alerts": alerts, "count": len(alerts)}
+        try:
+            return api.list_alerts(alerting, status, limit)
+        except api.ApiError as exc:
+            raise _http(exc) from None
 
     @app.get("/alerts/{alert_id}", dependencies=[Depends(require("read"))])
     def get_alert(alert_id: str) -> dict[str, Any]:
-        alert = store.alert(alert_id)
-        if alert is None:
-            raise _not_found("alert", alert_id)
-        post = store.one("SELECT record FROM post_incidents WHERE alert_id = ?", (alert_id,))
-        return {**manager.public(alert), "actions": store.actions(alert_id),
-                "notifications": store.notifications(alert_id=alert_id),
-                "post_incident": post["record"] if post else None}
+        try:
+            return api.get_alert(alerting, alert_id)
+        except api.ApiError as exc:
+            raise _http(exc) from None
 
     def _action(action: str):
         def handler(alert_id: str, body: dict[str, Any] = Body(default={}),
                     x_api_key: Optional[str] = Header(default=None)) -> dict[str, Any]:
-            note = str((body or {}).get("note", ""))[:2000]
             try:
-                return manager.act(alert_id, action, actor_of(x_api_key), alerting.manager.mask(note))
-            except KeyError:
-                raise _not_found("alert", alert_id) from None
-            except TransitionError as exc:
-                raise HTTPException(409, detail={"reason": "invalid_transition", "message": str(exc)}) from None
+                return api.alert_action(alerting, alert_id, action, body, actor_of(x_api_key))
+            except api.ApiError as exc:
+                raise _http(exc) from None
         return handler
 
-    for action in ("ack", "mitigate", "resolve"):
-        app.post(f"/alerts/{{alert_id}}/{action}", dependencies=[Depends(require("review"))],
+    for action in api.ALERT_ACTIONS:
+        app.post(f"/alerts/{{alert_id}}/{action}", dependencies=[Depends(require(api.SCOPE_OF["alert_action"]))],
                  name=f"alert_{action}")(_action(action))
 
-    @app.post("/alerts/{alert_id}/silence", dependencies=[Depends(require("admin"))])
+    @app.post("/alerts/{alert_id}/silence", dependencies=[Depends(require(api.SCOPE_OF["silence"]))])
     def silence(alert_id: str, body: dict[str, Any] = Body(default={}),
                 x_api_key: Optional[str] = Header(default=None)) -> dict[str, Any]:
         try:
-            hours = float((body or {}).get("hours", 24))
-            return manager.silence(alert_id, actor_of(x_api_key), hours, manager.mask(str(body.get("comment", ""))))
-        except KeyError:
-            raise _not_found("alert", alert_id) from None
-        except (TypeError, ValueError) as exc:
-            raise HTTPException(422, detail={"reason": "invalid_silence", "message": str(exc)}) from None
+            return api.silence(alerting, alert_id, body, actor_of(x_api_key))
+        except api.ApiError as exc:
+            raise _http(exc) from None
 
     @app.get("/silences", dependencies=[Depends(require("read"))])
     def silences() -> dict[str, Any]:
-        return {"silences": store.query("SELECT * FROM silences ORDER BY starts_at DESC")}
+        return api.silences(alerting)
 
     @app.get("/notifications", dependencies=[Depends(require("read"))])
     def notifications(limit: int = Query(200, ge=1, le=2000), alert_id: Optional[str] = None) -> dict[str, Any]:
-        rows = store.notifications(limit, alert_id)
-        return {"notifications": rows, "count": len(rows)}
+        return api.notifications(alerting, limit, alert_id)
 
     @app.get("/playbooks", dependencies=[Depends(require("read"))])
     def playbooks() -> dict[str, Any]:
@@ -103,7 +94,7 @@ def register_alerting(app: FastAPI, context: Any, require: Callable[[str], Calla
     def playbook(playbook_id: str) -> dict[str, Any]:
         book = alerting.playbooks.by_id.get(playbook_id)
         if book is None:
-            raise _not_found("playbook", playbook_id)
+            raise _http(api.not_found("playbook", playbook_id))
         return book
 
     @app.post("/detect", dependencies=[Depends(require("admin"))])
@@ -115,31 +106,22 @@ def register_alerting(app: FastAPI, context: Any, require: Callable[[str], Calla
         return alerting.evaluate(when)
 
     # ------------------------------------------------------------------ review queue (operations.review)
-    from operations.review import ReviewError
-
-    review = alerting.review
-
     @app.get("/review", dependencies=[Depends(require("review"))])
     def review_queue(limit: int = Query(100, ge=1, le=1000),
                      status: str = Query("pending", pattern="^(pending|reviewed)$")) -> dict[str, Any]:
-        items = review.pending(limit, status)
-        return {"items": items, "count": len(items), "queue": review.counts(), "agreement": review.agreement()}
+        return api.review_queue(alerting, limit, status)
 
     @app.post("/review/{feedback_id}", dependencies=[Depends(require("review"))])
     def review_item(feedback_id: str, body: dict[str, Any] = Body(...),
                     x_api_key: Optional[str] = Header(default=None)) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise HTTPException(422, detail={"reason": "invalid_review", "message": "the body must be a JSON object"})
         try:
-            return review.submit(feedback_id, body, actor_of(x_api_key))
-        except KeyError:
-            raise _not_found("scored feedback", feedback_id) from None
-        except ReviewError as exc:
-            raise HTTPException(422, detail={"reason": exc.reason, "message": str(exc)}) from None
+            return api.review_item(alerting, feedback_id, body, actor_of(x_api_key))
+        except api.ApiError as exc:
+            raise _http(exc) from None
 
     @app.get("/audit", dependencies=[Depends(require("admin"))])
     def audit(limit: int = Query(200, ge=1, le=2000)) -> dict[str, Any]:
-        return {"entries": store.query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,))}
+        return api.audit(alerting, limit)
 
     from operations.dashboard import register_dashboard
 

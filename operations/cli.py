@@ -70,6 +70,7 @@ def serve(ctx: typer.Context,
     config = _root_config(ctx)
     root = _workspace(config, workspace)
     context = open_loop(config.loop, config.processing, root)
+    context.subject_erasers = _subject_erasers(config, root)
     if worker:
         context.worker = _worker(ctx, config, root, model_dir, context)
         context.worker.start_thread()
@@ -151,16 +152,19 @@ def replay_command(ctx: typer.Context,
 def forget_command(ctx: typer.Context,
                    customer_id: str = typer.Option(..., help="The data subject's customer id, as submitted."),
                    workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: local.workspace).")) -> None:
-    """Erase every record of one customer from the loop (receive log, lake, dedup index); prints the audit record.
+    """Erase every record of one customer: the loop (receive log, lake, dedup index, review queue), the pipeline's
+    Feature Store and endpoint data capture (loop.forget_pipeline_data: local or aws); prints the audit record.
     With the service running, use its POST /admin/forget instead (it waits for the worker's batch)."""
     from operations.privacy import forget_customer
     from operations.service import open_loop
 
     config = _root_config(ctx)
-    context = open_loop(config.loop, config.processing, _workspace(config, workspace))
+    root = _workspace(config, workspace)
+    context = open_loop(config.loop, config.processing, root)
     try:
         audit = forget_customer(context.store, context.lake, config.processing, customer_id, config.loop.gold_window,
-                                erasers=[_alerting(config, context).forget_feedback])
+                                erasers=[_alerting(config, context).forget_feedback],
+                                subject_erasers=_subject_erasers(config, root))
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -276,6 +280,15 @@ def demo_command(ctx: typer.Context,
         context.worker.stop_event.set()
     typer.echo(f"the lake is in {root / 'loop'}; keep the service up with `fbrain loop serve --workspace {root}` "
                f"(then `fbrain loop keys create --scopes submit,read --workspace {root}` for a key)")
+
+
+def _subject_erasers(config: Any, root: Path) -> list:
+    """Erasers of the pipeline's Feature Store and endpoint data capture for forget (loop.forget_pipeline_data)."""
+    from operations.erasure import pipeline_erasers
+
+    return list(pipeline_erasers(config.loop.forget_pipeline_data, root, config.processing.feature_group_name,
+                                 config.processing.feature_store_offline_s3_uri, config.local_capture_dir(),
+                                 f"s3://{config.aws.bucket}/{config.aws.data_capture_prefix.strip('/')}/"))
 
 
 def _alerting(config: Any, context: Any) -> Any:

@@ -23,6 +23,9 @@ class LoopConfig:
     """SQLite file (workspace-relative) of the embedded Iceberg catalog."""
     warehouse: str = ""
     """Iceberg warehouse: empty means the folder `loop/lake/warehouse` in the workspace; an s3:// URI on AWS."""
+    aws_endpoint_url: str = ""
+    """With catalog=glue: one endpoint URL for the lake's Glue and S3 calls instead of AWS's (a stand-in such as a
+    moto server or LocalStack); empty means AWS. Only the lake uses it (no global AWS_ENDPOINT_URL)."""
     namespace: str = "feedback_brain"
     """Iceberg namespace (Glue database) holding bronze, silver, gold and quarantine."""
     micro_batch_interval_s: float = 0.1
@@ -68,6 +71,11 @@ class LoopConfig:
     """On AWS: DynamoDB table (keys customerId, timestamp) of scored feedback per pseudonymised customer."""
     model_performance_table: str = "ModelPerformance"
     """On AWS: DynamoDB table (keys modelId, version) counting the predictions each model version made."""
+    forget_pipeline_data: Literal["local", "aws"] = "local"
+    """Where a forget request (`fbrain loop forget`, POST /admin/forget) also erases the customer from the batch
+    pipeline's data (operations.erasure): `local` = the workspace's Feature Store and the local object store's
+    endpoint data capture; `aws` = the SageMaker feature group `processing.feature_group_name` (DeleteRecord on the
+    online store, offline-store Parquet in S3 rewritten) and the capture JSONL under s3://aws.bucket/aws.data_capture_prefix."""
     insights_examples: int = 3
     """Representative (masked) examples returned by GET /insights."""
 

@@ -20,6 +20,7 @@ died between two writes redoes only the missing ones (exactly once, see operatio
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -86,7 +87,13 @@ def open_catalog(config: LoopConfig, workspace: Path):
     if config.catalog == "glue":
         from pyiceberg.catalog.glue import GlueCatalog
 
-        return GlueCatalog("feedback_brain", warehouse=config.warehouse_uri(workspace))
+        properties = {"warehouse": config.warehouse_uri(workspace)}
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")  # fbrain sets it from aws.region
+        if region:  # else pyarrow asks S3 for the bucket's region on every new file system
+            properties["client.region"] = region
+        if config.aws_endpoint_url:  # a stand-in for AWS (moto server, LocalStack) for Glue and the S3 file IO
+            properties.update({"glue.endpoint": config.aws_endpoint_url, "s3.endpoint": config.aws_endpoint_url})
+        return GlueCatalog("feedback_brain", **properties)
     from pyiceberg.catalog.sql import SqlCatalog
 
     db = config.path(workspace, config.catalog_db)
@@ -152,6 +159,18 @@ class Lake:
         self.write(name, rows, {BATCH_PROPERTY: str(batch_id)}, overwrite_filter)
         return True
 
+    def insert_new(self, name: str, rows: list[dict[str, Any]], properties: dict[str, str],
+                   key: str = "feedback_id") -> int:
+        """Append the rows whose `key` the table does not hold yet, as one snapshot; returns how many.
+
+        The idempotent write of an at-least-once source (the Kinesis consumer: a redelivered record is already
+        there and is left as first written). pyiceberg's upsert reads the matching keys first, so it costs a
+        scan that `write_once`'s batch tags avoid: the local worker, which plans its batches, uses those."""
+        table = self.table(name)
+        result = table.upsert(pa.Table.from_pylist(rows, schema=SCHEMAS[name]), join_cols=[key],
+                              when_matched_update_all=False, snapshot_properties=properties)
+        return result.rows_inserted
+
     def write(self, name: str, rows: pa.Table, properties: dict[str, str], overwrite_filter: Any = None) -> None:
         """Append, or replace the rows matching `overwrite_filter`, as one snapshot with `properties`."""
         table = self.table(name)
@@ -215,17 +234,21 @@ class Lake:
 
     def remove_orphan_files(self, name: str) -> int:
         """Delete data files no remaining snapshot references (left by deletes, overwrites and expired snapshots),
-        so erased rows do not survive on disk. Local warehouses only (on S3, a lifecycle rule or Glue's
-        orphan-file removal does this). Run only while no writer is between writing files and committing."""
+        so erased rows do not survive in the warehouse (local folder or S3: pyiceberg's expire_snapshots leaves the
+        files). Run only while no writer is between writing files and committing."""
+        from pyarrow.fs import FileSelector, FileType
+        from pyiceberg.io.pyarrow import PyArrowFileIO
+
         table = self.table(name)
-        location = table.location()
-        if not location.startswith("file://"):
+        if not isinstance(table.io, PyArrowFileIO):
             return 0
-        referenced = {path.replace("file://", "", 1) for path in table.inspect.all_files().column("file_path").to_pylist()}
+        scheme, netloc, path = PyArrowFileIO.parse_location(table.location().rstrip("/") + "/data")
+        filesystem = table.io.fs_by_scheme(scheme, netloc)
+        referenced = {PyArrowFileIO.parse_location(p)[2] for p in table.inspect.all_files().column("file_path").to_pylist()}
         removed = 0
-        for path in (Path(location[len("file://"):]) / "data").rglob("*.parquet"):
-            if str(path) not in referenced:
-                path.unlink()
+        for info in filesystem.get_file_info(FileSelector(path, recursive=True, allow_not_found=True)):
+            if info.type == FileType.File and info.path.endswith(".parquet") and info.path not in referenced:
+                filesystem.delete_file(info.path)
                 removed += 1
         return removed
 

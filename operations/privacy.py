@@ -3,9 +3,10 @@ period of raw text in bronze.
 
 `forget_customer` removes every record of one customer from the receive log, bronze, quarantine,
 silver, the dedup index and the stages, recomputes gold for the windows those records were in, and
-expires the tables' older snapshots so time travel cannot bring the data back. The audit record keeps
-the request (id, time, counts), never the customer id. Not covered here: the batch pipeline's Feature
-Store and endpoint data capture, which live outside the loop's workspace.
+expires the tables' older snapshots so time travel cannot bring the data back. The batch pipeline's
+Feature Store and the endpoint's data capture are reached through `subject_erasers`
+(operations.erasure.pipeline_erasers). The audit record keeps the request (id, time, counts), never the
+customer id.
 """
 from __future__ import annotations
 
@@ -19,17 +20,22 @@ import pyarrow.compute as pc
 from pyiceberg.expressions import EqualTo, LessThan
 
 from operations import lake as lake_tables
+from operations.erasure import DataSubject, SubjectEraser
 from operations.lake import Lake
 from operations.store import Store
 from processing.config import ProcessingConfig
 from processing.pii import pseudonym_salt, pseudonymise
+from processing.schema import model_input_text
 
 
 def forget_customer(store: Store, lake: Lake, processing: ProcessingConfig, customer_id: str,
                     gold_window: str = "day", now: Optional[datetime] = None,
-                    erasers: Sequence[Callable[[list[str]], dict[str, int]]] = ()) -> dict[str, Any]:
+                    erasers: Sequence[Callable[[list[str]], dict[str, int]]] = (),
+                    subject_erasers: Sequence[SubjectEraser] = ()) -> dict[str, Any]:
     """Erase one customer's feedback everywhere the loop keeps it; returns the audit record.
-    `erasers` get the customer's feedback ids and erase them elsewhere (alerting's review queue, alert examples)."""
+    `erasers` get the customer's feedback ids and erase them elsewhere (alerting's review queue, alert examples);
+    `subject_erasers` get the DataSubject (pseudonym, ids, the texts a model read) and erase it outside the loop
+    (the pipeline's Feature Store, endpoint data capture: operations.erasure)."""
     now = now or datetime.now(timezone.utc)
     if store.get_state("plan"):
         raise RuntimeError("the worker has an unfinished micro-batch: run `fbrain loop work --drain` first")
@@ -37,8 +43,9 @@ def forget_customer(store: Store, lake: Lake, processing: ProcessingConfig, cust
     counts: dict[str, int] = {}
     ids = [r[0] for r in store.db.execute(
         "SELECT feedback_id FROM received WHERE customer_id = ? AND feedback_id IS NOT NULL", (customer_id,))]
-    silver = lake.scan(lake_tables.SILVER, EqualTo("customer_id", pseudonym), ("feedback_id", "created_at"))
+    silver = lake.scan(lake_tables.SILVER, EqualTo("customer_id", pseudonym), ("feedback_id", "created_at", "text", "title"))
     ids = sorted(set(ids) | set(silver.column("feedback_id").to_pylist()))
+    subject = DataSubject(pseudonym, frozenset(ids), frozenset(_model_texts(lake, store, customer_id, silver)))
     for name, value in ((lake_tables.BRONZE, customer_id), (lake_tables.QUARANTINE, customer_id),
                         (lake_tables.SILVER, pseudonym)):
         table = lake.table(name)
@@ -53,6 +60,8 @@ def forget_customer(store: Store, lake: Lake, processing: ProcessingConfig, cust
         lake.write(lake_tables.GOLD, gold, {"fbrain.forget": "1"}, windows)
     for erase in erasers:
         counts.update(erase(ids))
+    for erase_subject in subject_erasers:
+        counts.update(erase_subject(subject))
     with store._lock:
         store.db.execute("BEGIN IMMEDIATE")
         try:
@@ -76,6 +85,25 @@ def forget_customer(store: Store, lake: Lake, processing: ProcessingConfig, cust
         lake.remove_orphan_files(name)
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # secure_delete zeroed the rows; the WAL held copies
     return audit
+
+
+def _model_texts(lake: Lake, store: Store, customer_id: str, silver: pa.Table) -> set[str]:
+    """What a model may have read for the customer: the masked silver text (what the worker scores) and the raw
+    text as submitted (bronze, quarantine, the receive log), each as model_input_text makes it."""
+    texts = {model_input_text(text, title) for text, title in
+             zip(silver.column("text").to_pylist(), silver.column("title").to_pylist()) if text}
+    payloads = [p for name in (lake_tables.BRONZE, lake_tables.QUARANTINE)
+                for p in lake.scan(name, EqualTo("customer_id", customer_id), ("payload",)).column("payload").to_pylist()]
+    payloads += [r[0] for r in store.db.execute("SELECT payload FROM received WHERE customer_id = ?", (customer_id,))]
+    for payload in payloads:
+        try:
+            raw = json.loads(payload) if payload else None
+        except (TypeError, json.JSONDecodeError):
+            continue
+        if isinstance(raw, dict) and isinstance(raw.get("text"), str) and raw["text"].strip():
+            title = raw.get("title") if isinstance(raw.get("title"), str) else None
+            texts.add(model_input_text(raw["text"], title))
+    return texts
 
 
 def purge_raw_text(lake: Lake, retention_days: int, now: Optional[datetime] = None) -> int:

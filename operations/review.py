@@ -28,7 +28,7 @@ from pyiceberg.expressions import EqualTo
 
 from operations import lake as lake_tables
 from operations.alerting.detection import Finding, severity_rank
-from operations.alerting.store import wall_now
+from operations.alerting.state import wall_now
 from processing.taxonomy import load_taxonomy
 
 HAZARD_WORDS = re.compile(r"\b(fire|burn(?:t|ed|s)?|smok(?:e|ing)|chok(?:e|ed|ing)|injur(?:y|ed)|allerg\w*|"
@@ -57,9 +57,16 @@ def rules_second_opinion(row: Any) -> list[str]:
 
 
 class ReviewQueue:
-    def __init__(self, alerting: Any, context: Any):
+    def __init__(self, alerting: Any, context: Any, corrections: Any = None, monitoring: Any = None,
+                 events_client: Any = None):
+        """`context` has the lake (`.lake`), the loop config (`.config`) and optionally the worker (`.worker`).
+        `corrections`: the corrections store (monitoring.corrections; default the local object store, an
+        S3CorrectionStore on AWS); `monitoring`: its MonitoringConfig; `events_client`: EventBridge, to
+        announce the retraining threshold (None locally)."""
         self.alerting, self.context = alerting, context
         self.store, self.config = alerting.store, alerting.config
+        self.corrections, self.events_client = corrections, events_client
+        self.monitoring = monitoring
         self.taxonomy = load_taxonomy()
 
     # ------------------------------------------------------------------ entering the queue
@@ -75,7 +82,7 @@ class ReviewQueue:
                 known = severity_of.get(feedback_id)
                 if known is None or severity_rank(finding.severity) > severity_rank(known[0]):
                     severity_of[feedback_id] = (finding.severity, alert["id"] if alert else None)
-        added = 0
+        candidates = []
         for row in recent.itertuples():
             reasons: dict[str, Any] = {}
             scores = [s for s in (row.sentiment_score, row.intent_score) if s is not None and not pd.isna(s)]
@@ -89,7 +96,13 @@ class ReviewQueue:
             severity, alert_id = severity_of.get(row.feedback_id, (None, None))
             if severity:
                 reasons["alert"] = severity
-            if not reasons:
+            if reasons:
+                candidates.append((row, reasons, severity, alert_id))
+        # Items stay queued once entered: only new ones are masked and written (each run sees the whole window).
+        queued = self.store.queued([row.feedback_id for row, *_ in candidates])
+        added = 0
+        for row, reasons, severity, alert_id in candidates:
+            if row.feedback_id in queued:
                 continue
             priority = sum(REASON_WEIGHTS[r] for r in reasons)
             if "alert" in reasons:
@@ -103,20 +116,22 @@ class ReviewQueue:
                         "intent_score": _num(row.intent_score), "aspects": list(row.aspects), "flags": list(row.flags),
                         "sku": mask(row.sku), "region": mask(row.region), "channel": row.channel,
                         "created_at": row.created_at.isoformat()}
-            cursor = self.store.execute(
-                "INSERT OR IGNORE INTO review_queue (feedback_id, reasons, priority, severity, alert_id, snapshot,"
-                " enqueued_wall, reviews_needed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (row.feedback_id, reasons, round(priority, 2), level, alert_id, snapshot, wall_now(),
-                 2 if level in self.config.review_double_severity else 1))
-            added += cursor.rowcount
+            added += self.store.enqueue_review({
+                "feedback_id": row.feedback_id, "reasons": reasons, "priority": round(priority, 2), "severity": level,
+                "alert_id": alert_id, "snapshot": snapshot, "enqueued_wall": wall_now(), "status": "pending",
+                "reviews_needed": 2 if level in self.config.review_double_severity else 1})
         return added
 
     def pending(self, limit: int = 100, status: str = "pending") -> list[dict[str, Any]]:
-        rows = self.store.query("SELECT * FROM review_queue WHERE status = ? ORDER BY priority DESC, enqueued_wall"
-                                " LIMIT ?", (status, limit))
+        rows = self.store.review_entries(status, limit)
+        shown = {row["feedback_id"] for row in rows}
+        reviews: dict[str, list[dict[str, Any]]] = {}
+        for review in self.store.reviews():  # one read for the page (a Scan on DynamoDB), not one per entry
+            if review["feedback_id"] in shown:
+                reviews.setdefault(review["feedback_id"], []).append(
+                    {k: review[k] for k in ("reviewer", "at", "labels")})
         for row in rows:
-            row["reviews"] = self.store.query("SELECT reviewer, at, labels FROM reviews WHERE feedback_id = ? ORDER BY id",
-                                              (row["feedback_id"],))
+            row["reviews"] = reviews.get(row["feedback_id"], [])
         return rows
 
     # ------------------------------------------------------------------ a review
@@ -144,7 +159,8 @@ class ReviewQueue:
                 correction.validate()
             except CorrectionError as exc:
                 raise ReviewError(str(exc), exc.reason) from None
-            receipt = record_correction(self.corrections_store(), correction, self._monitoring_config())
+            receipt = record_correction(self.corrections or self.corrections_store(), correction,
+                                        self._monitoring_config(), self.events_client)
             before, after = self.apply_override(row, labels)
             self.store.audit(f"{actor}/{reviewer}", f"feedback:{feedback_id}", "correction", before, after)
         if flags is not None:
@@ -152,7 +168,7 @@ class ReviewQueue:
                              {"flags": list(row["flags"] or [])}, {"flags": flags})
         if verdict:
             if not alert_id:
-                queued = self.store.one("SELECT alert_id FROM review_queue WHERE feedback_id = ?", (feedback_id,))
+                queued = self.store.review_entry(feedback_id)
                 alert_id = queued["alert_id"] if queued else None
             if not alert_id:
                 raise ReviewError("alert_verdict needs alert_id (this item is not evidence of an alert)", "missing_alert")
@@ -164,14 +180,12 @@ class ReviewQueue:
                 raise ReviewError(str(exc), "invalid_verdict") from None
         recorded = {**labels, **({"flags": flags} if flags is not None else {}),
                     **({"alert_verdict": verdict, "alert_id": alert_id} if verdict else {})}
-        self.store.insert("reviews", {"feedback_id": feedback_id, "reviewer": reviewer, "at": wall_now(),
-                                      "labels": recorded})
-        queued = self.store.one("SELECT reviews_needed FROM review_queue WHERE feedback_id = ?", (feedback_id,))
+        self.store.insert_review({"feedback_id": feedback_id, "reviewer": reviewer, "at": wall_now(), "labels": recorded})
+        queued = self.store.review_entry(feedback_id)
         if queued:
-            done = self.store.one("SELECT COUNT(DISTINCT reviewer) AS n FROM reviews WHERE feedback_id = ?",
-                                  (feedback_id,))["n"]
+            done = len({r["reviewer"] for r in self.store.reviews(feedback_id)})
             if done >= queued["reviews_needed"]:
-                self.store.execute("UPDATE review_queue SET status = 'reviewed' WHERE feedback_id = ?", (feedback_id,))
+                self.store.set_review_status(feedback_id, "reviewed")
         return {"feedback_id": feedback_id, "recorded": recorded,
                 "correction": dataclasses.asdict(receipt) if receipt else None}
 
@@ -209,15 +223,14 @@ class ReviewQueue:
         bucket = self.alerting.corrections_bucket or DEFAULT_BUCKET
         return LocalCorrectionStore(self.context.lake.workspace / "s3" / bucket / self._monitoring_config().corrections_prefix)
 
-    @staticmethod
-    def _monitoring_config():
+    def _monitoring_config(self):
         from monitoring.config import MonitoringConfig
 
-        return MonitoringConfig()
+        return self.monitoring or MonitoringConfig()
 
     def agreement(self) -> dict[str, Any]:
         """Share of double-reviewed items whose first two reviewers gave the same labels."""
-        rows = self.store.query("SELECT feedback_id, reviewer, labels FROM reviews ORDER BY id")
+        rows = self.store.reviews()
         by_item: dict[str, list[dict]] = {}
         for r in rows:
             by_item.setdefault(r["feedback_id"], []).append(r)
@@ -227,7 +240,7 @@ class ReviewQueue:
                 "agreement": round(agree / len(pairs), 4) if pairs else None}
 
     def counts(self) -> dict[str, int]:
-        return dict(Counter(r["status"] for r in self.store.query("SELECT status FROM review_queue")))
+        return dict(Counter(r["status"] for r in self.store.review_entries()))
 
 
 def _labels_only(labels: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -23,11 +23,12 @@ from pyiceberg.expressions import EqualTo
 
 from operations import lake as lake_tables
 from operations.config import LoopConfig
+from operations.intake import BodyError, parse_body
 from operations.insights import default_window, insights
 from operations.lake import Lake
 from operations.store import Store
 from processing.config import ProcessingConfig
-from processing.schema import ReasonCode, RecordValidationError, validate_record
+from processing.schema import RecordValidationError, validate_record
 
 log = logging.getLogger(__name__)
 
@@ -41,60 +42,9 @@ class LoopContext:
     worker: Any = None
     alerting: Any = None
     """operations.alerting.engine.Alerting (alerts, incidents, review queue); made on first use when None."""
-
-
-class BodyError(Exception):
-    def __init__(self, status: int, reason: str, message: str):
-        super().__init__(message)
-        self.status, self.reason, self.message = status, reason, message
-
-
-def parse_body(body: bytes, content_type: str, max_items: int) -> list[Any]:
-    """One record, {"items": [...]}, a JSON list, or JSON lines -> raw items (a line that is not JSON
-    becomes a BodyError item: it is rejected alone, not the whole body)."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BodyError(400, ReasonCode.invalid_utf8.value, f"body is not valid UTF-8 (byte {exc.start})") from None
-    if not text.strip():
-        raise BodyError(400, ReasonCode.invalid_json.value, "empty body")
-    lines = [line for line in text.splitlines() if line.strip()]
-    if "ndjson" in content_type or "jsonlines" in content_type or "jsonl" in content_type or len(lines) > 1:
-        try:
-            whole = json.loads(text)
-        except json.JSONDecodeError:
-            whole = None
-        if whole is None:
-            items: list[Any] = []
-            for number, line in enumerate(lines, start=1):
-                try:
-                    items.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    items.append(BodyError(400, ReasonCode.invalid_json.value,
-                                           f"line {number}: invalid JSON: {exc.msg} at column {exc.colno}"))
-            return _check_count(items, max_items)
-        text_items = whole
-    else:
-        try:
-            text_items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BodyError(400, ReasonCode.invalid_json.value,
-                            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    if isinstance(text_items, dict) and "items" in text_items and set(text_items) == {"items"}:
-        if not isinstance(text_items["items"], list):
-            raise BodyError(422, ReasonCode.wrong_type.value, '"items" must be a list of records')
-        return _check_count(text_items["items"], max_items)
-    if isinstance(text_items, list):
-        return _check_count(text_items, max_items)
-    return [text_items]
-
-
-def _check_count(items: list, max_items: int) -> list:
-    if not items:
-        raise BodyError(422, ReasonCode.missing_field.value, "no records in the body")
-    if len(items) > max_items:
-        raise BodyError(413, "too_many_items", f"{len(items)} records in one request; the limit is {max_items}")
-    return items
+    subject_erasers: list = field(default_factory=list)
+    """Erasers of a forget request outside the loop (operations.erasure.pipeline_erasers: Feature Store,
+    endpoint data capture); `fbrain loop serve` sets them from loop.forget_pipeline_data."""
 
 
 def _percentiles(values: list[float]) -> dict[str, Optional[float]]:
@@ -258,7 +208,8 @@ def create_app(context: LoopContext) -> FastAPI:
         with lock:
             try:
                 return forget_customer(store, context.lake, context.processing, customer_id.strip(), config.gold_window,
-                                       erasers=[context.alerting.forget_feedback] if context.alerting else [])
+                                       erasers=[context.alerting.forget_feedback] if context.alerting else [],
+                                       subject_erasers=context.subject_erasers)
             except RuntimeError as exc:
                 raise HTTPException(409, detail={"reason": "batch_pending", "message": str(exc)}) from None
 

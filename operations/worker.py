@@ -196,15 +196,15 @@ class Worker:
         for r in rows:
             if r["rejection"] is not None:
                 reason = json.loads(r["rejection"])
-                quarantine.append(self._quarantine_row(r, reason, now, plan.batch_id))
+                quarantine.append(quarantine_row(r, reason, now, plan.batch_id))
         for q in output.quarantined:
-            quarantine.append(self._quarantine_row(by_seq[q["line_no"]], q, now, plan.batch_id))
+            quarantine.append(quarantine_row(by_seq[q["line_no"]], q, now, plan.batch_id))
         staged = output.staged.to_pandas() if output.staged is not None else pd.DataFrame()
         spam_rows, stages = [], []
         for _feedback_id, position, kind, row in output.candidates:
             seq = items[position].line_no
             if kind == "quarantine":
-                quarantine.append(self._quarantine_row(by_seq[seq], row, now, plan.batch_id))
+                quarantine.append(quarantine_row(by_seq[seq], row, now, plan.batch_id))
                 stages.append(self._stage(by_seq[seq], "quarantined", quarantined_at=now, reason=row["reason"]))
             elif kind == "spam":
                 spam_rows.append(row)
@@ -228,10 +228,10 @@ class Worker:
         scored_at = datetime.now(timezone.utc)
         silver = []
         for row, prediction in zip(kept, predictions):
-            silver.append(self._silver_row(row, by_seq, now, plan.batch_id, prediction, scored_at))
+            silver.append(silver_row(row, by_seq, now, plan.batch_id, prediction, scored_at))
             stages.append(self._stage(by_seq[int(row["line_no"])], "scored", enriched_at=now, scored_at=scored_at))
         for row in spam_rows:
-            silver.append(self._silver_row(row, by_seq, now, plan.batch_id, None, None))
+            silver.append(silver_row(row, by_seq, now, plan.batch_id, None, None))
             stages.append(self._stage(by_seq[int(row["line_no"])], "enriched", enriched_at=now,
                                       reason=f"spam:{row['spam_rule']}"))
         result.scored, result.spam = len(predictions), len(spam_rows)
@@ -296,14 +296,6 @@ class Worker:
         self.lake.write_once(lake_tables.GOLD, counts, batch_id)
 
     @staticmethod
-    def _quarantine_row(received: dict, reason: dict, now: datetime, batch_id: int) -> dict[str, Any]:
-        return {"seq": received["seq"], "feedback_id": received["feedback_id"] or received["raw_id"],
-                "customer_id": received["customer_id"], "payload": received["payload"],
-                "reason": reason.get("reason"), "message": reason.get("message"), "field": reason.get("field"),
-                "received_at": datetime.fromisoformat(received["received_at"]), "quarantined_at": now,
-                "batch_id": batch_id}
-
-    @staticmethod
     def _stage(received: dict, stage: str, enriched_at=None, scored_at=None, quarantined_at=None,
                duplicate_of=None, reason=None) -> dict[str, Any]:
         iso = lambda t: t.isoformat() if t is not None else None  # noqa: E731
@@ -312,28 +304,39 @@ class Worker:
                 "enriched_at": iso(enriched_at), "scored_at": iso(scored_at), "quarantined_at": iso(quarantined_at),
                 "duplicate_of": duplicate_of, "reason": reason}
 
-    @staticmethod
-    def _silver_row(row: dict[str, Any], by_seq: dict, now: datetime, batch_id: int, prediction: Optional[dict],
-                    scored_at: Optional[datetime]) -> dict[str, Any]:
-        received = by_seq[int(row["line_no"])]
-        value = row.get
-        silver = {name: value(name) for name in (
-            "feedback_id", "text", "title", "channel", "source", "customer_id", "order_id", "sku", "product_category",
-            "region", "language", "language_detected", "star_rating", "spam_rule")}
-        silver["star_rating"] = int(silver["star_rating"]) if silver["star_rating"] is not None else None
-        silver["pii_masked"] = list(value("pii_masked") or [])
-        silver["label_sentiment"], silver["label_intent"] = value("sentiment"), value("intent")
-        silver["label_aspects"] = list(value("aspects")) if value("aspects") is not None else None
-        silver["labeled_tasks"] = list(value("labeled_tasks") or [])
-        silver.update({"seq": received["seq"], "created_at": row["created_at"],
-                       "received_at": datetime.fromisoformat(received["received_at"]), "enriched_at": now,
-                       "scored_at": scored_at, "batch_id": batch_id})
-        if prediction is not None:
-            silver.update({
-                "sentiment": prediction["sentiment"]["label"], "sentiment_score": prediction["sentiment"]["score"],
-                "intent": prediction["intent"]["label"], "intent_score": prediction["intent"]["score"],
-                "aspects": list(prediction["aspects"]["labels"]),
-                "flags": sorted(name for name, hit in (prediction.get("flags") or {}).items() if hit),
-                "model_name": prediction["model"]["name"], "model_version": str(prediction["model"]["version"]),
-            })
-        return silver
+
+def quarantine_row(received: dict, reason: dict, now: datetime, batch_id: int) -> dict[str, Any]:
+    """The quarantine row of a received record (the receive log's shape) and the reason it was refused."""
+    return {"seq": received["seq"], "feedback_id": received["feedback_id"] or received["raw_id"],
+            "customer_id": received["customer_id"], "payload": received["payload"],
+            "reason": reason.get("reason"), "message": reason.get("message"), "field": reason.get("field"),
+            "received_at": datetime.fromisoformat(received["received_at"]), "quarantined_at": now,
+            "batch_id": batch_id}
+
+
+def silver_row(row: dict[str, Any], by_seq: dict, now: datetime, batch_id: int, prediction: Optional[dict],
+                scored_at: Optional[datetime]) -> dict[str, Any]:
+    """The silver row of a transformed record: the cleaned fields, the prediction (None: spam, not scored) and a
+    time per stage. `by_seq` maps the row's line_no to its received record. The Kinesis consumer builds the same rows."""
+    received = by_seq[int(row["line_no"])]
+    value = row.get
+    silver = {name: value(name) for name in (
+        "feedback_id", "text", "title", "channel", "source", "customer_id", "order_id", "sku", "product_category",
+        "region", "language", "language_detected", "star_rating", "spam_rule")}
+    silver["star_rating"] = int(silver["star_rating"]) if silver["star_rating"] is not None else None
+    silver["pii_masked"] = list(value("pii_masked") or [])
+    silver["label_sentiment"], silver["label_intent"] = value("sentiment"), value("intent")
+    silver["label_aspects"] = list(value("aspects")) if value("aspects") is not None else None
+    silver["labeled_tasks"] = list(value("labeled_tasks") or [])
+    silver.update({"seq": received["seq"], "created_at": row["created_at"],
+                   "received_at": datetime.fromisoformat(received["received_at"]), "enriched_at": now,
+                   "scored_at": scored_at, "batch_id": batch_id})
+    if prediction is not None:
+        silver.update({
+            "sentiment": prediction["sentiment"]["label"], "sentiment_score": prediction["sentiment"]["score"],
+            "intent": prediction["intent"]["label"], "intent_score": prediction["intent"]["score"],
+            "aspects": list(prediction["aspects"]["labels"]),
+            "flags": sorted(name for name, hit in (prediction.get("flags") or {}).items() if hit),
+            "model_name": prediction["model"]["name"], "model_version": str(prediction["model"]["version"]),
+        })
+    return silver

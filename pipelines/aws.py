@@ -422,7 +422,7 @@ def deployment_target(config: FeedbackBrainConfig):
     from inference.deploy import DeploymentTarget
 
     return DeploymentTarget(
-        endpoint_name=config.aws.endpoint_name, role_arn=config.aws.role_arn, capture_s3_uri=data_capture_uri(config),
+        endpoint_name=config.aws.endpoint_name, role_arn=config.aws.job_role_arn("model"), capture_s3_uri=data_capture_uri(config),
         instance_type=config.aws.endpoint_instance_type, kms_key_id=config.aws.kms_key_id,
     )
 
@@ -597,7 +597,7 @@ def put_model_monitor_schedule(config: FeedbackBrainConfig, parameters: Mapping[
     request = create_monitoring_schedule_request(
         monitoring, endpoint_name=config.aws.endpoint_name,
         image_uri=monitor_image_uri(config.aws.ecr_registry, monitoring, config.aws.image_tag),
-        role_arn=config.aws.role_arn, baseline_s3_uri=parameters[BASELINE_URI],
+        role_arn=config.aws.job_role_arn("monitoring"), baseline_s3_uri=parameters[BASELINE_URI],
         output_s3_uri=f"s3://{config.aws.bucket}/{monitoring.schedule_name}/results",
         model_data_uri=parameters[MODEL_DATA_URI], kms_key_id=config.aws.kms_key_id,
     )

@@ -348,6 +348,7 @@ _monitor_app = _mount_optional("monitoring.cli", "monitor", "The text monitor (a
 if _monitor_app is not None:
     _mount_monitoring_pipeline(_monitor_app)
 _mount_optional("inference.replies.cli", "respond", "Draft replies, summaries and second-stage judgements.")
+_mount_optional("processing.cli", "data", "Demo data: the labeled corpus, or a multi-day stream to replay.")
 _mount_optional("operations.cli", "loop", "The live loop: POST /feedback, the worker, the lake, GET /insights.")
 
 if __name__ == "__main__":

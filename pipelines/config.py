@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from inference.config import GenerativeConfig, ServingConfig
 from monitoring.config import MonitoringConfig
@@ -30,7 +30,17 @@ from training.config import EvaluationConfig, TrainingConfig
 class AwsConfig:
     region: str = "us-east-1"
     role_arn: str = "arn:aws:iam::111122223333:role/feedback-brain-sagemaker"
-    """Execution role of the pipeline's jobs (CodeBuild passes the real one)."""
+    """Role of the pipelines themselves (CreatePipeline's RoleArn) and of every job whose own role below is
+    empty (CodeBuild passes the real one)."""
+    processing_role_arn: str = ""
+    """Execution role of the processing jobs (FeatureEngineering, EvaluateModel, ComputeMonitorBaseline);
+    empty: `role_arn`. The infrastructure app deploys one per job type, each with only what that job uses."""
+    training_role_arn: str = ""
+    """Execution role of the TrainModel job; empty: `role_arn`."""
+    monitoring_role_arn: str = ""
+    """Execution role of the monitoring pipeline's MonitorCapturedTraffic job; empty: `role_arn`."""
+    model_role_arn: str = ""
+    """Role of the models the pipeline registers and the endpoint runs (RegisterModel); empty: `role_arn`."""
     bucket: str = "feedback-brain-artifacts"
     """Bucket for pipeline inputs and outputs; locally a folder of the object store."""
     pipeline_name: str = "feedback-brain"
@@ -79,6 +89,10 @@ class AwsConfig:
     """SageMaker managed MLflow tracking server ARN, passed to TrainModel and EvaluateModel
     as MLFLOW_TRACKING_URI; empty leaves the variable out of the definition."""
 
+    def job_role_arn(self, job: Literal["processing", "training", "monitoring", "model"]) -> str:
+        """The execution role of one job type: its own setting, else `role_arn`."""
+        return getattr(self, f"{job}_role_arn") or self.role_arn
+
 
 @settings_section
 class LocalConfig:
@@ -117,6 +131,13 @@ class FeedbackBrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def local_capture_dir(self) -> Path:
+        """Where the local endpoint writes data capture: serving.capture_dir, else the capture prefix of the
+        local object store (the layout SageMaker uses under s3://aws.bucket/aws.data_capture_prefix)."""
+        if self.serving.capture_dir:
+            return Path(self.serving.capture_dir)
+        return self.local.object_store / self.aws.bucket / self.aws.data_capture_prefix
 
 
 ConfigError = SettingsError

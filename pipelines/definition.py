@@ -5,6 +5,10 @@ FeatureEngineering (pass 1, N instances) -> MergeFeatureShards (pass 2, one inst
     -> true:  ComputeMonitorBaseline -> RegisterModel
     -> false: ModelGateFailed
 
+With `training.teacher_source` (docs/teacher.md) TrainModel distils from teacher outputs in its `teacher`
+channel: `uri` reads them from the TeacherOutputsUri parameter; `step` adds
+MergeFeatureShards -> TrainTeacher (GPU, TeacherInstanceType) -> ScoreTeacher -> TrainModel.
+
 Step names, container paths and entry points are the contract in docs/contracts.md. Code
 lives in the images (tagged by `aws.image_tag`), never uploaded at build time, so building is
 offline and two builds are byte-identical. Every step names its entry point in the JSON, so
@@ -67,6 +71,8 @@ IMAGE_REPOSITORY_PREFIX = "feedback-brain-"
 FEATURE_ENGINEERING = "FeatureEngineering"
 MERGE_FEATURE_SHARDS = "MergeFeatureShards"
 TRAIN_MODEL = "TrainModel"
+TRAIN_TEACHER = "TrainTeacher"
+SCORE_TEACHER = "ScoreTeacher"
 EVALUATE_MODEL = "EvaluateModel"
 CHECK_MODEL_GATE = "CheckModelGate"
 MODEL_GATE_FAILED = "ModelGateFailed"
@@ -77,12 +83,15 @@ REGISTER_MODEL = "RegisterModel"
 PYTHON = "python3"
 FEATURE_ENGINEERING_MODULE = "processing.feature_engineering"
 TRAINING_MODULE = "training.train"
+TEACHER_OUTPUTS_MODULE = "training.teacher_outputs"
 EVALUATION_MODULE = "training.evaluate"
 MONITOR_BASELINE_MODULE = "monitoring.baseline"
 STEP_MODULES = {
     FEATURE_ENGINEERING: FEATURE_ENGINEERING_MODULE,
     MERGE_FEATURE_SHARDS: FEATURE_ENGINEERING_MODULE,
     TRAIN_MODEL: TRAINING_MODULE,
+    TRAIN_TEACHER: TRAINING_MODULE,
+    SCORE_TEACHER: TEACHER_OUTPUTS_MODULE,
     EVALUATE_MODEL: EVALUATION_MODULE,
     COMPUTE_MONITOR_BASELINE: MONITOR_BASELINE_MODULE,
 }
@@ -96,6 +105,8 @@ STEP_IMAGE_KINDS: dict[str, ImageKind] = {
     FEATURE_ENGINEERING: "processing",
     MERGE_FEATURE_SHARDS: "processing",
     TRAIN_MODEL: "training",
+    TRAIN_TEACHER: "training",
+    SCORE_TEACHER: "training",  # the GPU image: mpnet scores ~10 texts/s on 2 CPU cores
     EVALUATE_MODEL: "processing",
     COMPUTE_MONITOR_BASELINE: "processing",
     REGISTER_MODEL: "inference",
@@ -114,6 +125,9 @@ TEST_DIR = f"{PROCESSING_ROOT}/test"
 TRAIN_DIR = f"{PROCESSING_ROOT}/train"
 EVALUATION_DIR = f"{PROCESSING_ROOT}/evaluation"
 BASELINE_DIR = f"{PROCESSING_ROOT}/baseline"
+TEACHER_OUTPUT_DIR = f"{PROCESSING_ROOT}/teacher"
+TEACHER_CHANNEL = "teacher"
+"""Training channel of the teacher outputs (training.train reads SM_CHANNEL_TEACHER)."""
 
 SPLITS = ("train", "validation", "test")
 LAKE_OUTPUT = "lake"
@@ -220,13 +234,14 @@ def job_environment(config: FeedbackBrainConfig, step_name: str) -> Optional[dic
     return None
 
 
-def _processor(config, session, params: PipelineParameters, step_name: str, instance_count=None) -> Processor:
+def _processor(config, session, params: PipelineParameters, step_name: str, instance_count=None,
+               instance_type=None) -> Processor:
     kms_key = config.aws.kms_key_id or None
     return Processor(
-        role=config.aws.role_arn,
+        role=config.aws.job_role_arn("processing"),
         image_uri=image_uri(config, STEP_IMAGE_KINDS[step_name]),
         instance_count=instance_count or params.processing_instance_count,
-        instance_type=params.processing_instance_type,
+        instance_type=instance_type or params.processing_instance_type,
         entrypoint=module_command(STEP_MODULES[step_name]),
         volume_size_in_gb=config.aws.processing_volume_size_gb,
         volume_kms_key=kms_key,
@@ -295,7 +310,7 @@ def _split_uri(feature_step: ProcessingStep, split: str):
     return feature_step.properties.ProcessingOutputConfig.Outputs[split].S3Output.S3Uri
 
 
-def training_hyperparameters(config: FeedbackBrainConfig, params: PipelineParameters) -> dict:
+def training_hyperparameters(config: FeedbackBrainConfig, params: PipelineParameters, teacher: bool = False) -> dict:
     """Every training setting, as the strings SageMaker passes: pipeline parameters where there is one.
 
     The whole `training` section goes to the job, not only what differs from the defaults, so the
@@ -310,20 +325,30 @@ def training_hyperparameters(config: FeedbackBrainConfig, params: PipelineParame
         "max_seq_length": params.max_sequence_length.to_string(),
         "batch_size": params.batch_size.to_string(),
     })
+    if teacher:
+        # The teacher: its own encoder and epochs, no ONNX export (it is never served).
+        values.update({"backbone": config.training.teacher_backbone,
+                       "epochs": value_to_string(config.training.teacher_epochs),
+                       "export_onnx": value_to_string(False)})
     return values
 
 
-def _train_step(config, session, params, feature_step: ProcessingStep) -> TrainingStep:
+def _train_step(config, session, params, feature_step: ProcessingStep, step_name: str = TRAIN_MODEL,
+                teacher_outputs=None) -> TrainingStep:
+    """TrainModel (the served student), or with step_name=TRAIN_TEACHER the teacher on TeacherInstanceType.
+
+    teacher_outputs: S3 URI of teacher outputs for the student's `teacher` channel (distillation), or None."""
     kms_key = config.aws.kms_key_id or None
+    is_teacher = step_name == TRAIN_TEACHER
     trainer = EntrypointModelTrainer(
-        role=config.aws.role_arn,
+        role=config.aws.job_role_arn("training"),
         sagemaker_session=session,
-        base_job_name=f"{config.aws.pipeline_name}-{TRAIN_MODEL}",
-        training_image=image_uri(config, STEP_IMAGE_KINDS[TRAIN_MODEL]),
-        container_entrypoint=module_command(TRAINING_MODULE),
+        base_job_name=f"{config.aws.pipeline_name}-{step_name}",
+        training_image=image_uri(config, STEP_IMAGE_KINDS[step_name]),
+        container_entrypoint=module_command(STEP_MODULES[step_name]),
         compute=Compute(
-            instance_type=params.training_instance_type,
-            instance_count=params.training_instance_count,
+            instance_type=params.teacher_instance_type if is_teacher else params.training_instance_type,
+            instance_count=1 if is_teacher else params.training_instance_count,
             volume_size_in_gb=config.aws.training_volume_size_gb,
             volume_kms_key_id=kms_key,
             enable_managed_spot_training=config.aws.training_use_spot or None,
@@ -335,26 +360,37 @@ def _train_step(config, session, params, feature_step: ProcessingStep) -> Traini
         # Spot interruptions restart the job; training.train resumes from the last epoch's
         # checkpoint, which SageMaker syncs between /opt/ml/checkpoints and this prefix.
         checkpoint_config=CheckpointConfig(
-            s3_uri=_step_output_uri(config, TRAIN_MODEL, "checkpoints"), local_path=SAGEMAKER_CHECKPOINT_DIR),
+            s3_uri=_step_output_uri(config, step_name, "checkpoints"), local_path=SAGEMAKER_CHECKPOINT_DIR),
         output_data_config=OutputDataConfig(
-            s3_output_path=_step_output_uri(config, TRAIN_MODEL, "model"),
+            s3_output_path=_step_output_uri(config, step_name, "model"),
             kms_key_id=kms_key,
         ),
         environment=job_environment(config, TRAIN_MODEL) or {},
-        hyperparameters=training_hyperparameters(config, params),
+        hyperparameters=training_hyperparameters(config, params, teacher=is_teacher),
     )
     # SageMaker reads these from the job log (lines `metric: name=value` of training.tracking).
     trainer.with_metric_definitions(
         [MetricDefinition(name=metric["Name"], regex=metric["Regex"]) for metric in METRIC_DEFINITIONS]
     )
-    step_args = trainer.train(
-        input_data_config=[
-            _training_channel(split, _split_uri(feature_step, split)) for split in ("train", "validation")
-        ],
-        wait=False,
-        logs=False,
+    channels = [_training_channel(split, _split_uri(feature_step, split)) for split in ("train", "validation")]
+    if teacher_outputs is not None:
+        channels.append(_training_channel(TEACHER_CHANNEL, teacher_outputs))
+    step_args = trainer.train(input_data_config=channels, wait=False, logs=False)
+    return TrainingStep(name=step_name, step_args=step_args)
+
+
+def _score_teacher_step(config, session, params, feature_step, teacher_step: TrainingStep) -> ProcessingStep:
+    """The trained teacher's probabilities for every training text (training.teacher_outputs), on the teacher's GPU."""
+    processor = _processor(config, session, params, SCORE_TEACHER, instance_count=1,
+                           instance_type=params.teacher_instance_type)
+    step_args = processor.run(
+        inputs=[_s3_input("model", teacher_step.properties.ModelArtifacts.S3ModelArtifacts, MODEL_DIR),
+                _s3_input("train", _split_uri(feature_step, "train"), TRAIN_DIR)],
+        outputs=[_s3_output(config, SCORE_TEACHER, TEACHER_CHANNEL, TEACHER_OUTPUT_DIR)],
+        arguments=["--model-dir", MODEL_DIR, "--examples-dir", TRAIN_DIR, "--output-dir", TEACHER_OUTPUT_DIR,
+                   "--batch-size", value_to_string(config.evaluation.prediction_batch_size)],
     )
-    return TrainingStep(name=TRAIN_MODEL, step_args=step_args)
+    return ProcessingStep(name=SCORE_TEACHER, step_args=step_args)
 
 
 def _evaluate_step(config, session, params, feature_step, train_step, report: PropertyFile) -> ProcessingStep:
@@ -422,7 +458,7 @@ def _register_step(config, session, params, train_step, evaluate_step, baseline_
     builder = ModelBuilder(
         image_uri=image_uri(config, STEP_IMAGE_KINDS[REGISTER_MODEL]),
         s3_model_data_url=train_step.properties.ModelArtifacts.S3ModelArtifacts,
-        role_arn=config.aws.role_arn,
+        role_arn=config.aws.job_role_arn("model"),
         sagemaker_session=session,
     )
     step_args = builder.register(
@@ -459,7 +495,16 @@ def _assemble_pipeline(config: FeedbackBrainConfig):
 
     staging_step = _feature_engineering_step(config, session, params)
     feature_step = _merge_step(config, session, params, staging_step)
-    train_step = _train_step(config, session, params, feature_step)
+    teacher_steps: list = []
+    teacher_outputs = None
+    if config.training.teacher_source == "uri":
+        teacher_outputs = params.teacher_outputs_uri
+    elif config.training.teacher_source == "step":
+        teacher_step = _train_step(config, session, params, feature_step, step_name=TRAIN_TEACHER)
+        score_step = _score_teacher_step(config, session, params, feature_step, teacher_step)
+        teacher_steps = [teacher_step, score_step]
+        teacher_outputs = score_step.properties.ProcessingOutputConfig.Outputs[TEACHER_CHANNEL].S3Output.S3Uri
+    train_step = _train_step(config, session, params, feature_step, teacher_outputs=teacher_outputs)
     evaluate_step = _evaluate_step(config, session, params, feature_step, train_step, report)
     baseline_step = _baseline_step(config, session, params, feature_step, train_step)
     register_step = _register_step(config, session, params, train_step, evaluate_step, baseline_step)
@@ -481,7 +526,7 @@ def _assemble_pipeline(config: FeedbackBrainConfig):
     return Pipeline(
         name=config.aws.pipeline_name,
         parameters=params.all(),
-        steps=[staging_step, feature_step, train_step, evaluate_step, gate_step],
+        steps=[staging_step, feature_step, *teacher_steps, train_step, evaluate_step, gate_step],
         sagemaker_session=session,
         pipeline_experiment_config=None,
     )

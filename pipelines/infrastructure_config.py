@@ -56,22 +56,13 @@ class InfrastructureConfig:
     """Overwritten / deleted object versions are kept this long."""
     access_log_expiry_days: int = 365
     """S3 server access logs and CloudTrail logs are kept this long."""
-    glue_database: str = "feedback_brain"
-    """Glue database of the Iceberg lake (the live loop's `loop.namespace` when that section exists)."""
     lake_prefix: str = "lake"
     """Iceberg warehouse prefix in the processed bucket."""
 
     # --- DynamoDB ---
-    feedback_metadata_table: str = "FeedbackMetadata"
-    """Per feedback item: status, scores, timestamps (with a stream for downstream consumers)."""
-    customer_insights_table: str = "CustomerInsights"
-    """Per customer and period: aggregated sentiment, intents, open issues."""
-    model_performance_table: str = "ModelPerformance"
-    """Per model version and window: live metrics, drift, corrections."""
-    incidents_table: str = "feedback-brain-incidents"
-    """Detected incidents (alerts) and their lifecycle."""
-    review_queue_table: str = "feedback-brain-review-queue"
-    """Items waiting for a human reviewer."""
+    # The loop's tables (FeedbackMetadata, CustomerInsights, ModelPerformance) are named by the `loop` section
+    # (loop.feedback_metadata_table, ...), the lake's Glue database by `loop.namespace`; their keys are
+    # operations.aws_tables' constants; the incidents and review-queue tables by the `alerting` section.
     stream_view_type: Literal["NEW_IMAGE", "NEW_AND_OLD_IMAGES", "KEYS_ONLY", "OLD_IMAGE"] = "NEW_AND_OLD_IMAGES"
     """DynamoDB Streams view of FeedbackMetadata."""
 
@@ -85,7 +76,15 @@ class InfrastructureConfig:
     log_retention_days: int = 365
     """CloudWatch Logs retention of every log group the app creates."""
 
-    # --- ingest (built only when the live loop's Lambda handlers exist) ---
+    # --- ingest ---
+    loop_lambda_memory_mb: int = 2048
+    """Memory of the container-image Lambdas of the loop image (consumer, alert detection, operations API):
+    pandas / pyarrow micro-batches; Lambda's CPU share grows with memory."""
+    api_timeout_s: int = 29
+    """Timeout of the Lambdas behind API Gateway (POST /feedback, the operations routes): API Gateway's own
+    integration limit is 29 s."""
+    consumer_timeout_s: int = 120
+    """Timeout of the Kinesis consumer Lambda (one batch: clean, dedup, score on the endpoint, write)."""
     kinesis_shards: int = 1
     """Shards of the feedback stream (1 MB/s or 1,000 records/s in per shard)."""
     kinesis_retention_hours: int = 24
@@ -101,12 +100,20 @@ class InfrastructureConfig:
     """Requests per API key per day (usage plan)."""
 
     # --- operations ---
+    operations_api_scopes: list[Literal["read", "review", "admin"]] = field(default_factory=lambda: ["read", "review"])
+    """Scopes of a request to the operations API that API Gateway let through with one of its API keys (the
+    handler's `alerting.api_key_scopes`): reading insights and alerts, acting on alerts, reviewing. `admin`
+    (erasure requests) is left to a separate, narrower key or an authorizer."""
+    detect_timeout_s: int = 300
+    """Timeout of the scheduled alert-detection Lambda (reads the lake's gold and silver tables)."""
     notification_secrets: list[str] = field(default_factory=lambda: ["slack", "pagerduty", "jira", "teams"])
     """One Secrets Manager secret per notification channel, `<project>/notifications/<channel>`."""
     alarm_email: str = ""
     """Email subscribed to the alarm topic; empty leaves the topic without a subscription."""
     lambda_error_threshold: int = 1
     """Alarm when a Lambda reports at least this many errors in 5 minutes."""
+    api_5xx_threshold: int = 1
+    """Alarm when an API answers at least this many 5XX in 5 minutes."""
     dlq_depth_threshold: int = 1
     """Alarm when this many messages wait in a dead-letter queue."""
     iterator_age_threshold_ms: int = 60_000

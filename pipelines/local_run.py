@@ -96,7 +96,7 @@ def serving_setup(config: FeedbackBrainConfig, workspace: Path, model_dir: Path 
                   capture: bool) -> tuple[Path, str, str | None]:
     """Model directory, model name and version to serve; capture into the local object store."""
     if capture and not config.serving.capture_dir:
-        config.serving.capture_dir = str(config.local.object_store / config.aws.bucket / config.aws.data_capture_prefix)
+        config.serving.capture_dir = str(config.local_capture_dir())
     config.serving.endpoint_name = config.aws.endpoint_name
     if model_dir is not None:
         return model_dir, model_dir.name, None

@@ -87,7 +87,7 @@ def _monitor_step(config: FeedbackBrainConfig, session, params: dict[str, Parame
     monitoring = config.monitoring
     kms_key = config.aws.kms_key_id or None
     processor = Processor(
-        role=config.aws.role_arn,
+        role=config.aws.job_role_arn("monitoring"),
         image_uri=image_uri(config, MONITOR_IMAGE_KIND),
         instance_count=monitoring.monitor_instance_count,
         instance_type=params[INSTANCE_TYPE],

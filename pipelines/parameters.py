@@ -39,6 +39,15 @@ def default_corrections_uri(config: FeedbackBrainConfig) -> str:
     return f"s3://{config.aws.bucket}/{config.monitoring.corrections_prefix.strip('/')}/"
 
 
+TEACHER_OUTPUTS_URI = "TeacherOutputsUri"
+
+
+def default_teacher_outputs_uri(config: FeedbackBrainConfig) -> str:
+    """S3 prefix of teacher outputs (training.distillation) for training.teacher_source=uri: the setting
+    `training.teacher_outputs_uri`, else s3://<bucket>/teacher-outputs/."""
+    return config.training.teacher_outputs_uri or f"s3://{config.aws.bucket}/teacher-outputs/"
+
+
 def check_parameter_values(values: Mapping[str, Any]) -> None:
     """Raise ValueError for a parameter value the definition cannot use (a PREFIX_PARAMETERS value without
     its trailing '/'); the types are checked by whoever sends the values."""
@@ -69,9 +78,14 @@ class PipelineParameters:
     model_approval_status: ParameterString
     feature_group_name: ParameterString
     pseudonym_salt_secret_id: ParameterString
+    teacher_instance_type: ParameterString | None = None
+    """Only with training.teacher_source=step (TrainTeacher, ScoreTeacher)."""
+    teacher_outputs_uri: ParameterString | None = None
+    """Only with training.teacher_source=uri (TrainModel's `teacher` channel)."""
 
     def all(self) -> list:
-        return [getattr(self, name) for name in self.__dataclass_fields__]
+        """The parameters this definition has (the teacher ones only where training.teacher_source uses them)."""
+        return [value for value in (getattr(self, name) for name in self.__dataclass_fields__) if value is not None]
 
 
 MODEL_APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
@@ -119,4 +133,10 @@ def build_parameters(config: FeedbackBrainConfig) -> PipelineParameters:
         pseudonym_salt_secret_id=ParameterString(
             "PseudonymSaltSecretId", default_value=config.aws.pseudonym_salt_secret_id
         ),
+        teacher_instance_type=ParameterString(
+            "TeacherInstanceType", default_value=config.training.teacher_instance_type
+        ) if config.training.teacher_source == "step" else None,
+        teacher_outputs_uri=ParameterString(
+            TEACHER_OUTPUTS_URI, default_value=default_teacher_outputs_uri(config)
+        ) if config.training.teacher_source == "uri" else None,
     )

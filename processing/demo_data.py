@@ -7,6 +7,11 @@ lines and, at a small rate, corrupts a line into invalid JSON, which only a line
 The corpus shipped in `processing/data/demo_feedback.jsonl` is `generate_lines(DEMO_SIZE,
 DEMO_SEED)`; `python -m processing.demo_data --n 1000000 --seed 7 --out big.jsonl` writes more.
 
+`generate_stream(days, start, n_skus, per_sku_daily, seed)` makes the same kind of feedback as a
+multi-day stream: a catalogue of SKUs, each with a realistic daily volume, weekday seasonality, a
+diurnal profile and Poisson noise (processing.feedback_stream), in arrival order
+(`fbrain data generate --days 14 --start 2026-11-01 --out stream.jsonl`, then `fbrain loop replay`).
+
 Labels are correct by construction: a text is assembled from clauses that each carry the
 aspect, polarity and flags they express, and the record's labels are derived from the clauses
 used, never guessed afterwards. Filler sentences (openings, personal details, sign-offs) carry
@@ -26,7 +31,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -804,6 +812,8 @@ class DemoGenerator:
 
     def __init__(self, n: int, seed: int, dirt: DirtRates = DirtRates(), window: CorpusWindow = CorpusWindow(),
                  id_prefix: str = "demo"):
+        self.slot: Optional[Slot] = None
+        """When set (records(slots=...)): the time and SKU of the item being made, instead of random ones."""
         self.n = n
         self.rng = random.Random(seed)
         self.dirt = dirt
@@ -823,6 +833,8 @@ class DemoGenerator:
         return f"cust-{rank:06d}"
 
     def _created_at(self) -> datetime:
+        if self.slot is not None:
+            return self.slot.created_at
         seconds = self.rng.random() * self.window.days * 86_400
         return self.window.start + timedelta(seconds=int(seconds))
 
@@ -836,13 +848,15 @@ class DemoGenerator:
             "created_at": self._created_at().isoformat().replace("+00:00", "Z"),
             "customer_id": self._customer(),
             "order_id": f"ORD-{self.rng.randint(1_000_000, 9_999_999)}" if channel != "survey" or self.rng.random() < 0.5 else None,
-            "sku": f"{code}-{product_index:02d}{self.rng.randint(1, 4):02d}",
+            "sku": self.slot.sku if self.slot is not None else f"{code}-{product_index:02d}{self.rng.randint(1, 4):02d}",
             "product_category": category,
             "region": self.rng.choice(REGIONS),
         }
         return record
 
     def _pick_category(self) -> tuple[str, str]:
+        if self.slot is not None:
+            return self.slot.category, self.slot.product
         category = self.rng.choices(list(CATEGORY_WEIGHTS), list(CATEGORY_WEIGHTS.values()))[0]
         return category, self.rng.choice(CATEGORIES[category]["products"])
 
@@ -967,15 +981,16 @@ class DemoGenerator:
         else:
             record["text"] = f"{text}<script>alert('hi')</script>"
 
-    def records(self) -> Iterator[dict]:
+    def records(self, slots: Optional[Iterable["Slot"]] = None) -> Iterator[dict]:
+        """n items, or one item per slot (its time and SKU) when slots are given."""
         dirt, rng = self.dirt, self.rng
         thresholds = []
         acc = 0.0
         for name in ("exact_duplicate", "near_duplicate", "spam", "non_english", "invalid"):
             acc += getattr(dirt, name)
             thresholds.append((acc, name))
-        for index in range(self.n):
-            self.index = index
+        for index, slot in enumerate(slots) if slots is not None else ((i, None) for i in range(self.n)):
+            self.index, self.slot = index, slot
             draw = rng.random()
             kind = next((name for limit, name in thresholds if draw < limit), "clean")
             record: Optional[dict] = None
@@ -1005,12 +1020,68 @@ def generate_records(n: int, seed: int, dirt: DirtRates = DirtRates(), id_prefix
     return DemoGenerator(n, seed, dirt, id_prefix=id_prefix).records()
 
 
+@dataclass(frozen=True)
+class Slot:
+    """When an item of a stream arrives and which SKU it is about."""
+
+    created_at: datetime
+    category: str
+    product: str
+    sku: str
+
+
+def stream_catalogue(rng: "np.random.Generator", n_skus: int) -> list[dict[str, str]]:
+    """n distinct SKUs of the demo categories ({sku, product_category, product}), categories drawn by CATEGORY_WEIGHTS."""
+    options = [(category, product, variant) for category, spec in CATEGORIES.items()
+               for product in spec["products"] for variant in range(1, 5)]
+    if not 1 <= n_skus <= len(options):
+        raise ValueError(f"n_skus must be within 1-{len(options)} (the demo catalogue's SKUs), got {n_skus}")
+    per_category = {c: sum(1 for o in options if o[0] == c) for c in CATEGORIES}
+    weights = [CATEGORY_WEIGHTS[c] / per_category[c] for c, _, _ in options]
+    chosen = rng.choice(len(options), size=n_skus, replace=False, p=[w / sum(weights) for w in weights])
+    catalogue = []
+    for index in sorted(int(i) for i in chosen):
+        category, product, variant = options[index]
+        code, product_index = CATEGORIES[category]["code"], CATEGORIES[category]["products"].index(product)
+        catalogue.append({"sku": f"{code}-{product_index:02d}{variant:02d}", "product_category": category,
+                          "product": product})
+    return catalogue
+
+
+def generate_stream(days: int, start: datetime, n_skus: int, per_sku_daily: float, seed: int,
+                    dirt: DirtRates = DirtRates(), id_prefix: str = "stream") -> Iterator[dict]:
+    """Demo feedback arriving over `days` from `start`, in arrival order: per SKU a realistic daily volume with
+    weekday seasonality and Poisson noise (processing.feedback_stream), each item composed for its SKU's product
+    with the corpus's dirt. Deterministic for a seed."""
+    import numpy as np
+
+    from processing.feedback_stream import hourly_arrivals, sku_daily_volumes
+
+    if days < 1:
+        raise ValueError(f"days must be >= 1, got {days}")
+    start = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+    rng = np.random.default_rng(seed)
+    catalogue = stream_catalogue(rng, n_skus)
+    volumes = sku_daily_volumes(rng, n_skus, per_sku_daily)
+    arrivals = hourly_arrivals(rng, catalogue, {s["sku"]: float(v) for s, v in zip(catalogue, volumes)}, start,
+                               start + timedelta(days=days), lambda rng, sku: None)
+    slots = (Slot(created, sku["product_category"], sku["product"], sku["sku"]) for created, sku, _ in arrivals)
+    expected = max(1, int(volumes.sum() * days))  # sizes the customer base as for a corpus of that many items
+    generator = DemoGenerator(expected, seed, dirt, CorpusWindow(start=start, days=days), id_prefix)
+    return generator.records(slots)
+
+
 def generate_lines(n: int, seed: int, dirt: DirtRates = DirtRates(), id_prefix: str = "demo") -> Iterator[str]:
     """JSON lines of generate_records; a share `dirt.bad_json_line` is corrupted into invalid JSON."""
+    return json_lines_of(generate_records(n, seed, dirt, id_prefix), seed, dirt)
+
+
+def json_lines_of(records: Iterable[dict], seed: int, dirt: DirtRates = DirtRates()) -> Iterator[str]:
+    """Records as JSON lines; a share `dirt.bad_json_line` is corrupted into invalid JSON (evenly spaced)."""
     corrupt = random.Random(seed + 1)
     period = round(1 / dirt.bad_json_line) if dirt.bad_json_line > 0 else 0
     offset = corrupt.randrange(period) if period else -1
-    for index, record in enumerate(generate_records(n, seed, dirt, id_prefix)):
+    for index, record in enumerate(records):
         line = json.dumps(record, ensure_ascii=False)
         if period and index % period == offset:
             style = corrupt.choice(["truncate", "single_quotes", "trailing_comma"])

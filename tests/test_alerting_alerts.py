@@ -31,9 +31,16 @@ def _finding(key, ids, volume, baseline_rate, severity="error", kind="trend", te
                    feedback_ids=list(ids), terms=list(terms))
 
 
-@pytest.fixture
-def manager(tmp_path):
-    return AlertManager(CONFIG, AlertStore(tmp_path / "alerts.db"), PLAYBOOKS, Channels(CONFIG, environ={}))
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def manager(request, tmp_path):
+    """The same engine on each state backend (operations.alerting.state): SQLite locally, DynamoDB (moto) on AWS."""
+    if request.param == "sqlite":
+        yield AlertManager(CONFIG, AlertStore(tmp_path / "alerts.db"), PLAYBOOKS, Channels(CONFIG, environ={}))
+        return
+    from state_support import dynamodb_state
+
+    with dynamodb_state(CONFIG) as state:
+        yield AlertManager(CONFIG, state, PLAYBOOKS, Channels(CONFIG, environ={}))
 
 
 def _state(manager):

@@ -162,3 +162,32 @@ def test_secrets_from_aws_secrets_manager():
                              client)
     assert value == "https://hooks.slack.test/T/B/X"
     assert read_setting("FBRAIN_SLACK_WEBHOOK_URL", {}, client) is None
+
+
+def test_a_secret_per_channel_named_in_the_config():
+    """alerting.<channel>_secret_id: the bare value or a JSON object; an unreadable or incomplete secret makes
+    that channel's deliveries fail with the reason (logged), never a silent skip, and names no secret value."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name="us-east-1")
+        client.create_secret(Name="fb/teams", SecretString="https://teams.test/hook")
+        client.create_secret(Name="fb/jira", SecretString=json.dumps({
+            "FBRAIN_JIRA_BASE_URL": "https://acme.atlassian.test", "FBRAIN_JIRA_EMAIL": "bot@acme.test",
+            "FBRAIN_JIRA_API_TOKEN": "tok-123"}))
+        client.create_secret(Name="fb/pd", SecretString=json.dumps({"routing": "missing the key name"}))
+        config = AlertingConfig(teams_secret_id="fb/teams", jira_secret_id="fb/jira", pagerduty_secret_id="fb/pd",
+                                slack_secret_id="fb/absent")
+        channels = Channels(config, environ={}, secrets_client=client)
+        assert channels.settings["teams"] == {"FBRAIN_TEAMS_WEBHOOK_URL": "https://teams.test/hook"}
+        assert channels.settings["jira"]["FBRAIN_JIRA_API_TOKEN"] == "tok-123"
+        assert set(channels.errors) == {"slack", "pagerduty"}
+        _, delivery = channels.group("slack", [_alert(1)])
+        assert delivery.status == "failed" and "fb/absent" in delivery.error
+        payload, delivery = channels.pagerduty(_alert(1), "trigger")
+        assert delivery.status == "failed" and "FBRAIN_PAGERDUTY_ROUTING_KEY" in delivery.error
+        assert "missing the key name" not in delivery.error and payload["routing_key"] == ""
+        # the environment still wins over the config's secret
+        assert Channels(config, environ={"FBRAIN_SLACK_WEBHOOK_URL": "https://hooks.slack.test/env"},
+                        secrets_client=client).settings["slack"] == {"FBRAIN_SLACK_WEBHOOK_URL": "https://hooks.slack.test/env"}

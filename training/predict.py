@@ -108,9 +108,11 @@ def predict_probabilities(
     """`{task: (len(texts), len(labels))}` probabilities, rows in the order of `texts`.
 
     Texts are sorted by length into batches so each batch pads only to its own longest text;
-    rows are put back in input order before returning.
+    rows are put back in input order before returning. Runs on the device the model is on.
     """
     import torch
+
+    device = next(loaded.model.parameters()).device
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -123,11 +125,11 @@ def predict_probabilities(
         for b in range(n_batches):
             batch = [texts[i] for i in order[b * batch_size:(b + 1) * batch_size]]
             encoded = loaded.tokenizer(batch, padding=True, truncation=True, max_length=limit, return_tensors="pt")
-            output = loaded.model(**{k: v for k, v in encoded.items() if k in MODEL_INPUTS})
+            output = loaded.model(**{k: v.to(device) for k, v in encoded.items() if k in MODEL_INPUTS})
             for task, name in LOGIT_OUTPUTS.items():
                 logits = _logits(output, name).float()
                 probabilities = torch.sigmoid(logits) if task in MULTI_LABEL_TASKS else torch.softmax(logits, dim=-1)
-                outputs[task].append(probabilities.numpy())
+                outputs[task].append(probabilities.cpu().numpy())
             if progress_every_batches and (b + 1) % progress_every_batches == 0:
                 done = min((b + 1) * batch_size, len(texts))
                 elapsed = time.perf_counter() - started

@@ -52,6 +52,7 @@ from training.data import (
     tokenize_examples,
     write_quarantine,
 )
+from training.distillation import DistillationSettings, attach_teacher_outputs, read_teacher_outputs
 from training.metrics import HEADLINE_METRIC, model_score, predicted_labels, task_f1
 from training.model import LossSettings, MultiTaskClassifier, METADATA_FILE, MULTI_LABEL_TASK
 from training.tracking import Tracker
@@ -76,6 +77,8 @@ class RunPaths:
     """Train channel folder (default $SM_CHANNEL_TRAIN or /opt/ml/input/data/train)."""
     validation_dir: str = ""
     """Validation channel folder (default $SM_CHANNEL_VALIDATION or /opt/ml/input/data/validation)."""
+    teacher_dir: str = ""
+    """Teacher outputs (training.distillation) to distil from (default $SM_CHANNEL_TEACHER; none: no distillation)."""
     model_dir: str = ""
     """Where the best model is saved (default $SM_MODEL_DIR or /opt/ml/model)."""
     output_data_dir: str = ""
@@ -93,6 +96,7 @@ class RunPaths:
         return RunPaths(
             train_dir=self.train_dir or env("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"),
             validation_dir=self.validation_dir or env("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation"),
+            teacher_dir=self.teacher_dir or env("SM_CHANNEL_TEACHER", ""),
             model_dir=self.model_dir or env("SM_MODEL_DIR", "/opt/ml/model"),
             output_data_dir=self.output_data_dir or env("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"),
             checkpoint_dir=self.checkpoint_dir or env("SM_CHECKPOINT_DIR", SAGEMAKER_CHECKPOINT_DIR),
@@ -262,6 +266,7 @@ def build_model(config: TrainingConfig) -> MultiTaskClassifier:
         model = MultiTaskClassifier.from_backbone(
             config.backbone, pooling=config.pooling, head_dropout=config.head_dropout,
             max_seq_length=config.max_seq_length, taxonomy_version=CURRENT_VERSION,
+            backbone_cache_dir=config.backbone_cache_dir or None,
         )
     model.aspect_threshold = config.aspect_threshold
     try:
@@ -271,12 +276,16 @@ def build_model(config: TrainingConfig) -> MultiTaskClassifier:
     return model
 
 
-def loss_settings(config: TrainingConfig, class_weights_by_task: dict | None = None) -> LossSettings:
-    """The configured per-task loss weights, with class weights when class weighting is on."""
+def loss_settings(config: TrainingConfig, class_weights_by_task: dict | None = None, distil: bool = False) -> LossSettings:
+    """The configured per-task loss weights, with class weights when class weighting is on, and the
+    distillation mix when training against teacher outputs."""
     return LossSettings(
         task_weights={"sentiment": config.sentiment_loss_weight, "intent": config.intent_loss_weight,
                       "aspects": config.aspect_loss_weight},
         class_weights=class_weights_by_task or {},
+        distillation=DistillationSettings(
+            hard_weight=config.distillation_hard_weight, soft_weight=config.distillation_soft_weight,
+            temperature=config.distillation_temperature) if distil else None,
     )
 
 
@@ -303,8 +312,21 @@ def configured_class_weights(
     return {MULTI_LABEL_TASK: pooled[MULTI_LABEL_TASK]}
 
 
-def load_split(directory: str, name: str, model: MultiTaskClassifier, config: TrainingConfig, output_dir: Path) -> ExampleSet:
-    examples = read_examples(directory, model.label_maps)
+def load_split(directory: str, name: str, model: MultiTaskClassifier, config: TrainingConfig, output_dir: Path,
+               teacher_outputs: dict | None = None) -> ExampleSet:
+    """A channel's usable rows, tokenised; with teacher outputs also the rows labeled for no task that the teacher
+    scored (they learn every task from it), each carrying its teacher probabilities."""
+    examples = read_examples(directory, model.label_maps, keep_unlabeled=teacher_outputs is not None)
+    if teacher_outputs is not None:
+        matched, missing = attach_teacher_outputs(examples.examples, teacher_outputs)
+        if not matched:
+            raise ValueError(f"the teacher outputs have no row for any text of the {name} channel ({directory}); "
+                             "they are keyed by the sha256 of the model input text (training.distillation)")
+        unusable = [e for e in examples.examples if e.teacher is None and not any(e.task_mask)]
+        examples.examples = [e for e in examples.examples if e.teacher is not None or any(e.task_mask)]
+        examples.unlabeled = len(unusable)
+        logger.info("teacher outputs for %d of %d %s rows (%d without: hard labels only; %d unlabeled and "
+                    "unscored rows left out)", matched, matched + missing, name, missing - len(unusable), len(unusable))
     if examples.quarantined:
         target = output_dir / QUARANTINE_DIR / f"{name}.jsonl"
         write_quarantine(examples.quarantined, target)
@@ -403,10 +425,13 @@ def train(config: TrainingConfig, paths: RunPaths) -> TrainResult:
     output_dir, checkpoint_dir = Path(paths.output_data_dir), Path(paths.checkpoint_dir)
     seed_everything(config.seed)
     model = build_model(config)
-    train_set = load_split(paths.train_dir, "train", model, config, output_dir)
+    teacher_outputs = read_teacher_outputs(paths.teacher_dir, model.label_maps) if paths.teacher_dir else None
+    train_set = load_split(paths.train_dir, "train", model, config, output_dir, teacher_outputs)
     validation_set = load_split(paths.validation_dir, "validation", model, config, output_dir)
     train_examples, validation_examples = train_set.examples, validation_set.examples
-    model.set_loss_settings(loss_settings(config, configured_class_weights(config, model, train_examples, validation_examples)))
+    model.set_loss_settings(loss_settings(
+        config, configured_class_weights(config, model, train_examples, validation_examples),
+        distil=teacher_outputs is not None))
     model.to(runtime.device)
     model.train()
 
@@ -431,8 +456,10 @@ def train(config: TrainingConfig, paths: RunPaths) -> TrainResult:
         )
 
     tracker = Tracker(config.mlflow_experiment, run_name=f"train-{int(time.time())}", enabled=runtime.is_main)
+    distilled_rows = sum(e.teacher is not None for e in train_examples)
     tracker.log_params({**dataclasses.asdict(config), "train_rows": len(train_examples),
-                        "validation_rows": len(validation_examples), "world_size": runtime.world_size})
+                        "validation_rows": len(validation_examples), "world_size": runtime.world_size,
+                        "teacher_rows": distilled_rows})
     tracker.set_tags({"taxonomy_version": model.taxonomy_version, "device": runtime.device.type,
                       "resumed_from_epoch": resumed_from})
     logger.info(
@@ -527,14 +554,16 @@ def train(config: TrainingConfig, paths: RunPaths) -> TrainResult:
                 logger.warning("spot-interruption drill: stopping after the checkpoint of epoch %d", epoch + 1)
                 status = "KILLED"
                 raise TrainingInterrupted(epoch + 1)
-        result = _finish(model, loop, config, paths, validation_examples, throughput, resumed_from, tracker, runtime)
+        result = _finish(model, loop, config, paths, validation_examples, throughput, resumed_from, tracker, runtime,
+                         distilled_rows if teacher_outputs is not None else None)
         status = "FINISHED"
         return result
     finally:
         tracker.end(status)
 
 
-def _finish(model, loop, config, paths, validation_examples, throughput, resumed_from, tracker, runtime) -> TrainResult:
+def _finish(model, loop, config, paths, validation_examples, throughput, resumed_from, tracker, runtime,
+            teacher_rows: int | None = None) -> TrainResult:
     model_dir, output_dir = Path(paths.model_dir), Path(paths.output_data_dir)
     best = loop.history[loop.best_epoch] if 0 <= loop.best_epoch < len(loop.history) else {}
     metrics = {k: v for k, v in best.items() if k.startswith("val_")}
@@ -565,7 +594,9 @@ def _finish(model, loop, config, paths, validation_examples, throughput, resumed
         tracker.log_artifact(str(model_dir / "onnx" / "parity.json"))
     output_dir.mkdir(parents=True, exist_ok=True)
     summary = {"metrics": metrics, "history": loop.history, "config": dataclasses.asdict(config),
-               "resumed_from_epoch": resumed_from, "mlflow_run_id": tracker.run_id, "onnx_parity": parity}
+               "resumed_from_epoch": resumed_from, "mlflow_run_id": tracker.run_id, "onnx_parity": parity,
+               "distillation": None if teacher_rows is None else {"teacher_dir": paths.teacher_dir,
+                                                                  "train_rows_with_teacher": teacher_rows}}
     (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     tracker.log_metrics({k: v for k, v in metrics.items() if not k.startswith("val_")})
     return result

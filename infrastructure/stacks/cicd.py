@@ -43,8 +43,8 @@ class CiCdStack(cdk.Stack):
             "FBRAIN_PIPELINE_NAME": aws.pipeline_name,
             "FBRAIN_MODEL_PACKAGE_GROUP": aws.model_package_group,
             "FBRAIN_MLFLOW_TRACKING_ARN": aws.mlflow_tracking_arn,
-            # Not read by buildspec.yml yet: `--set aws.kms_key_id=${FBRAIN_KMS_KEY_ID}` there makes CI's
-            # definition encrypt volumes and outputs with this key, as the CDK-deployed one does.
+            # CI's upsert builds the same definition as the one deployed here: the same job roles and key.
+            **{f"FBRAIN_{job.upper()}_ROLE_ARN": role.role_arn for job, role in ml.job_roles.items()},
             "FBRAIN_KMS_KEY_ID": data.key.key_arn,
         }
         self.project = codebuild.PipelineProject(

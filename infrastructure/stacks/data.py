@@ -1,8 +1,6 @@
 """Data stack: the KMS key, the lake and pipeline buckets, the Glue database and the DynamoDB tables."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_glue as glue
@@ -12,6 +10,7 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from operations.aws_tables import ALERTING_TABLE_KEYS, LOOP_TABLE_KEYS, TableKeys
 from pipelines.infrastructure_config import InfrastructureConfig
 from pipelines.config import FeedbackBrainConfig
 
@@ -19,26 +18,17 @@ BUCKET_KINDS = ("raw", "processed", "features", "models")
 """Data buckets besides the pipeline's own (`aws.bucket`, the artifacts bucket)."""
 
 
-@dataclass(frozen=True)
-class TableKeys:
-    partition: str
-    sort: str | None = None
+def table_names(config: FeedbackBrainConfig, settings: InfrastructureConfig) -> dict[str, str]:
+    """DynamoDB table name by its key-schema field (operations.aws_tables): the loop's from the `loop` section,
+    incidents and review queue from the `alerting` section."""
+    names = {field_name: getattr(config.loop, field_name) for field_name in LOOP_TABLE_KEYS}
+    names.update({field_name: getattr(config.alerting, field_name) for field_name in ALERTING_TABLE_KEYS})
+    return names
 
 
-TABLE_KEYS = {
-    "feedback_metadata_table": TableKeys("feedback_id"),
-    "customer_insights_table": TableKeys("customer_id", "period"),
-    "model_performance_table": TableKeys("model_version", "window_start"),
-    "incidents_table": TableKeys("incident_id"),
-    "review_queue_table": TableKeys("item_id"),
-}
-"""Key schema of each table, by its InfrastructureConfig name field."""
-
-
-def lake_database(config: FeedbackBrainConfig, settings: InfrastructureConfig) -> str:
-    """Glue database of the lake: the live loop's Iceberg namespace when the config has that section."""
-    loop = getattr(config, "loop", None)
-    return getattr(loop, "namespace", None) or settings.glue_database
+def lake_warehouse(data: "DataStack", settings: InfrastructureConfig) -> str:
+    """The Iceberg warehouse of the deployed lake (loop.warehouse on AWS)."""
+    return f"s3://{data.buckets['processed'].bucket_name}/{settings.lake_prefix}"
 
 
 class DataStack(cdk.Stack):
@@ -85,15 +75,17 @@ class DataStack(cdk.Stack):
         self.glue_database = glue.CfnDatabase(
             self, "LakeDatabase", catalog_id=self.account,
             database_input=glue.CfnDatabase.DatabaseInputProperty(
-                name=lake_database(config, settings),
+                name=config.loop.namespace,
                 description="feedback-brain lake: Iceberg tables bronze / silver / gold / quarantine",
                 location_uri=f"s3://{self.buckets['processed'].bucket_name}/{settings.lake_prefix}/",
             ),
         )
 
-        self.tables: dict[str, dynamodb.Table] = {}
-        for field_name, keys in TABLE_KEYS.items():
-            self.tables[field_name] = self._table(field_name, getattr(settings, field_name), keys, settings)
+        self.table_names = table_names(config, settings)
+        self.tables: dict[str, dynamodb.Table] = {
+            field_name: self._table(field_name, self.table_names[field_name], keys, settings)
+            for field_name, keys in {**LOOP_TABLE_KEYS, **ALERTING_TABLE_KEYS}.items()}
+        """Table by its name field (`feedback_metadata_table`, ...)."""
 
     def _key_policy_for_services(self) -> None:
         """Services that use the key on our behalf, each limited to this account's resources."""
@@ -179,6 +171,21 @@ class DataStack(cdk.Stack):
             deletion_protection=True,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
+
+    def grant_lake(self, function, stack: cdk.Stack, namespace: str, lake_prefix: str) -> None:
+        """Read and write the Iceberg lake through the Glue catalog (operations.lake.Lake): its data and metadata
+        files under the processed bucket's lake prefix, and the catalog calls pyiceberg makes. Opening the lake
+        calls CreateDatabase / CreateTable even when they exist (pyiceberg's *_if_not_exists catch AlreadyExists),
+        and a commit is an UpdateTable."""
+        self.buckets["processed"].grant_read_write(function, f"{lake_prefix}/*")
+        self.buckets["processed"].grant_read(function)  # pyiceberg lists the bucket when it plans a scan
+        self.key.grant_encrypt_decrypt(function)
+        function.add_to_role_policy(iam.PolicyStatement(
+            sid="LakeCatalog", actions=["glue:GetDatabase", "glue:CreateDatabase", "glue:GetTable", "glue:GetTables",
+                                        "glue:CreateTable", "glue:UpdateTable"],
+            resources=[stack.format_arn(service="glue", resource="catalog"),
+                       stack.format_arn(service="glue", resource="database", resource_name=namespace),
+                       stack.format_arn(service="glue", resource="table", resource_name=f"{namespace}/*")]))
 
     def data_capture_uri(self, settings: InfrastructureConfig) -> str:
         return f"s3://{self.buckets['artifacts'].bucket_name}/{settings.capture_prefix}"

@@ -13,6 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as lambda_destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagSuppressions
 from constructs import Construct
@@ -49,15 +50,26 @@ PLACEHOLDER_ACCOUNT = "444455556666"
 """Account of the stand-in values the definition is built with (the SDK checks that an ARN looks like one)."""
 
 
+JOB_ROLES = ("processing", "training", "monitoring", "model")
+"""Job types with their own execution role (aws.<job>_role_arn, AwsConfig.job_role_arn)."""
+
+
 def deployed_definition(config: FeedbackBrainConfig, *, role_arn: str, ecr_registry: str, kms_key_arn: str,
-                        feature_store_role_arn: str) -> str:
-    """The definition `fbrain pipeline definition` builds, with the values only a deployment knows
-    (roles, registry, key) as CodeBuild would pass them. Those are CloudFormation tokens here, and
-    the SDK validates what it is given, so the definition is built with stand-ins of the right
-    shape which are then replaced by the tokens (resolved at deploy time)."""
+                        feature_store_role_arn: str, job_role_arns: dict[str, str] | None = None,
+                        monitoring: bool = False) -> str:
+    """The definition `fbrain pipeline definition` (or, with `monitoring`, `fbrain monitor pipeline definition`)
+    builds, with the values only a deployment knows (roles, registry, key) as CodeBuild would pass them. Those are
+    CloudFormation tokens here, and the SDK validates what it is given, so the definition is built with stand-ins
+    of the right shape which are then replaced by the tokens (resolved at deploy time). `job_role_arns` gives a
+    job type (JOB_ROLES) its own role, as `--set aws.<job>_role_arn=...` does."""
     from pipelines.definition import definition_json
+    from pipelines.monitoring_definition import monitoring_definition_json
 
     region = config.aws.region
+    job_role_arns = job_role_arns or {}
+    unknown = sorted(set(job_role_arns) - set(JOB_ROLES))
+    if unknown:
+        raise ValueError(f"no job type {unknown}; job roles: {JOB_ROLES}")
     stand_ins = {
         f"arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/fbrain-deployment-pipeline-role": role_arn,
         f"{PLACEHOLDER_ACCOUNT}.dkr.ecr.{region}.amazonaws.com": ecr_registry,
@@ -65,12 +77,17 @@ def deployed_definition(config: FeedbackBrainConfig, *, role_arn: str, ecr_regis
         f"arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/fbrain-deployment-feature-store-role": feature_store_role_arn,
     }
     role, registry, key, feature_store_role = stand_ins
+    job_stand_ins = {}
+    for job, arn in job_role_arns.items():
+        stand_in = f"arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/fbrain-deployment-{job}-role"
+        stand_ins[stand_in] = arn
+        job_stand_ins[f"{job}_role_arn"] = stand_in
     built = copy.deepcopy(config)
-    built.aws = dataclasses.replace(built.aws, role_arn=role, ecr_registry=registry, kms_key_id=key)
+    built.aws = dataclasses.replace(built.aws, role_arn=role, ecr_registry=registry, kms_key_id=key, **job_stand_ins)
     # The processing jobs get their whole section: the Feature Store role and key are this deployment's too.
     built.processing = dataclasses.replace(built.processing, feature_store_role_arn=feature_store_role,
                                            feature_store_kms_key_id=key)
-    definition = definition_json(built)
+    definition = monitoring_definition_json(built) if monitoring else definition_json(built)
     for stand_in, value in stand_ins.items():
         definition = definition.replace(stand_in, value)
     if PLACEHOLDER_ACCOUNT in definition:
@@ -82,6 +99,7 @@ class MlStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: FeedbackBrainConfig,
                  settings: InfrastructureConfig, data: DataStack, deploy_package: LambdaPackage, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self._data = data
         from pipelines.aws import DEPLOY_TARGET_ID, approval_event_pattern, endpoint_in_service_event_pattern
         from pipelines.definition import IMAGE_KINDS, IMAGE_REPOSITORY_PREFIX
 
@@ -102,36 +120,52 @@ class MlStack(cdk.Stack):
         ) for kind in IMAGE_KINDS}
         registry = f"{self.account}.dkr.ecr.{self.region}.{self.url_suffix}"
 
-        # --- the role of the pipeline and of its jobs (the definition names one role) ---
+        # --- one role per job type (aws.<job>_role_arn in the definitions), each with only what its jobs use ---
+        job_arns = {kind: self.format_arn(service="sagemaker", resource=kind, resource_name="*")
+                    for kind in ("processing-job", "training-job")}
+        self.processing_role = self._job_role("ProcessingRole", "FeatureEngineering, EvaluateModel, ComputeMonitorBaseline")
+        artifacts.grant_read_write(self.processing_role)
+        data.buckets["raw"].grant_read(self.processing_role)  # InputDataUri may name the raw bucket
+        # EvaluateModel's no-regression gate reads the champion: the newest Approved package and its recorded metrics
+        # (training.champion.registered_champion).
+        self.processing_role.add_to_policy(iam.PolicyStatement(
+            sid="ReadChampion", actions=["sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage"],
+            resources=[group_arn, packages_arn]))
+        self.training_role = self._job_role("TrainingRole", "TrainModel")
+        artifacts.grant_read_write(self.training_role)  # features in; model, checkpoints out
+        self.monitoring_role = self._job_role("MonitoringRole", "the monitoring pipeline's MonitorCapturedTraffic")
+        artifacts.grant_read_write(self.monitoring_role)  # capture, baseline and model in; results out
+        self.monitoring_role.add_to_policy(iam.PolicyStatement(
+            sid="MonitorMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": config.monitoring.put_metric_data_namespace}}))
+        self.monitoring_role.add_to_policy(iam.PolicyStatement(
+            sid="DriftEvents", actions=["events:PutEvents"],
+            resources=[self.format_arn(service="events", resource="event-bus", resource_name="default")]))
+        if aws.mlflow_tracking_arn:
+            for role in (self.processing_role, self.training_role):  # TrainModel and EvaluateModel log to MLflow
+                role.add_to_policy(iam.PolicyStatement(
+                    sid="TrackExperiments", actions=["sagemaker-mlflow:*"], resources=[aws.mlflow_tracking_arn]))
+
+        # --- the pipelines' own role: starts the jobs with their roles, registers models, reads step outputs ---
         self.pipeline_role = iam.Role(
             self, "PipelineRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description="feedback-brain SageMaker pipeline and its processing / training jobs",
+            description="feedback-brain SageMaker pipelines (training and monitoring): start jobs, register models",
         )
-        job_arns = [self.format_arn(service="sagemaker", resource=kind, resource_name="*")
-                    for kind in ("processing-job", "training-job")]
         self.pipeline_role.add_to_policy(iam.PolicyStatement(
             sid="RunPipelineJobs",
             actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
                      "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
                      "sagemaker:AddTags"],
-            resources=job_arns))
+            resources=list(job_arns.values())))
         self.pipeline_role.add_to_policy(iam.PolicyStatement(
             sid="RegisterModels",
             actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages",
                      "sagemaker:DescribeModelPackageGroup", "sagemaker:AddTags"],
             resources=[group_arn, packages_arn]))
-        self.pipeline_role.add_to_policy(iam.PolicyStatement(
-            sid="PassOwnRoleToJobs", actions=["iam:PassRole"], resources=[self.pipeline_role.role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
-        self._grant_image_pull(self.pipeline_role)
-        self._grant_job_logs(self.pipeline_role, "JobLogs")
-        artifacts.grant_read_write(self.pipeline_role)
-        data.buckets["raw"].grant_read(self.pipeline_role)
-        data.key.grant_encrypt_decrypt(self.pipeline_role)
-        if aws.mlflow_tracking_arn:
-            self.pipeline_role.add_to_policy(iam.PolicyStatement(
-                sid="TrackExperiments", actions=["sagemaker-mlflow:*"], resources=[aws.mlflow_tracking_arn]))
+        artifacts.grant_read(self.pipeline_role)  # the gate's JsonGet reads the evaluation report
+        data.key.grant_decrypt(self.pipeline_role)
 
+        # --- the endpoint's model role ---
         # --- the endpoint's model role ---
         self.model_role = iam.Role(self, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                                    description="feedback-brain endpoint: pulls the inference image, reads model data")
@@ -139,6 +173,12 @@ class MlStack(cdk.Stack):
         self._grant_job_logs(self.model_role, "EndpointLogs")
         artifacts.grant_read(self.model_role)
         data.key.grant_decrypt(self.model_role)
+        self.job_roles = {"processing": self.processing_role, "training": self.training_role,
+                          "monitoring": self.monitoring_role, "model": self.model_role}
+        """Execution role by job type (JOB_ROLES); the pipeline role may pass each to SageMaker and nothing else."""
+        self.pipeline_role.add_to_policy(iam.PolicyStatement(
+            sid="PassJobRoles", actions=["iam:PassRole"], resources=[r.role_arn for r in self.job_roles.values()],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
 
         # --- Feature Store ---
         offline_uri = config.processing.feature_store_offline_s3_uri
@@ -152,7 +192,7 @@ class MlStack(cdk.Stack):
         self.feature_group.node.add_dependency(self.feature_store_role)
         feature_group_arn = self.format_arn(service="sagemaker", resource="feature-group",
                                             resource_name=config.processing.feature_group_name.lower())
-        self.pipeline_role.add_to_policy(iam.PolicyStatement(
+        self.processing_role.add_to_policy(iam.PolicyStatement(
             sid="WriteFeatures", actions=["sagemaker:PutRecord", "sagemaker:GetRecord", "sagemaker:DescribeFeatureGroup"],
             resources=[feature_group_arn]))
 
@@ -161,14 +201,27 @@ class MlStack(cdk.Stack):
             self, "ModelPackageGroup", model_package_group_name=aws.model_package_group,
             model_package_group_description="Candidates of the feedback-brain multi-task model")
         from pipelines.aws import PIPELINE_DESCRIPTION
-        definition = deployed_definition(
-            config, role_arn=self.pipeline_role.role_arn, ecr_registry=registry, kms_key_arn=data.key.key_arn,
-            feature_store_role_arn=self.feature_store_role.role_arn)
+        from pipelines.monitoring_definition import PIPELINE_DESCRIPTION as MONITORING_DESCRIPTION
+
+        deployment_values = {
+            "role_arn": self.pipeline_role.role_arn, "ecr_registry": registry, "kms_key_arn": data.key.key_arn,
+            "feature_store_role_arn": self.feature_store_role.role_arn,
+            "job_role_arns": {job: role.role_arn for job, role in self.job_roles.items()}}
         self.pipeline = sagemaker.CfnPipeline(
             self, "Pipeline", pipeline_name=aws.pipeline_name, role_arn=self.pipeline_role.role_arn,
             pipeline_description=PIPELINE_DESCRIPTION,
-            pipeline_definition={"PipelineDefinitionBody": definition})
-        self.pipeline.node.add_dependency(self.pipeline_role, self.model_package_group)
+            pipeline_definition={"PipelineDefinitionBody": deployed_definition(config, **deployment_values)})
+        self.pipeline.node.add_dependency(self.pipeline_role, self.model_package_group, *self.job_roles.values())
+
+        # --- the monitoring pipeline (`fbrain monitor pipeline definition`) and its schedule ---
+        self.monitoring_pipeline_arn = self.format_arn(service="sagemaker", resource="pipeline",
+                                                       resource_name=config.monitoring.pipeline_name.lower())
+        self.monitoring_pipeline = sagemaker.CfnPipeline(
+            self, "MonitoringPipeline", pipeline_name=config.monitoring.pipeline_name,
+            role_arn=self.pipeline_role.role_arn, pipeline_description=MONITORING_DESCRIPTION,
+            pipeline_definition={"PipelineDefinitionBody": deployed_definition(config, monitoring=True,
+                                                                               **deployment_values)})
+        self.monitoring_pipeline.node.add_dependency(self.pipeline_role, *self.job_roles.values())
 
         # --- deploy Lambda + the approval and endpoint-InService rules ---
         self.deploy_function = self._deploy_function(config, settings, data, deploy_package, group_arn, packages_arn)
@@ -189,10 +242,49 @@ class MlStack(cdk.Stack):
 
         # --- retraining: schedule, drift violation, N corrections (monitoring.triggers) ---
         self.retraining_rules = self._retraining_rules(config)
+        self.monitoring_schedule = self._monitoring_schedule(config)
 
         self._suppress_wildcards()
 
     # ------------------------------------------------------------------ helpers
+    def _job_role(self, construct_id: str, jobs: str) -> iam.Role:
+        """A SageMaker job execution role: pull the project's images, write the job's logs and metrics, use the key."""
+        role = iam.Role(self, construct_id, assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                        description=f"feedback-brain SageMaker jobs: {jobs}")
+        self._grant_image_pull(role)
+        self._grant_job_logs(role, "JobLogs")
+        self._data.key.grant_encrypt_decrypt(role)
+        return role
+
+    def _monitoring_schedule(self, config: FeedbackBrainConfig) -> scheduler.CfnSchedule:
+        """EventBridge Scheduler starts the monitoring pipeline (the request `fbrain monitor rules apply` makes).
+
+        The champion's BaselineUri / ModelDataUri are passed when configured (monitoring.baseline_uri and
+        monitoring.model_data_uri); otherwise `fbrain monitor rules apply` sets them once a model is approved."""
+        from pipelines.aws import monitoring_schedule_request
+        from pipelines.monitoring_definition import configured_champion_parameters
+
+        request = monitoring_schedule_request(config, self.monitoring_pipeline_arn, self.events_role.role_arn,
+                                              configured_champion_parameters(config) or {})
+        target = request["Target"]
+        parameters = target["SageMakerPipelineParameters"]["PipelineParameterList"]
+        group = None
+        if request["GroupName"] != "default":
+            group = scheduler.CfnScheduleGroup(self, "MonitoringScheduleGroup", name=request["GroupName"])
+        schedule = scheduler.CfnSchedule(
+            self, "MonitoringSchedule", name=request["Name"], group_name=request["GroupName"],
+            description=request["Description"], schedule_expression=request["ScheduleExpression"],
+            flexible_time_window={"mode": request["FlexibleTimeWindow"]["Mode"]}, state=request["State"],
+            target=scheduler.CfnSchedule.TargetProperty(
+                arn=target["Arn"], role_arn=target["RoleArn"],
+                sage_maker_pipeline_parameters=scheduler.CfnSchedule.SageMakerPipelineParametersProperty(
+                    pipeline_parameter_list=[scheduler.CfnSchedule.SageMakerPipelineParameterProperty(
+                        name=p["Name"], value=p["Value"]) for p in parameters]) if parameters else None))
+        schedule.node.add_dependency(self.monitoring_pipeline)
+        if group is not None:
+            schedule.node.add_dependency(group)
+        return schedule
+
     def _our_bucket(self, data: DataStack, name: str):
         for kind, bucket_name in data.bucket_names.items():
             if bucket_name == name:
@@ -320,7 +412,7 @@ class MlStack(cdk.Stack):
     def _retraining_rules(self, config: FeedbackBrainConfig) -> list[events.CfnRule]:
         from monitoring.triggers import events_role_policies, retraining_rules
 
-        trust, permissions = events_role_policies(self.pipeline_arn)
+        trust, permissions = events_role_policies(self.pipeline_arn, self.monitoring_pipeline_arn)
         services = trust["Statement"][0]["Principal"]["Service"]
         services = [services] if isinstance(services, str) else services
         self.events_role = iam.Role(
@@ -352,12 +444,24 @@ class MlStack(cdk.Stack):
         NagSuppressions.add_resource_suppressions(self.pipeline_role, [{
             "id": "AwsSolutions-IAM5",
             "reason": "Processing and training job names are generated by SageMaker Pipelines per execution "
-                      "(pipelines-<id>-<step>), model package versions are numbered by the registry, and the pipeline "
-                      "reads and writes any key of its own artifacts bucket; each wildcard is confined to one "
-                      "resource type of this account, one bucket, or the /aws/sagemaker log groups. "
-                      "cloudwatch:PutMetricData has no resource type (conditioned on the SageMaker namespaces); "
-                      "s3 and KMS action wildcards (GetObject*, GenerateDataKey*, ReEncrypt*) are CDK's grant sets.",
+                      "(pipelines-<id>-<step>), model package versions are numbered by the registry, and the "
+                      "pipeline's condition step reads step outputs under any execution's prefix of its artifacts "
+                      "bucket; each wildcard is confined to one resource type of this account or one bucket; s3 and "
+                      "KMS action wildcards (GetObject*, List*) are CDK's read grant set.",
         }], apply_to_children=True)
+        for role, what in ((self.processing_role, "the processing jobs read the raw bucket and read and write any "
+                            "execution's prefix of the artifacts bucket"),
+                           (self.training_role, "the training job reads features and writes the model and checkpoints "
+                            "under any execution's prefix of the artifacts bucket"),
+                           (self.monitoring_role, "the monitoring job reads captured data, the baseline and the model "
+                            "and writes results under generated prefixes of the artifacts bucket")):
+            NagSuppressions.add_resource_suppressions(role, [{
+                "id": "AwsSolutions-IAM5",
+                "reason": f"Key prefixes are generated per pipeline execution: {what}; job log groups are "
+                          "/aws/sagemaker/<job type>/* per job; cloudwatch:PutMetricData and ecr:GetAuthorizationToken "
+                          "have no resource type (metrics conditioned on their namespace); s3 and KMS action "
+                          "wildcards (GetObject*, GenerateDataKey*, ReEncrypt*) are CDK's grant sets.",
+            }], apply_to_children=True)
         NagSuppressions.add_resource_suppressions(self.model_role, [{
             "id": "AwsSolutions-IAM5",
             "reason": "The endpoint reads model.tar.gz under any execution's output prefix of the artifacts bucket and "

@@ -1,20 +1,36 @@
-"""Operations stack: secrets, the CloudWatch dashboard of the loop, and alarms to an SNS topic."""
+"""Operations stack: alert detection on a schedule, the operations API, notification secrets, the CloudWatch
+dashboard of the loop, and alarms to an SNS topic.
+
+- Detection: an EventBridge Scheduler schedule (every `alerting.detect_every_s`) invokes a container-image Lambda
+  running `operations.alerting_aws_lambda.detect_handler` from the loop image.
+- The operations API (REST, API keys): GET /insights, GET /alerts, GET /alerts/{id}, POST /alerts/{id}/{action},
+  GET /review, POST /review/{feedback_id}, GET /notifications -> `operations.alerting_aws_lambda.operations_api_handler`
+  (proxy integration).
+Both read FBRAIN__LOOP__* / FBRAIN__ALERTING__* variables and the notification channels' FBRAIN_*_SECRET_ID variables.
+"""
 from __future__ import annotations
 
+import math
+
 import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from pipelines.infrastructure_config import InfrastructureConfig
+from infrastructure.stacks.common import container_function, section_environment, secured_rest_api, suppress_api_key_findings
 from infrastructure.stacks.data import DataStack
+from infrastructure.stacks.ingest import IngestStack, loop_environment
 from infrastructure.stacks.ml import MlStack
 from pipelines.config import FeedbackBrainConfig
+from pipelines.infrastructure_config import InfrastructureConfig
 
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"
 PIPELINE_NAMESPACE = "AWS/Sagemaker/ModelBuildingPipeline"
@@ -23,17 +39,55 @@ EMBEDDING_DRIFT_METRIC = "embedding_drift_roc_auc"
 VIOLATIONS_METRIC = "constraint_violations_count"
 """Metric names of monitoring.metrics.window_metrics (dimensions Endpoint, MonitoringSchedule)."""
 FIVE_MINUTES = cdk.Duration.minutes(5)
+DETECT_HANDLER = "operations.alerting_aws_lambda.detect_handler"
+OPERATIONS_API_HANDLER = "operations.alerting_aws_lambda.operations_api_handler"
+OPERATIONS_ROUTES = (
+    ("GET", "insights"), ("GET", "alerts"), ("GET", "alerts/{id}"), ("POST", "alerts/{id}/{action}"),
+    ("GET", "review"), ("POST", "review/{feedback_id}"), ("GET", "notifications"),
+)
+"""(method, path) of each route of the operations API, all proxied to OPERATIONS_API_HANDLER."""
+ALERTING_DEPLOYED_TABLES = ("incidents_table", "review_queue_table")
+
+
+def detection_rate(detect_every_s: float) -> str | None:
+    """EventBridge Scheduler rate expression of `alerting.detect_every_s` (None: 0 turns the cadence off)."""
+    if detect_every_s == 0:
+        return None
+    minutes = detect_every_s / 60
+    if detect_every_s < 60 or not math.isclose(minutes, round(minutes)):
+        raise ValueError(f"alerting.detect_every_s={detect_every_s}: the deployed schedule runs in whole minutes "
+                         "(EventBridge Scheduler's finest rate is 1 minute): use a multiple of 60, or 0 for none")
+    minutes = round(minutes)
+    return f"rate({minutes} minute{'s' if minutes > 1 else ''})"
+
+
+def notification_secret_variables(channels: list[str]) -> dict[str, str]:
+    """Environment variable (operations.alerting.channels.SETTINGS) -> the secret name suffix holding its value,
+    for each configured channel: the channel reads `<VARIABLE>_SECRET_ID` from its environment."""
+    from operations.alerting.channels import SETTINGS
+
+    unknown = sorted(set(channels) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"infrastructure.notification_secrets names channels {unknown}; known: {sorted(SETTINGS)}")
+    return {variable: variable.removeprefix("FBRAIN_").lower().replace("_", "-")
+            for channel in channels for variable in SETTINGS[channel]}
 
 
 class OperationsStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: FeedbackBrainConfig, settings: InfrastructureConfig,
-                 data: DataStack, ml: MlStack, ingest=None, **kwargs) -> None:
+                 data: DataStack, ml: MlStack, ingest: IngestStack, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.notification_secrets = {channel: secretsmanager.Secret(
-            self, f"{channel.capitalize()}Secret", secret_name=f"{settings.project}/notifications/{channel}",
-            description=f"{channel} webhook / API credentials of feedback-brain alerts (JSON; set after deploy)",
+        secret_variables = notification_secret_variables(settings.notification_secrets)
+        self.notification_secret_names = {variable: f"{settings.project}/notifications/{suffix}"
+                                          for variable, suffix in secret_variables.items()}
+        """Secret name by the environment variable whose value it holds (a literal: Secrets Manager takes names)."""
+        self.notification_secrets = {variable: secretsmanager.Secret(
+            self, "".join(part.capitalize() for part in suffix.split("-")) + "Secret",
+            secret_name=self.notification_secret_names[variable],
+            description=f"{variable} of feedback-brain alert notifications (set the value after deploy)",
             encryption_key=data.key, removal_policy=cdk.RemovalPolicy.RETAIN,
-        ) for channel in settings.notification_secrets}
+        ) for variable, suffix in secret_variables.items()}
+        """Secret by the environment variable whose value it holds (the channel reads <VARIABLE>_SECRET_ID)."""
         self.pseudonym_salt = secretsmanager.Secret(
             self, "PseudonymSalt", secret_name=config.aws.pseudonym_salt_secret_id,
             description="Salt of customer / order pseudonyms (processing jobs read it: PseudonymSaltSecretId)",
@@ -41,7 +95,7 @@ class OperationsStack(cdk.Stack):
             generate_secret_string=secretsmanager.SecretStringGenerator(password_length=48, exclude_punctuation=True),
         )
         # A policy of this stack (not the role's default policy in the ML stack) keeps the stacks acyclic.
-        iam.Policy(self, "PipelineReadsSalt", roles=[ml.pipeline_role], statements=[iam.PolicyStatement(
+        iam.Policy(self, "ProcessingReadsSalt", roles=[ml.processing_role], statements=[iam.PolicyStatement(
             actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
             resources=[self.pseudonym_salt.secret_arn])])
         for secret in [self.pseudonym_salt, *self.notification_secrets.values()]:
@@ -51,6 +105,8 @@ class OperationsStack(cdk.Stack):
                           "(rotating the salt would re-key every pseudonym in the lake); rotation is a documented "
                           "manual procedure in docs/deploy.md.",
             }])
+
+        self._alerting(config, settings, data)
 
         self.topic = sns.Topic(self, "AlarmTopic", topic_name=f"{settings.project}-alarms", master_key=data.key,
                                enforce_ssl=True)
@@ -89,8 +145,7 @@ class OperationsStack(cdk.Stack):
             ("DeployEventsDeadLetters", ml.rule_dead_letters.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES),
              settings.dlq_depth_threshold - 0.5, "deploy events that could not be delivered"),
         ]
-        if ingest is not None:
-            alarm_specs += ingest.alarm_specs(settings)
+        alarm_specs += ingest.alarm_specs(settings) + self._alerting_alarm_specs(settings)
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         for name, watched, threshold, description in alarm_specs:
             alarm = cloudwatch.Alarm(
@@ -102,8 +157,8 @@ class OperationsStack(cdk.Stack):
             self.alarms[name] = alarm
 
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{settings.project}-loop")
-        if ingest is not None:
-            dashboard.add_widgets(*ingest.dashboard_widgets())
+        dashboard.add_widgets(*ingest.dashboard_widgets())
+        dashboard.add_widgets(*self._alerting_widgets(config.alerting))
         dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Endpoint invocations and 5XX", left=[invocations], right=[errors_5xx], width=8),
             cloudwatch.GraphWidget(title="Endpoint p99 model latency (us)", left=[latency_p99], width=8),
@@ -118,3 +173,131 @@ class OperationsStack(cdk.Stack):
                                                                ml.deploy_function.metric_errors()], width=8),
         )
         dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=24))
+
+    # ------------------------------------------------------------------ alerts, review queue, operations API
+    def _alerting(self, config: FeedbackBrainConfig, settings: InfrastructureConfig, data: DataStack) -> None:
+        alerting = config.alerting
+        deployed = {field: data.table_names[field] for field in ALERTING_DEPLOYED_TABLES}
+        # Reviews write their corrections where the retraining trigger counts them: the pipeline's bucket.
+        deployed["corrections_bucket"] = data.buckets["artifacts"].bucket_name
+        # API Gateway checked the caller's key; without scopes the handler would refuse every request (403).
+        deployed["api_key_scopes"] = alerting.api_key_scopes or settings.operations_api_scopes
+        environment = {
+            **loop_environment(config, data, settings, config.loop.kinesis_stream),
+            **section_environment("alerting", alerting, deployed),
+            **{f"{variable}_SECRET_ID": name for variable, name in self.notification_secret_names.items()},
+        }
+        common = {"settings": settings, "key": data.key, "environment": environment,
+                  "memory_mb": settings.loop_lambda_memory_mb}
+        self.detect_function = container_function(
+            self, "DetectFunction", function_name=f"{settings.project}-detect", handler=DETECT_HANDLER,
+            timeout_s=settings.detect_timeout_s, description=f"alert detection ({DETECT_HANDLER})", **common)
+        self.operations_api_function = container_function(
+            self, "OperationsApiFunction", function_name=f"{settings.project}-operations-api",
+            handler=OPERATIONS_API_HANDLER, timeout_s=settings.api_timeout_s,
+            description=f"operations API ({OPERATIONS_API_HANDLER})", **common)
+        for function in (self.detect_function, self.operations_api_function):
+            self._grant_alerting(function, config, settings, data)
+        if alerting.metrics_namespace:  # the run's alert volume (detect_handler); PutMetricData has no resource type
+            self.detect_function.add_to_role_policy(iam.PolicyStatement(
+                sid="DetectionMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": alerting.metrics_namespace}}))
+
+        # --- the detection schedule (EventBridge Scheduler -> the detect Lambda) ---
+        self.schedule_dead_letters = sqs.Queue(self, "ScheduleDeadLetters", encryption=sqs.QueueEncryption.KMS,
+                                               encryption_master_key=data.key, enforce_ssl=True,
+                                               retention_period=cdk.Duration.days(14))
+        NagSuppressions.add_resource_suppressions(self.schedule_dead_letters, [{
+            "id": "AwsSolutions-SQS3", "reason": "This queue is itself the detection schedule's dead-letter queue."}])
+        self.detection_schedule = None
+        rate = detection_rate(alerting.detect_every_s)
+        if rate:
+            scheduler_role = iam.Role(self, "DetectionSchedulerRole",
+                                      assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com",
+                                                                      conditions={"StringEquals": {"aws:SourceAccount": self.account}}),
+                                      description="EventBridge Scheduler invokes the alert-detection Lambda")
+            self.detect_function.grant_invoke(scheduler_role)
+            NagSuppressions.add_resource_suppressions(scheduler_role, [{
+                "id": "AwsSolutions-IAM5",
+                "reason": "lambda:InvokeFunction on the function's versions and aliases (<arn>:*) is CDK's invoke grant.",
+            }], apply_to_children=True)
+            self.schedule_dead_letters.grant_send_messages(scheduler_role)
+            self.detection_schedule = scheduler.CfnSchedule(
+                self, "DetectionSchedule", name=f"{settings.project}-detect-alerts",
+                description=f"Alert detection every {alerting.detect_every_s:g} s (alerting.detect_every_s)",
+                schedule_expression=rate, flexible_time_window={"mode": "OFF"}, state="ENABLED",
+                target=scheduler.CfnSchedule.TargetProperty(
+                    arn=self.detect_function.function_arn, role_arn=scheduler_role.role_arn,
+                    retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(maximum_retry_attempts=2,
+                                                                          maximum_event_age_in_seconds=600),
+                    dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(
+                        arn=self.schedule_dead_letters.queue_arn)))
+
+        # --- the operations API ---
+        self.operations_api, _ = secured_rest_api(
+            self, "OperationsApi", name=f"{settings.project}-operations", settings=settings, key=data.key,
+            description="feedback-brain: insights, alerts, review queue, notifications")
+        integration = apigateway.LambdaIntegration(self.operations_api_function)  # proxy: the handler routes
+        for method, path in OPERATIONS_ROUTES:
+            resource = self.operations_api.root
+            for part in path.split("/"):
+                resource = resource.get_resource(part) or resource.add_resource(part)
+            resource.add_method(method, integration, api_key_required=True)
+        suppress_api_key_findings(self, "the operations console and on-call tooling")
+        for function in (self.detect_function, self.operations_api_function):
+            NagSuppressions.add_resource_suppressions(function.role, [{
+                "id": "AwsSolutions-IAM5",
+                "reason": "Log streams are created per container; X-Ray PutTraceSegments has no resource type; the lake "
+                          "is read under any key of the processed bucket's lake prefix and any Iceberg table of its "
+                          "Glue database; KMS and S3 action wildcards (GetObject*, GenerateDataKey*) and DynamoDB / "
+                          "ECR grants are CDK's grant sets.",
+            }], apply_to_children=True)
+
+    def _grant_alerting(self, function, config: FeedbackBrainConfig, settings: InfrastructureConfig,
+                        data: DataStack) -> None:
+        """Incidents and review tables, notification secrets, the lake (read and write), the corrections store."""
+        for field in ALERTING_DEPLOYED_TABLES:
+            data.tables[field].grant_read_write_data(function)
+        # An identity statement (Secret.grant_read would add the role to the data key's policy: a stack cycle);
+        # decrypting goes through data.key.grant_decrypt below.
+        function.add_to_role_policy(iam.PolicyStatement(
+            sid="ReadNotificationSecrets", actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            resources=[secret.secret_arn for secret in self.notification_secrets.values()]))
+        # Detection reads the lake; a review overrides the item's predictions in silver and gold.
+        data.grant_lake(function, self, config.loop.namespace, settings.lake_prefix)
+        # A review's correction (operations.review -> S3CorrectionStore) and its threshold event (the retraining rule).
+        data.buckets["artifacts"].grant_read_write(function, f"{config.monitoring.corrections_prefix}/*")
+        function.add_to_role_policy(iam.PolicyStatement(
+            sid="CorrectionsEvents", actions=["events:PutEvents"],
+            resources=[self.format_arn(service="events", resource="event-bus",
+                                       resource_name=config.monitoring.event_bus_name)]))
+
+    def _alerting_alarm_specs(self, settings: InfrastructureConfig) -> list[tuple]:
+        return [
+            ("DetectFunctionErrors", self.detect_function.metric_errors(period=FIVE_MINUTES),
+             settings.lambda_error_threshold - 0.5, "alert-detection Lambda errors"),
+            ("DetectionScheduleDeadLetters",
+             self.schedule_dead_letters.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES),
+             settings.dlq_depth_threshold - 0.5, "detection runs the scheduler could not deliver"),
+            ("OperationsApiFunctionErrors", self.operations_api_function.metric_errors(period=FIVE_MINUTES),
+             settings.lambda_error_threshold - 0.5, "operations API Lambda errors"),
+            ("OperationsApi5xx", self.operations_api.metric_server_error(period=FIVE_MINUTES),
+             settings.api_5xx_threshold - 0.5, "operations API answered 5XX"),
+        ]
+
+    def _alerting_widgets(self, alerting) -> list[cloudwatch.IWidget]:
+        from operations.alerting_aws_lambda import DETECTION_METRICS
+
+        volume = [cloudwatch.Metric(namespace=alerting.metrics_namespace, metric_name=name, statistic="Sum",
+                                    period=FIVE_MINUTES) for name in DETECTION_METRICS if name != "ItemsRead"]
+        return [
+            cloudwatch.GraphWidget(title="Alert detection: runs and errors", left=[
+                self.detect_function.metric_invocations(period=FIVE_MINUTES),
+                self.detect_function.metric_errors(period=FIVE_MINUTES)], width=8),
+            cloudwatch.GraphWidget(title="Alert volume: findings, alerts opened or updated, notifications",
+                                   left=volume, width=8),
+            cloudwatch.GraphWidget(title="Operations API: requests, 4XX, 5XX", left=[
+                self.operations_api.metric_count(period=FIVE_MINUTES),
+                self.operations_api.metric_client_error(period=FIVE_MINUTES),
+                self.operations_api.metric_server_error(period=FIVE_MINUTES)], width=8),
+        ]

@@ -30,7 +30,7 @@ from operations.alerting.channels import Channels
 from operations.alerting.config import AlertingConfig
 from operations.alerting.detection import Finding, severity_rank
 from operations.alerting.playbooks import Playbooks
-from operations.alerting.store import AlertStore, new_id, wall_now
+from operations.alerting.state import AlertState, DuplicateRecord, new_id, wall_now
 from processing.config import ProcessingConfig
 from processing.pii import PiiMasker
 
@@ -63,7 +63,7 @@ def _parse(value: str) -> datetime:
 
 
 class AlertManager:
-    def __init__(self, config: AlertingConfig, store: AlertStore, playbooks: Playbooks, channels: Channels,
+    def __init__(self, config: AlertingConfig, store: AlertState, playbooks: Playbooks, channels: Channels,
                  masker: Optional[PiiMasker] = None):
         self.config, self.store, self.playbooks, self.channels = config, store, playbooks, channels
         self.masker = masker or PiiMasker(ProcessingConfig())
@@ -104,7 +104,7 @@ class AlertManager:
     def _existing(self, finding: Finding) -> Optional[dict[str, Any]]:
         alert = self.store.alert_by_key(self.key_of(finding.key))
         if alert is None and finding.kind == "emerging":
-            for candidate in self.store.query("SELECT * FROM alerts WHERE kind = 'emerging'"):
+            for candidate in self.store.alerts(kind="emerging", limit=100000):
                 if len(set(candidate["evidence"].get("terms", [])) & set(finding.terms)) >= EMERGING_MATCH_TERMS:
                     return candidate
         return alert
@@ -120,7 +120,10 @@ class AlertManager:
                      "playbook": self.playbooks.reference(finding.signal), "evidence": evidence,
                      "opened_at": _iso(at), "first_seen": finding.first_seen, "last_finding_at": _iso(at),
                      "created_wall": now, "updated_wall": now}
-            self.store.insert("alerts", alert)
+            try:
+                self.store.insert_alert(alert)
+            except DuplicateRecord:  # another evaluation (a second detection Lambda) opened it meanwhile
+                return self._upsert(finding, at)
             self.store.record_action(alert["id"], "detector", "open", f"{finding.kind} finding", None,
                                      {"state": "open", "severity": finding.severity, "count": finding.count})
             log.info("alert %s opened: %s severity %s", alert["id"], alert["dedup_key"], finding.severity)
@@ -139,7 +142,7 @@ class AlertManager:
             why = "reopened"
         elif finding.count > (existing["last_notified_count"] or 0):
             why = why or "grew"
-        self.store.update("alerts", "id", existing["id"], changes)
+        self.store.update_alert(existing["id"], changes)
         return self.store.alert(existing["id"]), why
 
     def _inhibit(self, findings: list[Finding]) -> set[str]:
@@ -182,6 +185,7 @@ class AlertManager:
                 seen.add(inhibited[key])
                 inhibited[key] = inhibited[inhibited[key]]
         inhibited = {k: v for k, v in inhibited.items() if v not in inhibited}
+        silences = self.store.silences(active_at=wall_now())  # read once per evaluation (a Scan on DynamoDB)
         for finding in findings:
             alert = self._existing(finding)
             if alert is None:
@@ -190,11 +194,11 @@ class AlertManager:
             if finding.key in inhibited:
                 source = self.store.alert_by_key(self.key_of(inhibited[finding.key]))
                 mark = f"inhibited:{source['id']}" if source else None
-            silence = self._silence_for(alert)
+            silence = self._silence_for(alert, silences)
             if silence:
                 mark = f"silenced:{silence['id']}"
             if alert["suppressed"] != mark:
-                self.store.update("alerts", "id", alert["id"], {"suppressed": mark})
+                self.store.update_alert(alert["id"], {"suppressed": mark})
         return set(inhibited)
 
     def _explained(self, finding: Finding, shared: int) -> bool:
@@ -209,9 +213,10 @@ class AlertManager:
             return True
         return float(binom.sf(k - 1, n, p0)) >= self.config.max_p_value
 
-    def _silence_for(self, alert: dict[str, Any]) -> Optional[dict[str, Any]]:
-        now = wall_now()
-        for silence in self.store.query("SELECT * FROM silences WHERE starts_at <= ? AND ends_at > ?", (now, now)):
+    @staticmethod
+    def _silence_for(alert: dict[str, Any], silences: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        """The first of the active `silences` whose matchers all match the alert."""
+        for silence in silences:
             if all(str(alert.get(k)) == str(v) for k, v in silence["matchers"].items()):
                 return silence
         return None
@@ -245,14 +250,14 @@ class AlertManager:
                 payload, delivery = self.channels.jira(view)
                 self._log(at, "jira", "create_issue", [alert["id"]], alert["owner"], payload, delivery)
                 if delivery.response and delivery.response.get("key"):
-                    self.store.update("alerts", "id", alert["id"], {"jira_key": delivery.response["key"]})
+                    self.store.update_alert(alert["id"], {"jira_key": delivery.response["key"]})
                 sent += 1
             if "pagerduty" in self.config.channels and \
                     severity_rank(alert["severity"]) >= severity_rank(self.config.pagerduty_min_severity):
                 payload, delivery = self.channels.pagerduty(view, "trigger")
                 self._log(at, "pagerduty", "trigger", [alert["id"]], alert["owner"], payload, delivery)
                 sent += 1
-            self.store.update("alerts", "id", alert["id"], {
+            self.store.update_alert(alert["id"], {
                 "last_notified_wall": wall_now(), "last_notified_severity": alert["severity"],
                 "last_notified_count": alert["evidence"]["count"]})
         return sent
@@ -260,7 +265,7 @@ class AlertManager:
     def _log(self, at: Optional[datetime], channel: str, kind: str, alert_ids: list[str], owner: str,
              payload: dict[str, Any], delivery: Any) -> None:
         status = {"sent": "sent", "failed": "failed", "unconfigured": "recorded"}[delivery.status]
-        self.store.insert("notifications", {
+        self.store.insert_notification({
             "at": wall_now(), "event_at": _iso(at) if at else None, "channel": channel, "kind": kind,
             "alert_ids": alert_ids, "owner": owner, "status": status, "code": delivery.code,
             "attempts": delivery.attempts, "error": delivery.error, "payload": payload})
@@ -289,7 +294,7 @@ class AlertManager:
             if action == "resolve":
                 last = self.store.get_state("last_evaluation_at")
                 changes["resolved_at"] = max(filter(None, [last, alert["last_finding_at"]]))
-            self.store.update("alerts", "id", alert_id, changes)
+            self.store.update_alert(alert_id, changes)
             self.store.record_action(alert_id, actor, action, note, {"state": alert["state"]}, {"state": target})
             alert = self.store.alert(alert_id)
             if "pagerduty" in self.config.channels and action in ("ack", "resolve") and \
@@ -309,8 +314,8 @@ class AlertManager:
             now = datetime.now(timezone.utc)
             silence = {"id": new_id("silence"), "matchers": {"dedup_key": alert["dedup_key"]}, "starts_at": _iso(now),
                        "ends_at": _iso(now + timedelta(hours=hours)), "created_by": actor, "comment": comment}
-            self.store.insert("silences", silence)
-            self.store.update("alerts", "id", alert_id, {"suppressed": f"silenced:{silence['id']}", "updated_wall": wall_now()})
+            self.store.insert_silence(silence)
+            self.store.update_alert(alert_id, {"suppressed": f"silenced:{silence['id']}", "updated_wall": wall_now()})
             self.store.record_action(alert_id, actor, "silence", comment, {"suppressed": alert["suppressed"]},
                                      {"suppressed": f"silenced:{silence['id']}", "until": silence["ends_at"]})
             return silence
@@ -320,12 +325,12 @@ class AlertManager:
             raise ValueError("alert_verdict must be true_positive or false_positive")
         if self.store.alert(alert_id) is None:
             raise KeyError(alert_id)
-        self.store.insert("alert_feedback", {"alert_id": alert_id, "reviewer": reviewer, "verdict": verdict,
+        self.store.insert_verdict({"alert_id": alert_id, "reviewer": reviewer, "verdict": verdict,
                                              "at": wall_now(), "note": note})
         self.store.audit(reviewer, f"alert:{alert_id}", "verdict", None, {"verdict": verdict})
 
     def precision(self) -> dict[str, Any]:
-        rows = self.store.query("SELECT alert_id, verdict FROM alert_feedback ORDER BY id")
+        rows = self.store.verdicts()
         latest = {r["alert_id"]: r["verdict"] for r in rows}
         true = sum(1 for v in latest.values() if v == "true_positive")
         return {"judged": len(latest), "true_positive": true, "false_positive": len(latest) - true,
@@ -374,7 +379,7 @@ class AlertManager:
                     changes["reopen_count"] = alert["reopen_count"] + 1
                 self.store.record_action(alert["id"], "validation", outcome, validation["check"],
                                          {"state": "resolved"}, {"state": outcome, **validation})
-            self.store.update("alerts", "id", alert["id"], changes)
+            self.store.update_alert(alert["id"], changes)
             if outcome == "verified":
                 self._post_incident(self.store.alert(alert["id"]))
             results.append({"alert_id": alert["id"], **validation})
@@ -395,8 +400,7 @@ class AlertManager:
             "timeline": {k: alert[k] for k in ("created_wall", "acknowledged_wall", "mitigating_wall", "resolved_wall",
                                                "closed_wall")},
         }
-        self.store.execute("INSERT OR REPLACE INTO post_incidents (alert_id, written_wall, record) VALUES (?, ?, ?)",
-                           (alert["id"], wall_now(), record))
+        self.store.put_post_incident(alert["id"], record)
 
 
 def _signal_rows(items: pd.DataFrame, signal: str) -> list[str]:

@@ -3,15 +3,18 @@
 
 Each is a real HTTP client (httpx) with a timeout and retries with exponential backoff on connection
 errors, 429 and 5xx. URLs and tokens come from the environment, or from AWS Secrets Manager when the
-environment names a secret id instead (`FBRAIN_SLACK_WEBHOOK_URL` or `FBRAIN_SLACK_WEBHOOK_URL_SECRET_ID`);
-never from configuration files. A channel without its settings is `unconfigured`: the notification is
-only recorded in the notification log.
+environment names a secret id instead (`FBRAIN_SLACK_WEBHOOK_URL` or `FBRAIN_SLACK_WEBHOOK_URL_SECRET_ID`),
+or from the channel's secret named in the config (`alerting.slack_secret_id`, ...: the way the Lambdas on
+AWS get them); never from configuration files. A channel without its settings is `unconfigured`: the
+notification is only recorded in the notification log. A channel whose secret cannot be read is not
+skipped silently: its notifications are logged as `failed` with the reason, and the other channels send.
 
 Payloads are built from `public_alert` views, whose text has been through the PII masker.
 """
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import time
@@ -21,6 +24,7 @@ from typing import Any, Callable, Optional
 import httpx
 
 from operations.alerting.config import AlertingConfig
+from processing.secrets import SecretUnavailable, read_aws_secret
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +55,30 @@ def read_setting(name: str, environ: Optional[dict[str, str]] = None, secrets_cl
     secret_id = environ.get(name + SECRET_SUFFIX)
     if not secret_id:
         return None
-    if secrets_client is None:
-        import boto3
+    return read_aws_secret(secret_id, secrets_client)
 
-        secrets_client = boto3.client("secretsmanager")
-    return secrets_client.get_secret_value(SecretId=secret_id)["SecretString"]
+
+def channel_secret(channel: str, secret_id: str, secrets_client: Any = None) -> dict[str, str]:
+    """The settings of `channel` held in one Secrets Manager secret: a JSON object with the SETTINGS names, or,
+    for a channel of one setting, the bare value. SecretUnavailable when unreadable or incomplete."""
+    value = read_aws_secret(secret_id, secrets_client)
+    names = SETTINGS[channel]
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    if isinstance(parsed, dict):
+        missing = [n for n in names if not parsed.get(n)]
+        if missing:
+            raise SecretUnavailable(f"secret {secret_id!r} of the {channel} channel lacks {missing}")
+        return {n: str(parsed[n]) for n in names}
+    if len(names) != 1:
+        raise SecretUnavailable(f"secret {secret_id!r} of the {channel} channel must be a JSON object with {list(names)}")
+    return {names[0]: value}
+
+
+def secret_id_of(config: AlertingConfig, channel: str) -> str:
+    return getattr(config, f"{channel}_secret_id")
 
 
 @dataclass
@@ -210,12 +233,21 @@ class Channels:
 
     def __init__(self, config: AlertingConfig, environ: Optional[dict[str, str]] = None,
                  transport: Optional[httpx.BaseTransport] = None, secrets_client: Any = None,
-                 sleep: Callable[[float], None] = time.sleep, dashboard_url: str = "http://127.0.0.1:8090/"):
-        self.config, self.dashboard_url = config, dashboard_url
+                 sleep: Callable[[float], None] = time.sleep, dashboard_url: Optional[str] = None):
+        self.config, self.dashboard_url = config, dashboard_url or config.dashboard_url
         self.sender = HttpSender(config.http_timeout_s, config.http_retries, transport, sleep)
         self.settings: dict[str, dict[str, str]] = {}
+        self.errors: dict[str, str] = {}
+        """Channels whose secret could not be read, with why (their deliveries fail, logged)."""
         for channel in config.channels:
-            values = {name: read_setting(name, environ, secrets_client) for name in SETTINGS[channel]}
+            try:
+                values = {name: read_setting(name, environ, secrets_client) for name in SETTINGS[channel]}
+                if not all(values.values()) and secret_id_of(config, channel):
+                    values = channel_secret(channel, secret_id_of(config, channel), secrets_client)  # type: ignore[assignment]
+            except SecretUnavailable as exc:
+                self.errors[channel] = str(exc)
+                log.error("channel %s: %s", channel, exc)
+                continue
             if all(values.values()):
                 self.settings[channel] = values  # type: ignore[assignment]
         if "pagerduty" in self.settings:
@@ -225,18 +257,24 @@ class Channels:
     def configured(self, channel: str) -> bool:
         return channel in self.settings
 
+    def _not_sent(self, channel: str) -> Optional[Delivery]:
+        """The delivery of a channel that cannot send: failed (secret unreadable) or unconfigured."""
+        if channel in self.errors:
+            return Delivery("failed", error=f"secret unavailable: {self.errors[channel]}")
+        return None if self.configured(channel) else Delivery("unconfigured")
+
     def group(self, channel: str, alerts: list[dict[str, Any]]) -> tuple[dict[str, Any], Delivery]:
         """Slack or Teams message for a group of alerts."""
         payload = (slack_payload if channel == "slack" else teams_payload)(alerts, self.dashboard_url)
-        if not self.configured(channel):
-            return payload, Delivery("unconfigured")
+        if (not_sent := self._not_sent(channel)) is not None:
+            return payload, not_sent
         url = self.settings[channel][SETTINGS[channel][0]]
         return payload, self.sender.post(url, payload)
 
     def jira(self, alert: dict[str, Any]) -> tuple[dict[str, Any], Delivery]:
         payload = jira_payload(alert, self.config.jira_project)
-        if not self.configured("jira"):
-            return payload, Delivery("unconfigured")
+        if (not_sent := self._not_sent("jira")) is not None:
+            return payload, not_sent
         values = self.settings["jira"]
         token = base64.b64encode(f"{values['FBRAIN_JIRA_EMAIL']}:{values['FBRAIN_JIRA_API_TOKEN']}".encode()).decode()
         return payload, self.sender.post(values["FBRAIN_JIRA_BASE_URL"].rstrip("/") + "/rest/api/3/issue", payload,
@@ -245,7 +283,7 @@ class Channels:
     def pagerduty(self, alert: dict[str, Any], action: str) -> tuple[dict[str, Any], Delivery]:
         key = self.settings.get("pagerduty", {}).get("FBRAIN_PAGERDUTY_ROUTING_KEY", "")
         payload = pagerduty_event(alert, action, key)
-        if not self.configured("pagerduty"):
-            return {**payload, "routing_key": ""}, Delivery("unconfigured")
+        if (not_sent := self._not_sent("pagerduty")) is not None:
+            return {**payload, "routing_key": ""}, not_sent
         delivery = self.sender.post(self.settings["pagerduty"]["url"].rstrip("/") + "/v2/enqueue", payload)
         return {**payload, "routing_key": "***"}, delivery  # the log never keeps the routing key

@@ -9,9 +9,40 @@ from processing.settings import settings_section
 
 @settings_section
 class AlertingConfig:
+    state_backend: Literal["sqlite", "dynamodb"] = "sqlite"
+    """Where alerts, incidents, silences, cool-down state, the notification log, the review queue and its audit
+    log are kept: `sqlite` (the file `state_db`, the local loop) or `dynamodb` (the tables `incidents_table` and
+    `review_queue_table`, the Lambdas on AWS)."""
     state_db: str = "loop/alerts.db"
     """SQLite file (workspace-relative) of alerts, incidents, silences, the notification log, the review queue
     and its audit log."""
+    incidents_table: str = "feedback-brain-incidents"
+    """DynamoDB table (hash key `incident_id`) of alerts, their actions, silences, notifications, verdicts,
+    post-incident records and named state (state_backend=dynamodb)."""
+    review_queue_table: str = "feedback-brain-review-queue"
+    """DynamoDB table (hash key `item_id`) of the review queue, the reviews and the audit log
+    (state_backend=dynamodb)."""
+    slack_secret_id: str = ""
+    """AWS Secrets Manager id of the Slack incoming-webhook URL (the secret's string, or a JSON object with
+    FBRAIN_SLACK_WEBHOOK_URL); read when the environment does not give it. Empty: environment only."""
+    teams_secret_id: str = ""
+    """Secrets Manager id of the Microsoft Teams webhook URL (string, or JSON with FBRAIN_TEAMS_WEBHOOK_URL)."""
+    jira_secret_id: str = ""
+    """Secrets Manager id of the Jira Cloud settings: a JSON object with FBRAIN_JIRA_BASE_URL, FBRAIN_JIRA_EMAIL
+    and FBRAIN_JIRA_API_TOKEN."""
+    pagerduty_secret_id: str = ""
+    """Secrets Manager id of the PagerDuty Events v2 routing key (string, or JSON with
+    FBRAIN_PAGERDUTY_ROUTING_KEY)."""
+    corrections_bucket: str = ""
+    """S3 bucket of the corrections store written by reviews on AWS (s3://BUCKET/<monitoring.corrections_prefix>/);
+    empty on a local run: the workspace's local object store."""
+    metrics_namespace: str = "feedback-brain/Alerting"
+    """CloudWatch namespace of the detection Lambda's per-run metrics (findings, alerts touched, notifications,
+    items read, seconds): the alert volume on the deployed dashboard. Empty sends none."""
+    api_key_scopes: list[Literal["read", "review", "admin"]] = field(default_factory=list)
+    """Scopes of a caller of the operations API Lambda whose request carries no authorizer scopes (API Gateway
+    checked only its API key). Empty grants none: scopes then must come from the authorizer (module doc of
+    operations.alerting_aws_lambda)."""
     playbooks_dir: str = ""
     """Folder of playbook JSON files; empty means the bundled operations/alerting/playbooks."""
     detect_every_s: float = 300.0
@@ -60,6 +91,9 @@ class AlertingConfig:
     Manager) only records the notification in the log."""
     pagerduty_min_severity: Literal["info", "warning", "error", "critical"] = "error"
     """Least severity paged through PagerDuty."""
+    dashboard_url: str = "http://127.0.0.1:8090/"
+    """Link to the dashboard carried by Slack and Teams messages (the service's `/`; on AWS the operations API's
+    address)."""
     jira_project: str = "FB"
     """Jira project key of created issues."""
     http_timeout_s: float = 5.0

@@ -1,6 +1,7 @@
 """One evaluation of the loop's alerting: read the lake, detect, update alerts and incidents, notify,
-fill the review queue. Called by `fbrain loop detect`, by POST /detect, and on the worker's cadence
-(`alerting.detect_every_s`, a thread beside the micro-batch worker)."""
+fill the review queue. Called by `fbrain loop detect`, by POST /detect, on the worker's cadence
+(`alerting.detect_every_s`, a thread beside the micro-batch worker) and, on AWS, by the scheduled
+detection Lambda (operations.alerting_aws_lambda.detect_handler)."""
 from __future__ import annotations
 
 import json
@@ -16,16 +17,19 @@ from operations.alerting.channels import Channels
 from operations.alerting.config import AlertingConfig
 from operations.alerting.detection import Detector, load_items
 from operations.alerting.playbooks import load_playbooks
-from operations.alerting.store import AlertStore
+from operations.alerting.backend import open_alert_state
+from operations.alerting.state import AlertState
 from operations.lake import Lake
 
 log = logging.getLogger(__name__)
 
 
 class Alerting:
-    def __init__(self, config: AlertingConfig, workspace: Path, lake: Lake, channels: Optional[Channels] = None):
+    def __init__(self, config: AlertingConfig, workspace: Path, lake: Lake, channels: Optional[Channels] = None,
+                 store: Optional[AlertState] = None):
         self.config, self.workspace, self.lake = config, Path(workspace), lake
-        self.store = AlertStore(self.workspace / config.state_db)
+        self.store = store or open_alert_state(config, self.workspace)
+        """Alerting state: SQLite in the workspace or the DynamoDB tables (alerting.state_backend)."""
         self.playbooks = load_playbooks(config)
         self.detector = Detector(config)
         self.detector.thresholds = self.playbooks.thresholds(self.detector.default_thresholds())

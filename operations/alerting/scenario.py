@@ -1,7 +1,8 @@
 """A generated multi-day feedback stream with injected incidents, and the lexicon scorer that labels it.
 
 The stream: per SKU a realistic daily volume (log-normal across SKUs), weekday seasonality and a
-diurnal profile, Poisson noise, a stable mix of sentiments and aspects. Incidents add complaints on
+diurnal profile, Poisson noise (processing.feedback_stream, the arrivals the demo stream uses too), a
+stable mix of sentiments and aspects. Incidents add complaints on
 top from their onset: a SKU defect spike, a shipping delay in one region, packaging damage in one
 region, a listing mismatch, a single safety report, a new theme outside the taxonomy. Each incident
 names the owner and playbook a right alert must carry.
@@ -19,9 +20,8 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-WEEKDAY_FACTOR = (1.0, 0.95, 0.95, 1.0, 1.1, 1.3, 1.25)
-"""Relative volume Monday..Sunday."""
-HOURLY_PROFILE = np.array([2, 1, 1, 1, 1, 2, 3, 5, 6, 7, 7, 7, 7, 7, 6, 6, 6, 6, 7, 8, 8, 6, 4, 3], dtype=float)
+from processing.feedback_stream import HOURLY_SHARE, hourly_arrivals, sku_daily_volumes
+
 CATEGORIES = ("footwear", "kitchen", "toys", "apparel", "electronics")
 REGIONS = ("EU", "UK", "US", "APAC")
 CHANNELS = ("review", "email", "chat")
@@ -86,7 +86,7 @@ def make_scenario(start: datetime, days: int, n_skus: int, per_sku_daily: float,
     rng = np.random.default_rng(seed)
     skus = [{"sku": f"SKU-{i:04d}", "product_category": CATEGORIES[i % len(CATEGORIES)],
              "region": REGIONS[(i // len(CATEGORIES)) % len(REGIONS)]} for i in range(n_skus)]
-    daily = rng.lognormal(mean=np.log(per_sku_daily), sigma=0.4, size=n_skus)
+    daily = sku_daily_volumes(rng, n_skus, per_sku_daily)
     scenario = Scenario(start, days, skus, {s["sku"]: float(v) for s, v in zip(skus, daily)}, seed=seed)
     if incidents_from_day is not None:
         day = start + timedelta(days=incidents_from_day)
@@ -124,46 +124,40 @@ def _text(rng: np.random.Generator, choices: Sequence[str]) -> str:
 def generate(scenario: Scenario, until: Optional[datetime] = None) -> Iterator[dict[str, Any]]:
     """Records in event-time order, hour by hour (deterministic for a seed)."""
     rng = np.random.default_rng(scenario.seed + 1)
-    until = until or scenario.end
     aspects, weights = list(BASE_ASPECTS), np.array(list(BASE_ASPECTS.values()))
     weights = weights / weights.sum()
-    profile = HOURLY_PROFILE / HOURLY_PROFILE.sum()
-    counter = 0
-    hour = scenario.start
-    while hour < until:
+
+    def draw(rng: np.random.Generator, sku: dict[str, str]) -> tuple[str, int]:
+        roll = rng.random()
+        if roll < 0.6:
+            return _text(rng, POSITIVE), 5
+        if roll < 0.75:
+            return _text(rng, NEUTRAL), 3
+        return _text(rng, PHRASES[aspects[rng.choice(len(aspects), p=weights)]]), 1
+
+    def incidents(hour: datetime) -> list[tuple[dict[str, str], tuple[str, int]]]:
         batch = []
-        factor = WEEKDAY_FACTOR[hour.weekday()] * profile[hour.hour]
-        for sku in scenario.skus:
-            for _ in range(rng.poisson(scenario.volume[sku["sku"]] * factor)):
-                roll = rng.random()
-                if roll < 0.6:
-                    text, stars = _text(rng, POSITIVE), 5
-                elif roll < 0.75:
-                    text, stars = _text(rng, NEUTRAL), 3
-                else:
-                    text, stars = _text(rng, PHRASES[aspects[rng.choice(len(aspects), p=weights)]]), 1
-                batch.append((sku, text, stars))
         for incident in scenario.incidents:
             if not incident.onset <= hour < incident.onset + timedelta(hours=incident.duration_hours):
                 continue
             if incident.kind == "safety":
                 if hour == incident.onset.replace(minute=0):
                     sku = next(s for s in scenario.skus if s["sku"] == incident.sku)
-                    batch.append((sku, SAFETY, 1))
+                    batch.append((sku, (SAFETY, 1)))
                 continue
-            for _ in range(rng.poisson(incident.per_hour * 24 * profile[hour.hour])):
+            for _ in range(rng.poisson(incident.per_hour * 24 * HOURLY_SHARE[hour.hour])):
                 pool = [s for s in scenario.skus if (incident.sku is None or s["sku"] == incident.sku)
                         and (incident.region is None or s["region"] == incident.region)]
                 sku = pool[int(rng.integers(len(pool)))]
                 text = _text(rng, NEW_THEME if incident.kind == "emerging" else PHRASES[incident.aspect])
-                batch.append((sku, text, 1))
-        for sku, text, stars in batch:
-            counter += 1
-            created = hour + timedelta(seconds=int(rng.integers(0, 3600)))
-            yield {"feedback_id": f"sc-{scenario.seed}-{counter:07d}", "text": text,
-                   "channel": CHANNELS[int(rng.integers(len(CHANNELS)))], "created_at": created.isoformat(),
-                   "customer_id": f"cust-{int(rng.integers(10**6)):06d}", "star_rating": stars, **sku}
-        hour += timedelta(hours=1)
+                batch.append((sku, (text, 1)))
+        return batch
+
+    arrivals = hourly_arrivals(rng, scenario.skus, scenario.volume, scenario.start, until or scenario.end, draw, incidents)
+    for counter, (created, sku, (text, stars)) in enumerate(arrivals, start=1):
+        yield {"feedback_id": f"sc-{scenario.seed}-{counter:07d}", "text": text,
+               "channel": CHANNELS[int(rng.integers(len(CHANNELS)))], "created_at": created.isoformat(),
+               "customer_id": f"cust-{int(rng.integers(10**6)):06d}", "star_rating": stars, **sku}
 
 
 class LexiconScorer:

@@ -1,5 +1,6 @@
 """SQLite state of alerting: alerts (one per incident), their actions, silences, the notification log,
-post-incident records, alert feedback, the review queue and its audit log.
+post-incident records, alert feedback, the review queue and its audit log. The local backend
+(`alerting.state_backend=sqlite`) of the interface in operations.alerting.state.
 
 One file (`alerting.state_db`), separate from the receive log so the two never contend for a write lock.
 """
@@ -8,10 +9,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Optional
+
+from operations.alerting.state import (JSON_COLUMNS, AlertState, DuplicateRecord, Record, new_id, scrub_evidence,
+                                       wall_now)
+
+__all__ = ["AlertStore", "new_id", "wall_now"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -62,18 +66,6 @@ CREATE TABLE IF NOT EXISTS audit_log (
 CREATE TABLE IF NOT EXISTS alerting_state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-JSON_COLUMNS = ("evidence", "playbook", "validation", "matchers", "payload", "alert_ids", "reasons", "snapshot",
-                "labels", "before", "after", "record")
-
-
-def wall_now() -> str:
-    return datetime.now(timezone.utc).isoformat()
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
 def _row(cursor: sqlite3.Cursor, values: Optional[tuple]) -> Optional[dict[str, Any]]:
     if values is None:
         return None
@@ -84,7 +76,7 @@ def _row(cursor: sqlite3.Cursor, values: Optional[tuple]) -> Optional[dict[str, 
     return out
 
 
-class AlertStore:
+class AlertStore(AlertState):
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +89,7 @@ class AlertStore:
     def close(self) -> None:
         self.db.close()
 
-    # ------------------------------------------------------------------ generic
+    # ------------------------------------------------------------------ SQL helpers
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         cursor = self.db.execute(sql, tuple(params))
         return [_row(cursor, values) for values in cursor.fetchall()]  # type: ignore[misc]
@@ -118,6 +110,7 @@ class AlertStore:
         sets = ", ".join(f"{k} = ?" for k in values)
         self.execute(f"UPDATE {table} SET {sets} WHERE {key} = ?", [*values.values(), key_value])
 
+    # ------------------------------------------------------------------ named values
     def get_state(self, name: str) -> Optional[str]:
         row = self.one("SELECT value FROM alerting_state WHERE name = ?", (name,))
         return row["value"] if row else None
@@ -127,36 +120,116 @@ class AlertStore:
                      (name, value, value))
 
     # ------------------------------------------------------------------ alerts
-    def alert(self, alert_id: str) -> Optional[dict[str, Any]]:
+    def alert(self, alert_id: str) -> Optional[Record]:
         return self.one("SELECT * FROM alerts WHERE id = ?", (alert_id,))
 
-    def alert_by_key(self, key: str) -> Optional[dict[str, Any]]:
+    def alert_by_key(self, key: str) -> Optional[Record]:
         return self.one("SELECT * FROM alerts WHERE dedup_key = ?", (key,))
 
-    def alerts(self, state: Optional[str] = None, limit: int = 500) -> list[dict[str, Any]]:
+    def alerts(self, state: Optional[str] = None, limit: int = 500, kind: Optional[str] = None) -> list[Record]:
+        where, params = [], []
         if state:
             states = [s.strip() for s in state.split(",") if s.strip()]
-            marks = ", ".join("?" for _ in states)
-            return self.query(f"SELECT * FROM alerts WHERE state IN ({marks}) ORDER BY updated_wall DESC LIMIT ?",
-                              [*states, limit])
-        return self.query("SELECT * FROM alerts ORDER BY updated_wall DESC LIMIT ?", (limit,))
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            params += states
+        if kind:
+            where.append("kind = ?")
+            params.append(kind)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        return self.query(f"SELECT * FROM alerts {clause}ORDER BY updated_wall DESC LIMIT ?", [*params, limit])
 
-    def actions(self, alert_id: str) -> list[dict[str, Any]]:
+    def insert_alert(self, alert: Record) -> None:
+        try:
+            self.insert("alerts", alert)
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateRecord(alert["dedup_key"]) from exc
+
+    def update_alert(self, alert_id: str, changes: Record) -> None:
+        self.update("alerts", "id", alert_id, changes)
+
+    def actions(self, alert_id: str) -> list[Record]:
         return self.query("SELECT * FROM alert_actions WHERE alert_id = ? ORDER BY id", (alert_id,))
 
-    def record_action(self, alert_id: str, actor: str, action: str, note: str = "", before: Any = None,
-                      after: Any = None) -> None:
-        self.insert("alert_actions", {"alert_id": alert_id, "at": wall_now(), "actor": actor, "action": action,
-                                      "note": note, "before": before, "after": after})
-        self.audit(actor, f"alert:{alert_id}", action, before, after)
+    def insert_action(self, action: Record) -> None:
+        self.insert("alert_actions", action)
 
-    def audit(self, actor: str, subject: str, action: str, before: Any, after: Any) -> None:
-        self.insert("audit_log", {"at": wall_now(), "actor": actor, "subject": subject, "action": action,
-                                  "before": before, "after": after})
+    def post_incident(self, alert_id: str) -> Optional[Record]:
+        row = self.one("SELECT record FROM post_incidents WHERE alert_id = ?", (alert_id,))
+        return row["record"] if row else None
 
+    def put_post_incident(self, alert_id: str, record: Record) -> None:
+        self.execute("INSERT OR REPLACE INTO post_incidents (alert_id, written_wall, record) VALUES (?, ?, ?)",
+                     (alert_id, wall_now(), record))
+
+    # ------------------------------------------------------------------ silences and notifications
+    def silences(self, active_at: Optional[str] = None) -> list[Record]:
+        if active_at:
+            return self.query("SELECT * FROM silences WHERE starts_at <= ? AND ends_at > ? ORDER BY starts_at DESC",
+                              (active_at, active_at))
+        return self.query("SELECT * FROM silences ORDER BY starts_at DESC")
+
+    def insert_silence(self, silence: Record) -> None:
+        self.insert("silences", silence)
+
+    def notifications(self, limit: int = 200, alert_id: Optional[str] = None) -> list[Record]:
+        if alert_id:
+            return self.query("SELECT * FROM notifications WHERE alert_ids LIKE ? ORDER BY id DESC LIMIT ?",
+                              (f'%"{alert_id}"%', limit))
+        return self.query("SELECT * FROM notifications ORDER BY id DESC LIMIT ?", (limit,))
+
+    def insert_notification(self, notification: Record) -> None:
+        self.insert("notifications", notification)
+
+    # ------------------------------------------------------------------ verdicts and audit
+    def verdicts(self) -> list[Record]:
+        return self.query("SELECT * FROM alert_feedback ORDER BY id")
+
+    def insert_verdict(self, verdict: Record) -> None:
+        self.insert("alert_feedback", verdict)
+
+    def insert_audit(self, entry: Record) -> None:
+        self.insert("audit_log", entry)
+
+    def audit_log(self, limit: int = 200) -> list[Record]:
+        return self.query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,))
+
+    # ------------------------------------------------------------------ review queue
+    def enqueue_review(self, entry: Record) -> bool:
+        columns = ", ".join(entry)
+        marks = ", ".join("?" for _ in entry)
+        return self.execute(f"INSERT OR IGNORE INTO review_queue ({columns}) VALUES ({marks})",
+                            entry.values()).rowcount > 0
+
+    def queued(self, feedback_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(dict.fromkeys(feedback_ids))
+        for start in range(0, len(ids), 500):  # SQLite allows 999 parameters per statement by default
+            chunk = ids[start:start + 500]
+            found.update(r["feedback_id"] for r in self.query(
+                f"SELECT feedback_id FROM review_queue WHERE feedback_id IN ({', '.join('?' for _ in chunk)})", chunk))
+        return found
+
+    def review_entry(self, feedback_id: str) -> Optional[Record]:
+        return self.one("SELECT * FROM review_queue WHERE feedback_id = ?", (feedback_id,))
+
+    def review_entries(self, status: Optional[str] = None, limit: Optional[int] = None) -> list[Record]:
+        where, params = ("WHERE status = ? ", [status]) if status else ("", [])
+        return self.query(f"SELECT * FROM review_queue {where}ORDER BY priority DESC, enqueued_wall LIMIT ?",
+                          [*params, -1 if limit is None else limit])
+
+    def set_review_status(self, feedback_id: str, status: str) -> None:
+        self.execute("UPDATE review_queue SET status = ? WHERE feedback_id = ?", (status, feedback_id))
+
+    def insert_review(self, review: Record) -> None:
+        self.insert("reviews", review)
+
+    def reviews(self, feedback_id: Optional[str] = None) -> list[Record]:
+        if feedback_id is not None:
+            return self.query("SELECT * FROM reviews WHERE feedback_id = ? ORDER BY id", (feedback_id,))
+        return self.query("SELECT * FROM reviews ORDER BY id")
+
+    # ------------------------------------------------------------------ erasure
     def forget_feedback(self, feedback_ids: list[str]) -> dict[str, int]:
-        """Erase these items from the review queue and reviews, and their examples from alert evidence
-        (notifications already sent keep the masked text they carried)."""
         if not feedback_ids:
             return {"review_queue": 0, "alert_examples": 0}
         ids = set(feedback_ids)
@@ -166,21 +239,12 @@ class AlertStore:
             self.execute(f"DELETE FROM reviews WHERE feedback_id IN ({marks})", list(ids))
             examples = 0
             for alert in self.query("SELECT id, evidence FROM alerts"):
-                evidence = alert["evidence"]
-                kept = [e for e in evidence.get("examples", []) if e.get("feedback_id") not in ids]
-                sampled = [i for i in evidence.get("feedback_ids", []) if i not in ids]
-                if len(kept) != len(evidence.get("examples", [])) or len(sampled) != len(evidence.get("feedback_ids", [])):
-                    examples += len(evidence.get("examples", [])) - len(kept)
-                    self.update("alerts", "id", alert["id"], {"evidence": {**evidence, "examples": kept,
-                                                                           "feedback_ids": sampled}})
+                scrubbed = scrub_evidence(alert, ids)
+                if scrubbed:
+                    self.update("alerts", "id", alert["id"], {"evidence": scrubbed[0]})
+                    examples += scrubbed[1]
             self.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return {"review_queue": queued, "alert_examples": examples}
-
-    def notifications(self, limit: int = 200, alert_id: Optional[str] = None) -> list[dict[str, Any]]:
-        if alert_id:
-            return self.query("SELECT * FROM notifications WHERE alert_ids LIKE ? ORDER BY id DESC LIMIT ?",
-                              (f'%"{alert_id}"%', limit))
-        return self.query("SELECT * FROM notifications ORDER BY id DESC LIMIT ?", (limit,))
 
 
 def _encode(value: Any) -> Any:
