@@ -175,15 +175,12 @@ def forget_command(ctx: typer.Context,
 def maintain_command(ctx: typer.Context,
                      workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: local.workspace).")) -> None:
     """Purge bronze raw text past its retention, compact the lake's tables, expire old snapshots."""
-    from operations.privacy import purge_raw_text
     from operations.service import open_loop
-    from operations import lake as lake_tables
+    from operations.worker import maintain_lake
 
     config = _root_config(ctx)
     context = open_loop(config.loop, config.processing, _workspace(config, workspace))
-    purged = purge_raw_text(context.lake, config.loop.bronze_raw_retention_days)
-    compacted = {name: context.lake.compact(name) for name in lake_tables.SCHEMAS}
-    typer.echo(json.dumps({"raw_text_purged": purged, "rows_compacted": compacted}))
+    typer.echo(json.dumps(maintain_lake(context.lake, config.loop)))
 
 
 @app.command("export")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from processing.settings import settings_section
 
@@ -30,19 +32,31 @@ class LoopConfig:
     """The worker looks for new records this often when the receive log is drained. It bounds the wait of a
     record that arrives while the worker is idle, so it is a direct share of created -> scored latency; an idle
     poll is one SQLite read (docs/results.md: 0.5 s gave p95 2.57 s at 100 records/s, 0.1 s gave 1.78 s)."""
-    micro_batch_max_records: int = 500
-    """Most records one micro-batch processes (one Iceberg snapshot per table per batch)."""
+    micro_batch_max_records: Annotated[int, Field(ge=1)] = 2000
+    """Most records one micro-batch processes. A micro-batch is what arrived since the last one, so the size adapts:
+    a steady stream makes small batches (the latency stays low) and a backlog makes batches of this size. Each
+    batch costs a fixed ~0.2-0.4 s of Iceberg commits (one per table) besides its records: with 500 (and the
+    session-7 lake writes) the worker drained a backlog at 0.55-0.71 of the model's own batched throughput, with
+    2000 at 0.80-1.05 (docs/results.md). A crash redoes at most this many records."""
     max_body_bytes: int = 5_000_000
     """POST /feedback bodies over this many bytes are refused with 413."""
     max_items_per_request: int = 1_000
     """Most records one POST /feedback may carry (more: 413)."""
     gold_window: Literal["hour", "day"] = "day"
     """Time window of the gold aggregates."""
-    compact_every_batches: int = 100
-    """Rewrite a table's small files into one after this many micro-batches (0: never)."""
+    compact_every_batches: Annotated[int, Field(ge=0)] = 100
+    """Rewrite each table's small files into one after this many micro-batches (0: never). The worker compacts one
+    table at a time, the four spread over this period, so a stream stalls for one table's compaction at a time."""
     snapshot_expiry_hours: float = 0.25
     """Iceberg snapshots older than this are expired after compaction (never the current one). Every micro-batch
     makes a snapshot per table, and each commit rewrites the list of live ones: keep it short."""
+    expire_every_batches: Annotated[int, Field(ge=0)] = 10
+    """The worker expires snapshots beyond `snapshot_keep_last` per table after this many micro-batches (0: only
+    at compaction). pyiceberg copies a table's whole snapshot list several times per commit: an append took
+    0.05 s with 5 snapshots and 0.4 s with 300 on the 2-core machine, so unexpired snapshots slow every batch."""
+    snapshot_keep_last: Annotated[int, Field(ge=1)] = 10
+    """Newest snapshots per table the worker's expiry keeps (time travel, e.g. `fbrain loop export --snapshot-id`,
+    reaches back this many micro-batches, or `snapshot_expiry_hours` if that is shorter); at least 1."""
     bronze_raw_retention_days: int = 30
     """Raw text in bronze is purged after this many days (masked silver stays)."""
     scorer: Literal["onnx", "endpoint", "url"] = "onnx"

@@ -1,7 +1,11 @@
 """Gold: the live loop's aggregates per time window, computed from silver (predictions, corrections winning).
 
-Used by the worker (each micro-batch adds its counts) and by erasure (operations.privacy recomputes the
-windows a forgotten customer touched); one module so neither imports the other.
+Gold counts are additive: a key's count is the sum of its rows. Each micro-batch appends its own counts
+(`gold_rows` of its silver rows; an append costs the same however large gold grows, where merging into
+the existing rows meant a scan and an overwrite per batch), compaction sums a key's rows into one
+(`operations.lake.Lake.compact`), and erasure and reviewers' corrections replace whole windows with
+counts recomputed from silver (`recompute_gold`). One module so neither the worker nor privacy imports
+the other.
 """
 from __future__ import annotations
 
@@ -53,8 +57,7 @@ def gold_rows(silver: pd.DataFrame, window: str, now: datetime) -> pa.Table:
     })
     records = frame.drop(columns="aspects").assign(aspect=lake_tables.ALL_RECORDS)
     mentions = frame.explode("aspects").dropna(subset=["aspects"]).rename(columns={"aspects": "aspect"})
-    keys = ["window_start", "sku", "product_category", "region", "channel", "sentiment", "intent", "aspect"]
-    counts = pd.concat([records, mentions], ignore_index=True).groupby(keys).size().reset_index(name="count")
+    counts = pd.concat([records, mentions], ignore_index=True).groupby(list(lake_tables.GOLD_KEYS)).size().reset_index(name="count")
     counts["updated_at"] = now
     return pa.Table.from_pandas(counts, schema=lake_tables.SCHEMAS[lake_tables.GOLD], preserve_index=False)
 
@@ -68,20 +71,3 @@ def recompute_gold(lake: Lake, created: list[datetime], window: str, now: dateti
                                                LessThan("created_at", high.isoformat()))).to_pandas()
     return gold_rows(silver, window, now), And(GreaterThanOrEqual("window_start", low.isoformat()),
                                                 LessThan("window_start", high.isoformat()))
-
-
-def merged_gold(lake: Lake, batch_silver: pd.DataFrame, window: str, now: datetime) -> tuple[pa.Table, Any]:
-    """Gold of the windows `batch_silver` touches: the counts already there plus the batch's, and the filter
-    of those windows (for an overwrite). Only gold rows are read, however large silver grows."""
-    delta = gold_rows(batch_silver, window, now)
-    starts = [_window_start(t, window) for t in pd.to_datetime(batch_silver["created_at"], utc=True)]
-    low, high = min(starts), max(starts) + _window_length(window)
-    window_filter = And(GreaterThanOrEqual("window_start", low.isoformat()), LessThan("window_start", high.isoformat()))
-    existing = lake.scan(lake_tables.GOLD, window_filter)
-    if not existing.num_rows or not delta.num_rows:
-        return (delta if delta.num_rows else existing), window_filter
-    keys = ["window_start", "sku", "product_category", "region", "channel", "sentiment", "intent", "aspect"]
-    both = pd.concat([existing.to_pandas(), delta.to_pandas()], ignore_index=True)
-    merged = both.groupby(keys, dropna=False)["count"].sum().reset_index()
-    merged["updated_at"] = now
-    return pa.Table.from_pandas(merged, schema=lake_tables.SCHEMAS[lake_tables.GOLD], preserve_index=False), window_filter

@@ -14,6 +14,8 @@ died between two writes redoes only the missing ones (exactly once, see operatio
   the model that made them, reviewers' corrections and a timestamp per stage.
 - gold: counts per time window x sku x product_category x region x channel x sentiment x intent x aspect, from
   predictions with corrections taking precedence; `aspect` = "*" rows count records, the others count mentions.
+  Counts are additive: a key's count is the sum of its rows (each micro-batch appends its own; compaction
+  sums them into one row per key), so readers aggregate with SUM(count) ... GROUP BY.
 """
 from __future__ import annotations
 
@@ -71,6 +73,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
 }
 PARTITIONS = {BRONZE: ("ingest_date", "channel")}
+GOLD_KEYS = ("window_start", "sku", "product_category", "region", "channel", "sentiment", "intent", "aspect")
+"""The dimensions of a gold count; rows sharing them add up."""
 TABLE_PROPERTIES = {
     # Every micro-batch commits a metadata file per table: keep only the last few on disk.
     "write.metadata.delete-after-commit.enabled": "true",
@@ -197,26 +201,36 @@ class Lake:
         return snapshot.snapshot_id if snapshot else None
 
     def compact(self, name: str) -> int:
-        """Rewrite the table's data as one set of files (pyiceberg 0.12 has no rewrite_data_files), then expire
-        snapshots older than `snapshot_expiry_hours`; returns the rows rewritten."""
+        """Rewrite the table's data as one set of files (pyiceberg 0.12 has no rewrite_data_files), gold's rows
+        summed to one per key, then expire snapshots older than `snapshot_expiry_hours`; returns the rows rewritten."""
         table = self.table(name)
         if table.current_snapshot() is None:
             return 0
         data = table.scan().to_arrow()
+        if name == GOLD:
+            data = summed_gold(data)
         table.overwrite(data, snapshot_properties={"fbrain.compaction": "1"})
         self.expire_snapshots(name)
         return data.num_rows
 
-    def expire_snapshots(self, name: str, older_than: Optional[datetime] = None) -> None:
-        """Expire snapshots older than `older_than` (default: `snapshot_expiry_hours` ago), never the current one."""
+    def expire_snapshots(self, name: str, older_than: Optional[datetime] = None, keep_last: Optional[int] = None) -> int:
+        """Expire snapshots older than `older_than` (default: `snapshot_expiry_hours` ago) and, with `keep_last`,
+        all but the newest `keep_last`; never the current one. Returns how many were expired."""
         table = self.table(name)
-        cutoff = older_than or datetime.now(timezone.utc) - timedelta(hours=self.config.snapshot_expiry_hours)
+        cutoff_ms = int((older_than or datetime.now(timezone.utc)
+                         - timedelta(hours=self.config.snapshot_expiry_hours)).timestamp() * 1000)
+        snapshots = table.snapshots()
+        if keep_last is not None and len(snapshots) > keep_last:
+            cutoff_ms = max(cutoff_ms, sorted(s.timestamp_ms for s in snapshots)[-max(keep_last, 1)])
         current = table.current_snapshot()
-        old = [s.snapshot_id for s in table.snapshots()
-               if s.timestamp_ms < cutoff.timestamp() * 1000 and current is not None and s.snapshot_id != current.snapshot_id]
+        old = [s for s in snapshots if s.timestamp_ms < cutoff_ms and current is not None
+               and s.snapshot_id != current.snapshot_id]
         if old:
-            table.maintenance.expire_snapshots().by_ids(old).commit()
+            # older_than reads the table metadata once; by_ids copies all of it twice per snapshot id.
+            cutoff = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=cutoff_ms)
+            table.maintenance.expire_snapshots().older_than(cutoff).commit()
             log.info("lake: expired %d snapshots of %s", len(old), name)
+        return len(old)
 
     def remove_orphan_files(self, name: str) -> int:
         """Delete data files no remaining snapshot references (left by deletes, overwrites and expired snapshots),
@@ -237,3 +251,11 @@ class Lake:
                 filesystem.delete_file(info.path)
                 removed += 1
         return removed
+
+
+def summed_gold(rows: pa.Table) -> pa.Table:
+    """Gold rows with one row per key: counts summed, the latest `updated_at` kept."""
+    summed = rows.group_by(list(GOLD_KEYS), use_threads=False).aggregate([("count", "sum"), ("updated_at", "max")])
+    summed = summed.rename_columns([{"count_sum": "count", "updated_at_max": "updated_at"}.get(c, c)
+                                    for c in summed.column_names])
+    return summed.select(SCHEMAS[GOLD].names).cast(SCHEMAS[GOLD])

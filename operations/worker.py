@@ -7,8 +7,8 @@ here against the persistent dedup index of every earlier record, then scores wha
 
 Exactly once. A batch is first *planned* (seq range and time stored in SQLite), so a restart
 re-reads the same records and makes the same rows. Each Iceberg write is tagged with the batch id
-and skipped when that table already holds it (`Lake.write_once`); gold is recomputed from silver
-for the windows the batch touched, so it is right whichever writes happened before a crash. The
+and skipped when that table already holds it (`Lake.write_once`); gold appends the batch's counts
+as silver holds them, so it is right whichever writes happened before a crash. The
 SQLite commit (stages, dedup index, watermark, plan cleared) comes last, in one transaction. A
 kill -9 between any two writes therefore loses nothing and writes nothing twice
 (tests/test_operations_worker.py kills the worker at each point: `FBRAIN_LOOP_CRASH_AFTER`).
@@ -31,7 +31,7 @@ from pyiceberg.expressions import EqualTo
 
 from operations import lake as lake_tables
 from operations.config import LoopConfig
-from operations.gold import merged_gold
+from operations.gold import gold_rows
 from operations.lake import Lake
 from operations.scoring import Scorer
 from operations.store import Plan, Store
@@ -49,6 +49,35 @@ commit) after which the worker process kills itself with SIGKILL."""
 WRITES = ("bronze", "quarantine", "silver", "gold", "commit")
 _HISTORY_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 _INDEX_COLUMNS = ("feedback_id", "created_at", "exact_key", "text_key", "customer_key", "near_eligible")
+
+
+def expire_snapshots(lake: Lake, config: LoopConfig) -> dict[str, int]:
+    """Expire all but each table's newest `snapshot_keep_last` snapshots (and any older than
+    `snapshot_expiry_hours`); snapshots expired per table. Every commit copies the table's snapshot list
+    several times (pyiceberg), so a table that kept each micro-batch's snapshot would make every later
+    commit slower. The newest snapshot stays, so `Lake.has_batch` still sees the last batch."""
+    return {name: lake.expire_snapshots(name, keep_last=config.snapshot_keep_last) for name in lake_tables.SCHEMAS}
+
+
+def maintain_table(lake: Lake, config: LoopConfig, name: str) -> dict[str, int]:
+    """Compact one table (gold summed to a row per key) and expire its snapshots beyond `snapshot_keep_last`;
+    for bronze, first purge raw text past its retention (bronze and quarantine)."""
+    from operations.privacy import purge_raw_text
+
+    report = {}
+    if name == lake_tables.BRONZE:
+        report["raw_text_purged"] = purge_raw_text(lake, config.bronze_raw_retention_days)
+    report["rows_compacted"] = lake.compact(name)
+    report["snapshots_expired"] = lake.expire_snapshots(name, keep_last=config.snapshot_keep_last)
+    return report
+
+
+def maintain_lake(lake: Lake, config: LoopConfig) -> dict[str, Any]:
+    """Every table's maintenance (`maintain_table`), as `fbrain loop maintain` runs it."""
+    reports = {name: maintain_table(lake, config, name) for name in lake_tables.SCHEMAS}
+    return {"raw_text_purged": reports[lake_tables.BRONZE]["raw_text_purged"],
+            "rows_compacted": {name: r["rows_compacted"] for name, r in reports.items()},
+            "snapshots_expired": {name: r["snapshots_expired"] for name, r in reports.items()}}
 
 
 def _crash_point(name: str) -> None:
@@ -77,7 +106,10 @@ class Worker:
         self.stop_event = threading.Event()
         self.batch_lock = threading.Lock()
         """Held while a micro-batch runs; an erasure request takes it to run between batches."""
-        self.batches_since_compaction = 0
+        self.batches_since_maintenance = 0
+        self.batches_since_expiry = 0
+        self.next_maintained = 0
+        """Index (in lake_tables.SCHEMAS) of the table the next maintenance step compacts."""
         self.last_error: Optional[str] = None
 
     # ------------------------------------------------------------------ loop
@@ -88,19 +120,29 @@ class Worker:
             if plan is None:
                 return None
             result = self.process(plan)
-            self.batches_since_compaction += 1
-            if self.config.compact_every_batches and self.batches_since_compaction >= self.config.compact_every_batches:
-                self.batches_since_compaction = 0
-                self.maintain()
+            self.batches_since_maintenance += 1
+            self.batches_since_expiry += 1
+            # One table per step, the steps spread over compact_every_batches: a stream stalls for one table's
+            # compaction (~1 s on the 2-core machine) rather than four at once.
+            step = max(1, self.config.compact_every_batches // len(lake_tables.SCHEMAS))
+            if self.config.compact_every_batches and self.batches_since_maintenance >= step:
+                self.batches_since_maintenance = 0
+                self.maintain_next_table()
+            elif self.config.expire_every_batches and self.batches_since_expiry >= self.config.expire_every_batches:
+                self.batches_since_expiry = 0
+                self.expire_snapshots()
             return result
 
-    def maintain(self) -> dict[str, Any]:
-        """Between batches: purge expired raw text, compact every table, expire old snapshots."""
-        from operations.privacy import purge_raw_text
+    def maintain_next_table(self) -> dict[str, int]:
+        """Between batches: the next table's maintenance (`maintain_table`), in turn."""
+        names = list(lake_tables.SCHEMAS)
+        name = names[self.next_maintained % len(names)]
+        self.next_maintained += 1
+        return maintain_table(self.lake, self.config, name)
 
-        purged = purge_raw_text(self.lake, self.config.bronze_raw_retention_days)
-        compacted = {name: self.lake.compact(name) for name in lake_tables.SCHEMAS}
-        return {"raw_text_purged": purged, "rows_compacted": compacted}
+    def expire_snapshots(self) -> dict[str, int]:
+        """Between batches: expire all but each table's newest `snapshot_keep_last` snapshots."""
+        return expire_snapshots(self.lake, self.config)
 
     def drain(self) -> int:
         """Process micro-batches until the receive log is caught up; returns the number of batches."""
@@ -193,14 +235,15 @@ class Worker:
             stages.append(self._stage(by_seq[int(row["line_no"])], "enriched", enriched_at=now,
                                       reason=f"spam:{row['spam_rule']}"))
         result.scored, result.spam = len(predictions), len(spam_rows)
+        silver_written = False
         if silver:
-            self.lake.write_once(lake_tables.SILVER, pa.Table.from_pylist(
+            silver_written = self.lake.write_once(lake_tables.SILVER, pa.Table.from_pylist(
                 silver, schema=lake_tables.SCHEMAS[lake_tables.SILVER]), plan.batch_id)
             result.writes.append("silver")
         _crash_point("silver")
 
         if kept:
-            self._update_gold(plan.batch_id, silver, now)
+            self._update_gold(plan.batch_id, silver, silver_written, now)
             result.writes.append("gold")
         _crash_point("gold")
 
@@ -238,18 +281,19 @@ class Worker:
         resolved = resolve_duplicates(index.reset_index(drop=True), self.processing).iloc[:len(staged)]
         return resolved["outcome"].to_numpy(), resolved["duplicate_of"].to_numpy()
 
-    def _update_gold(self, batch_id: int, silver: list[dict[str, Any]], now: datetime) -> None:
-        """Add this batch's counts to gold (one overwrite of the windows it touched).
+    def _update_gold(self, batch_id: int, silver: list[dict[str, Any]], silver_written: bool, now: datetime) -> None:
+        """Append this batch's counts to gold (gold counts are additive, operations.gold).
 
-        Gold is written after silver and tagged with the batch, so when this runs gold holds every
-        earlier batch and not this one; the counts come from the batch's rows as silver holds them
-        (after a crash, the rows the first attempt wrote)."""
-        if not self.lake.has_batch(lake_tables.GOLD, batch_id):
-            if self.lake.has_batch(lake_tables.SILVER, batch_id):
-                silver = self.lake.scan(lake_tables.SILVER, EqualTo("batch_id", batch_id)).to_pylist()
-            gold, window_filter = merged_gold(self.lake, pd.DataFrame(silver, columns=lake_tables.SCHEMAS[
-                lake_tables.SILVER].names), self.config.gold_window, now)
-            self.lake.write_once(lake_tables.GOLD, gold, batch_id, overwrite_filter=window_filter)
+        Gold is written after silver and tagged with the batch; the counts come from the batch's rows as
+        silver holds them: the rows just written, or, when an earlier attempt wrote silver before a crash,
+        that attempt's rows read back (the champion may have changed since)."""
+        if self.lake.has_batch(lake_tables.GOLD, batch_id):
+            return
+        if not silver_written:
+            silver = self.lake.scan(lake_tables.SILVER, EqualTo("batch_id", batch_id)).to_pylist()
+        counts = gold_rows(pd.DataFrame(silver, columns=lake_tables.SCHEMAS[lake_tables.SILVER].names),
+                           self.config.gold_window, now)
+        self.lake.write_once(lake_tables.GOLD, counts, batch_id)
 
     @staticmethod
     def _stage(received: dict, stage: str, enriched_at=None, scored_at=None, quarantined_at=None,

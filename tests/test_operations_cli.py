@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 import socket
 import threading
 import time
@@ -91,14 +92,29 @@ def test_maintain_compacts_the_lake(tmp_path, tiny_model_dir):
         worker.drain()
     silver = context.lake.table(lake.SILVER)
     assert len(silver.inspect.files()) == 3
-    result = _cli("maintain", "--workspace", str(workspace))
+    gold_before = context.lake.scan(lake.GOLD).to_pylist()  # additive: each batch appended its own counts
+    records_before = [r for r in gold_before if r["aspect"] == lake.ALL_RECORDS]
+    assert len(records_before) == 3 and sum(r["count"] for r in records_before) == 3
+    from pipelines.cli import app
+
+    result = CliRunner().invoke(app, ["--set", "loop.snapshot_keep_last=1", "loop", "maintain", "--workspace",
+                                      str(workspace)])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["rows_compacted"]["silver"] == 3
+    report = json.loads(result.output)
+    assert report["rows_compacted"]["silver"] == 3 and report["snapshots_expired"]["silver"] >= 3
     from operations.config import LoopConfig
 
     fresh = lake.Lake(LoopConfig(), workspace)  # the worker's Lake caches its own commits; maintain made others
     assert len(fresh.table(lake.SILVER).inspect.files()) == 1
     assert fresh.scan(lake.SILVER).num_rows == 3
+    assert all(len(fresh.table(name).snapshots()) == 1 for name in lake.SCHEMAS if fresh.table(name).snapshots())
+    # compaction sums gold to one row per key, the totals unchanged
+    gold_after = fresh.scan(lake.GOLD).to_pylist()
+    summed = Counter()
+    for row in gold_before:
+        summed[tuple(row[k] for k in lake.GOLD_KEYS)] += row["count"]
+    assert {tuple(r[k] for k in lake.GOLD_KEYS): r["count"] for r in gold_after} == summed
+    assert len(gold_after) == len(summed)
 
 
 @pytest.mark.slow

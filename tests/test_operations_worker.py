@@ -101,3 +101,65 @@ def test_the_worker_command_recovers_after_kill_9(tmp_path, tiny_model_dir):
     books = _books(context)
     assert len(books["silver"]) == 6 and max(books["silver"].values()) == 1
     assert books["gold_records"] == 6 and max(books["bronze"].values()) == 1
+
+
+def test_the_worker_keeps_few_snapshots_and_still_counts_once(tmp_path, tiny_model_dir):
+    """`loop.expire_every_batches` / `loop.snapshot_keep_last` through `fbrain --set ... loop work --drain`: every
+    commit copies a table's snapshot list, so the worker expires old ones; the books stay exact."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    workspace = tmp_path / "ws"
+    context, _ = make_loop(workspace, tiny_model_dir)
+    _admit(context, "snap")
+    result = CliRunner().invoke(app, [
+        "--set", "loop.micro_batch_max_records=1", "--set", "loop.expire_every_batches=3",
+        "--set", "loop.snapshot_keep_last=2", "loop", "work", "--drain", "--workspace", str(workspace),
+        "--model-dir", str(tiny_model_dir)])
+    assert result.exit_code == 0, result.output
+    assert '"batches": 8' in result.output
+    from operations import lake
+    from operations.config import LoopConfig
+
+    tables = lake.Lake(LoopConfig(), workspace)
+    # 8 batches wrote 8 snapshots to bronze; expiry after batches 3 and 6 kept 2, batches 7 and 8 added 2
+    assert len(tables.table(lake.BRONZE).snapshots()) == 2 + 2
+    assert all(len(tables.table(name).snapshots()) <= 2 + 2 for name in lake.SCHEMAS)
+    books = _books(context)
+    assert set(books["bronze"]) == set(range(1, 9)) and max(books["bronze"].values()) == 1
+    assert len(books["silver"]) == 6 and max(books["silver"].values()) == 1
+    assert books["gold_records"] == books["scored"] == 6
+
+
+def test_a_bad_snapshot_setting_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    result = CliRunner().invoke(app, ["--set", "loop.snapshot_keep_last=0", "loop", "work", "--drain",
+                                      "--workspace", str(tmp_path)])
+    assert result.exit_code != 0 and "snapshot_keep_last" in result.output
+
+
+def test_the_worker_compacts_one_table_at_a_time(tmp_path, tiny_model_dir):
+    """With compact_every_batches=4 each batch is followed by one table's compaction, in turn (bronze, quarantine,
+    silver, gold), so no step stalls the stream for all four; the books stay exact."""
+    from operations import lake
+    from operations.config import LoopConfig
+
+    workspace = tmp_path / "ws"
+    context, worker = make_loop(workspace, tiny_model_dir, LoopConfig(
+        micro_batch_max_records=1, compact_every_batches=4, expire_every_batches=0))
+    _admit(context, "turn")
+    assert worker.drain() == 8
+    tables = lake.Lake(LoopConfig(), workspace)
+    # bronze was compacted after batches 1 and 5, then batches 6-8 each added a file
+    assert len(tables.table(lake.BRONZE).inspect.files()) == 1 + 3
+    # gold after batch 8: one row per key (its counts summed), so it holds as many rows as distinct keys
+    gold = tables.scan(lake.GOLD).to_pylist()
+    assert len({tuple(r[k] for k in lake.GOLD_KEYS) for r in gold}) == len(gold)
+    books = _books(context)
+    assert set(books["bronze"]) == set(range(1, 9)) and max(books["bronze"].values()) == 1
+    assert len(books["silver"]) == 6 and max(books["silver"].values()) == 1
+    assert books["gold_records"] == books["scored"] == 6
