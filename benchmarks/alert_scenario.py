@@ -64,6 +64,7 @@ def open_loop(workspace: Path, model_dir: Optional[Path]):
         scorer = LexiconScorer()
     context.worker = Worker(config, context.processing, context.store, context.lake, scorer)
     context.alerting = Alerting(AlertingConfig(detect_every_s=0), workspace, context.lake)
+    context.alerting.follow(context.worker)  # immediate flags alert within their micro-batch, as in `fbrain loop serve`
     client = TestClient(create_app(context))
     keys = {s: context.store.create_key([s]) for s in ("submit", "read", "admin")}
     return context, client, keys

@@ -71,11 +71,11 @@ def serve(ctx: typer.Context,
     root = _workspace(config, workspace)
     context = open_loop(config.loop, config.processing, root)
     context.subject_erasers = _subject_erasers(config, root)
-    if worker:
-        context.worker = _worker(ctx, config, root, model_dir, context)
-        context.worker.start_thread()
     alerting = _alerting(config, context)  # the alerting section's settings, before the routes are made
     if worker:
+        context.worker = _worker(ctx, config, root, model_dir, context)
+        alerting.follow(context.worker)  # immediate flags alert within their micro-batch
+        context.worker.start_thread()
         alerting.start_thread()  # detection on its cadence (alerting.detect_every_s)
     host, port = host or config.loop.host, port or config.loop.port
     typer.echo(f"feedback service and dashboard on http://{host}:{port}/ (workspace {root}); "
@@ -95,8 +95,10 @@ def work(ctx: typer.Context,
     root = _workspace(config, workspace)
     context = open_loop(config.loop, config.processing, root)
     runner = _worker(ctx, config, root, model_dir, context)
+    alerting = _alerting(config, context)
+    alerting.follow(runner)  # immediate flags alert within their micro-batch
     if not drain:
-        _alerting(config, context).start_thread()
+        alerting.start_thread()
     if drain:
         batches = runner.drain()
         typer.echo(json.dumps({"batches": batches, "funnel": context.store.funnel()}))
@@ -191,21 +193,23 @@ def export_command(ctx: typer.Context,
                                                                   "object store's lake-exports/ prefix).")) -> None:
     """Export a silver snapshot as training input (corrections applied) and print the InputDataUri to train on it."""
     from operations.service import open_loop
-    from operations.training_export import export_silver
+    from operations.training_export import export_silver, export_to_bucket
 
     config = _root_config(ctx)
     root = _workspace(config, workspace)
     context = open_loop(config.loop, config.processing, root)
-    prefix = "lake-exports"
-    out_root = out or config.local.object_store / config.aws.bucket / prefix
     try:
-        folder, snapshot, written = export_silver(context.lake, out_root, snapshot_id)
+        if out is None:
+            exported = export_to_bucket(context.lake, config.aws.bucket, snapshot_id, local_store=config.local.object_store)
+        else:
+            folder, snapshot, written = export_silver(context.lake, out, snapshot_id)
+            exported = {"snapshot_id": snapshot, "records": written, "folder": str(folder), "input_data_uri": str(folder)}
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    uri = f"s3://{config.aws.bucket}/{prefix}/{folder.name}/" if out is None else str(folder)
-    typer.echo(json.dumps({"snapshot_id": snapshot, "records": written, "folder": str(folder), "input_data_uri": uri}))
-    typer.echo(f"train on it: fbrain pipeline run --local --param InputDataUri={uri}", err=True)
+    typer.echo(json.dumps(exported))
+    typer.echo(f"train on it: fbrain pipeline run --local --param InputDataUri={exported['input_data_uri']} "
+               "(or --param InputDataUri=lake:silver, which exports the current snapshot itself)", err=True)
 
 
 @app.command("demo")

@@ -16,6 +16,8 @@ from operations import lake as lake_tables
 from operations.lake import Lake
 
 EXPORT_FILE = "feedback.jsonl"
+EXPORT_PREFIX = "lake-exports"
+"""Key prefix of exported snapshots in the pipeline's bucket (local object store or S3)."""
 _FIELDS = ("feedback_id", "text", "title", "channel", "source", "customer_id", "order_id", "sku", "product_category",
            "region", "language", "star_rating")
 
@@ -47,9 +49,27 @@ def export_silver(lake: Lake, out_root: Path, snapshot_id: Optional[int] = None)
     folder.mkdir(parents=True, exist_ok=True)
     written = 0
     with open(folder / EXPORT_FILE, "w", encoding="utf-8") as handle:
-        for row in sorted(rows, key=lambda r: r["seq"]):
+        # receive-log order locally; rows the Kinesis consumer wrote (AWS) have no seq: by creation time
+        for row in sorted(rows, key=lambda r: (r["seq"] is None, r["seq"] or 0, r["created_at"])):
             if row["spam_rule"]:
                 continue
             handle.write(json.dumps(training_record(row), ensure_ascii=False) + "\n")
             written += 1
     return folder, snapshot_id, written
+
+
+def export_to_bucket(lake: Lake, bucket: str, snapshot_id: Optional[int] = None, local_store: Optional[Path] = None,
+                     s3: Any = None) -> dict[str, Any]:
+    """Export a silver snapshot under `s3://<bucket>/lake-exports/silver-snapshot-<id>/` and return its
+    InputDataUri with the snapshot id and record count: into the local object store (`local_store`, what a
+    local pipeline run reads as s3://) or, with `s3`, uploaded to S3 for a SageMaker execution."""
+    import tempfile
+
+    if local_store is not None:
+        folder, snapshot, written = export_silver(lake, Path(local_store) / bucket / EXPORT_PREFIX, snapshot_id)
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            folder, snapshot, written = export_silver(lake, Path(scratch), snapshot_id)
+            s3.upload_file(str(folder / EXPORT_FILE), bucket, f"{EXPORT_PREFIX}/{folder.name}/{EXPORT_FILE}")
+    return {"snapshot_id": snapshot, "records": written, "folder": str(folder),
+            "input_data_uri": f"s3://{bucket}/{EXPORT_PREFIX}/{folder.name}/"}

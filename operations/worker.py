@@ -22,7 +22,7 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -111,6 +111,9 @@ class Worker:
         self.next_maintained = 0
         """Index (in lake_tables.SCHEMAS) of the table the next maintenance step compacts."""
         self.last_error: Optional[str] = None
+        self.batch_listeners: list[Callable[[list[dict[str, Any]]], Any]] = []
+        """Called with a micro-batch's silver rows once it is committed (e.g. Alerting.escalate_immediate); a
+        listener that fails is logged and does not fail the batch."""
 
     # ------------------------------------------------------------------ loop
     def run_once(self) -> Optional[BatchResult]:
@@ -256,6 +259,11 @@ class Worker:
             dedup_keys.extend((int(row[key]), row["feedback_id"]) for key in ["exact_key", "text_key"] + bands)
         self.store.commit_batch(plan, stages, dedup_rows, dedup_keys)
         _crash_point("commit")
+        for listener in self.batch_listeners:
+            try:
+                listener(silver)
+            except Exception:  # the batch is committed; the next full detection run sees its items anyway
+                log.exception("worker: batch listener %r failed", listener)
         log.info("worker: batch %d: %d records, %d scored, %d spam, %d duplicates, %d quarantined",
                  plan.batch_id, result.records, result.scored, result.spam, result.duplicates, result.quarantined)
         return result

@@ -43,6 +43,21 @@ def _parse_params(params: list[str]) -> dict[str, str]:
         raise typer.BadParameter(str(error)) from None
 
 
+def _lake_input(config: FeedbackBrainConfig, params: dict[str, str], workspace: Path, local: bool) -> dict[str, str]:
+    """`InputDataUri=lake:silver[@SNAPSHOT]` exported and replaced by its URI (pipelines.lake_input)."""
+    from pipelines.lake_input import resolve_lake_input
+    from pipelines.local.parameters import ParameterError
+
+    try:
+        params, exported = resolve_lake_input(config, params, workspace, local)
+    except ParameterError as error:
+        raise typer.BadParameter(str(error)) from None
+    if exported:
+        typer.echo(f"InputDataUri: silver snapshot {exported['snapshot_id']} ({exported['records']} records) "
+                   f"exported to {exported['input_data_uri']}", err=True)
+    return params
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -115,7 +130,9 @@ def pipeline_start(ctx: typer.Context, param: list[str] = typer.Option([], help=
     """Start a SageMaker pipeline execution and return at once with its ARN."""
     from pipelines.aws import start_execution
 
-    typer.echo(start_execution(_config(ctx), _parse_params(param)))
+    config = _config(ctx)
+    params = _lake_input(config, _parse_params(param), Path(config.local.workspace), local=False)
+    typer.echo(start_execution(config, params))
 
 
 @features_app.command("create-group")
@@ -159,7 +176,9 @@ def pipeline_run(
         raise typer.Exit(2)
     from pipelines.local_run import run_locally
 
-    record = run_locally(_config(ctx), _workspace(ctx, workspace), _parse_params(param), resume, no_cache)
+    root = _workspace(ctx, workspace)
+    params = _lake_input(_config(ctx), _parse_params(param), root, local=True)
+    record = run_locally(_config(ctx), root, params, resume, no_cache)
     raise typer.Exit(0 if record.status == "Succeeded" else 1)
 
 

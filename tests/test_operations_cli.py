@@ -191,6 +191,48 @@ def test_export_writes_a_silver_snapshot_as_training_input(tmp_path, tiny_model_
     assert "a@b.com" not in records[0].text and records[0].customer_id.startswith("p_")
 
 
+def test_input_data_uri_may_name_the_silver_table(tmp_path, tiny_model_dir, monkeypatch):
+    """`--param InputDataUri=lake:silver[@SNAPSHOT]`: `pipeline start` exports the snapshot to S3 (moto) and starts
+    the execution on its URI; `pipeline run --local` exports into the local object store; a bad name is refused."""
+    import boto3
+    from moto import mock_aws
+    from typer.testing import CliRunner
+
+    from pipelines import aws as pipeline_aws
+    from pipelines.cli import app
+    from pipelines.config import load_config
+    from pipelines.lake_input import resolve_lake_input
+
+    workspace = tmp_path / "ws"
+    context, worker = make_loop(workspace, tiny_model_dir)
+    labeled = record("s-1", "Arrived broken.", sentiment="negative", labeled_tasks=["sentiment"])
+    context.store.admit([(labeled, labeled, None)])
+    worker.drain()
+    snapshot = context.lake.snapshot_id("silver")
+    started = {}
+    monkeypatch.setattr(pipeline_aws, "start_execution", lambda config, params: started.update(params) or "arn:exec")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="feedback-brain-artifacts")
+        result = CliRunner().invoke(app, ["--set", f"local.workspace={workspace}", "pipeline", "start",
+                                          "--param", "InputDataUri=lake:silver", "--param", "Epochs=1"])
+        assert result.exit_code == 0, result.output
+        uri = f"s3://feedback-brain-artifacts/lake-exports/silver-snapshot-{snapshot}/"
+        assert started == {"InputDataUri": uri, "Epochs": "1"}
+        body = s3.get_object(Bucket="feedback-brain-artifacts",
+                             Key=f"lake-exports/silver-snapshot-{snapshot}/feedback.jsonl")["Body"].read()
+        assert json.loads(body.splitlines()[0])["sentiment"] == "negative"
+    config = load_config(overrides=[f"local.workspace={workspace}"])
+    params, exported = resolve_lake_input(config, {"InputDataUri": f"lake:silver@{snapshot}"}, workspace, local=True)
+    assert params["InputDataUri"] == uri and exported["records"] == 1
+    assert (config.local.object_store / "feedback-brain-artifacts" / "lake-exports" / f"silver-snapshot-{snapshot}"
+            / "feedback.jsonl").exists()
+    for bad in ("lake:gold", "lake:silver@latest"):
+        refused = CliRunner().invoke(app, ["--set", f"local.workspace={workspace}", "pipeline", "run", "--local",
+                                           "--param", f"InputDataUri={bad}"])
+        assert refused.exit_code == 2 and "InputDataUri" in refused.output
+
+
 def test_demo_replays_the_corpus_and_prints_insights(tmp_path, tiny_model_dir):
     stream = tmp_path / "demo.jsonl"
     from processing.demo_data import DEMO_CORPUS_PATH

@@ -163,3 +163,27 @@ def test_the_worker_compacts_one_table_at_a_time(tmp_path, tiny_model_dir):
     assert set(books["bronze"]) == set(range(1, 9)) and max(books["bronze"].values()) == 1
     assert len(books["silver"]) == 6 and max(books["silver"].values()) == 1
     assert books["gold_records"] == books["scored"] == 6
+
+
+def test_a_safety_report_alerts_within_its_micro_batch(tmp_path, tiny_model_dir):
+    """`fbrain loop work --drain` with no detection run: the flag the taxonomy escalates immediately opens its alert
+    right after the micro-batch that scored it (Alerting.follow), owner and playbook included; other items do not."""
+    from typer.testing import CliRunner
+
+    from operations.alerting.config import AlertingConfig
+    from operations.alerting.store import AlertStore
+    from pipelines.cli import app
+
+    workspace = tmp_path / "ws"
+    context, _ = make_loop(workspace, tiny_model_dir)
+    report = record("fire-1", "The charger overheated and caught fire, my hand got burned.", sku="SKU-9",
+                    customer_id="cust-fire")
+    calm = record("calm-1", "Lovely colour, quick delivery.", sku="SKU-2")
+    assert [a.status for a in context.store.admit([(report, report, None), (calm, calm, None)])] == ["accepted"] * 2
+    result = CliRunner().invoke(app, ["--set", "alerting.detect_every_s=0", "loop", "work", "--drain",
+                                      "--workspace", str(workspace), "--model-dir", str(tiny_model_dir)])
+    assert result.exit_code == 0, result.output
+    alerts = AlertStore(workspace / AlertingConfig().state_db).alerts()
+    assert [(a["signal"], a["value"], a["owner"], a["playbook"]["id"]) for a in alerts] == [
+        ("flag:safety_concern", "SKU-9", "product-safety", "safety")]
+    assert alerts[0]["opened_at"].startswith("2026-12-01T10:00:00")  # the report's own event time

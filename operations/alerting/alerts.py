@@ -86,8 +86,11 @@ class AlertManager:
         return evidence
 
     # ------------------------------------------------------------------ evaluation
-    def process(self, findings: list[Finding], at: datetime, items: Optional[pd.DataFrame] = None) -> dict[str, Any]:
-        """Turn one evaluation's findings into alert updates, validation results and notifications."""
+    def process(self, findings: list[Finding], at: datetime, items: Optional[pd.DataFrame] = None,
+                record_evaluation: bool = True) -> dict[str, Any]:
+        """Turn one evaluation's findings into alert updates, validation results and notifications.
+        `record_evaluation=False`: a partial evaluation (a micro-batch's immediate flags) that does not move the
+        time of the last full evaluation (resolutions and the dashboard's charts are dated by it)."""
         with self.store.lock:
             touched: list[tuple[dict[str, Any], str]] = []  # (alert, why it may notify)
             for finding in findings:
@@ -97,7 +100,8 @@ class AlertManager:
             inhibited = self._inhibit([f for f in findings])
             validated = self._validate(at, items, {f.key for f in findings})
             sent = self._notify(at, touched, inhibited)
-            self.store.set_state("last_evaluation_at", _iso(at))
+            if record_evaluation:
+                self.store.set_state("last_evaluation_at", _iso(at))
         return {"findings": len(findings), "alerts_touched": len(touched), "inhibited": len(inhibited),
                 "validated": validated, "notifications": sent}
 

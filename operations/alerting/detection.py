@@ -102,7 +102,12 @@ def load_items(lake: Lake, since: datetime, until: datetime) -> pd.DataFrame:
     condition = And(GreaterThanOrEqual("created_at", since.isoformat()), LessThan("created_at", until.isoformat()))
     columns = tuple(c for c in ITEM_COLUMNS) + ("spam_rule", "corrected_sentiment", "corrected_intent",
                                                  "corrected_aspects")
-    silver = lake.scan(lake_tables.SILVER, condition, columns=columns).to_pandas()
+    return items_from_silver(lake.scan(lake_tables.SILVER, condition, columns=columns).to_pandas())
+
+
+def items_from_silver(silver: pd.DataFrame) -> pd.DataFrame:
+    """Detection's items from silver rows (a scan, or a micro-batch's rows): scored, non-spam, labels as gold
+    counts them (a reviewer's correction over the prediction)."""
     silver = silver[silver["spam_rule"].isna() & silver["sentiment"].notna()]
     if silver.empty:
         return pd.DataFrame(columns=list(ITEM_COLUMNS))

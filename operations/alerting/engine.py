@@ -15,10 +15,11 @@ from typing import Any, Optional
 from operations.alerting.alerts import AlertManager
 from operations.alerting.channels import Channels
 from operations.alerting.config import AlertingConfig
-from operations.alerting.detection import Detector, load_items
+from operations.alerting.detection import Detector, items_from_silver, load_items, signal_pairs
 from operations.alerting.playbooks import load_playbooks
 from operations.alerting.backend import open_alert_state
 from operations.alerting.state import AlertState
+from operations import lake as lake_tables
 from operations.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,32 @@ class Alerting:
             {k: v for k, v in summary.items() if k != "validated"}, default=str))
         log.info("detection at %s: %d items, %d findings in %.2f s", at.isoformat(), len(items), len(findings), total)
         return summary
+
+    def escalate_immediate(self, silver_rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Right after a micro-batch: its items with a flag the taxonomy escalates immediately (safety_concern)
+        alert now, within the micro-batch, not at the next detection run (`alerting.detect_every_s`, minutes).
+        The same finding as the full run's (one alert per SKU and flag, deduplicated with it); event time is the
+        newest flagged item's `created_at`, so a replayed stream escalates at its own time."""
+        import pyarrow as pa
+
+        immediate = set(self.detector.taxonomy.immediate_flags)
+        flagged = {row.get("sku") for row in silver_rows if immediate & set(row.get("flags") or [])}
+        if not flagged:
+            return {"findings": 0}
+        rows = [row for row in silver_rows if row.get("sku") in flagged]
+        # through Arrow, as a scan would give them: missing lists are None (a DataFrame of dicts makes them NaN)
+        items = items_from_silver(pa.Table.from_pylist(rows, schema=lake_tables.SCHEMAS[lake_tables.SILVER]).to_pandas())
+        if items.empty:
+            return {"findings": 0}
+        at = items["created_at"].max().to_pydatetime()
+        findings = self.detector.immediate_findings(items, signal_pairs(items, self.config), at)
+        outcome = self.manager.process(findings, at, record_evaluation=False)  # validation waits for the full run
+        log.info("micro-batch escalation: %d immediate findings", len(findings))
+        return outcome
+
+    def follow(self, worker: Any) -> None:
+        """Escalate immediate flags after each of the worker's micro-batches (operations.worker.Worker)."""
+        worker.batch_listeners.append(self.escalate_immediate)
 
     def forget_feedback(self, feedback_ids: list[str]) -> dict[str, int]:
         """A data subject's erasure: their items leave the review queue, reviews and alert examples."""
