@@ -160,16 +160,25 @@ class Lake:
         return True
 
     def insert_new(self, name: str, rows: list[dict[str, Any]], properties: dict[str, str],
-                   key: str = "feedback_id") -> int:
+                   key: str = "feedback_id", time_column: str = "received_at") -> int:
         """Append the rows whose `key` the table does not hold yet, as one snapshot; returns how many.
 
         The idempotent write of an at-least-once source (the Kinesis consumer: a redelivered record is already
-        there and is left as first written). pyiceberg's upsert reads the matching keys first, so it costs a
-        scan that `write_once`'s batch tags avoid: the local worker, which plans its batches, uses those."""
-        table = self.table(name)
-        result = table.upsert(pa.Table.from_pylist(rows, schema=SCHEMAS[name]), join_cols=[key],
-                              when_matched_update_all=False, snapshot_properties=properties)
-        return result.rows_inserted
+        there and is left as first written). The lookup of the keys is bounded by the rows' `time_column` range
+        (a redelivery carries the same receive time), so the data files' column statistics prune the scan to the
+        files of that time instead of the whole table. The local worker plans its batches and uses
+        `write_once`'s batch tags instead."""
+        from pyiceberg.expressions import And, GreaterThanOrEqual, In, LessThanOrEqual
+
+        times = [row[time_column] for row in rows]
+        condition = And(In(key, sorted({row[key] for row in rows})),
+                        And(GreaterThanOrEqual(time_column, min(times).isoformat()),
+                            LessThanOrEqual(time_column, max(times).isoformat())))
+        held = set(self.scan(name, condition, columns=(key,)).column(key).to_pylist())
+        new = [row for row in rows if row[key] not in held]
+        if new:
+            self.write(name, pa.Table.from_pylist(new, schema=SCHEMAS[name]), properties)
+        return len(new)
 
     def write(self, name: str, rows: pa.Table, properties: dict[str, str], overwrite_filter: Any = None) -> None:
         """Append, or replace the rows matching `overwrite_filter`, as one snapshot with `properties`."""
