@@ -282,6 +282,20 @@ def consumer_handler(event: dict[str, Any], context: Any = None, config: Optiona
     return {"batchItemFailures": [{"itemIdentifier": n} for n in failures]}
 
 
+def maintain_handler(event: Optional[dict[str, Any]] = None, context: Any = None, config: Optional[LoopConfig] = None,
+                     lake: Any = None) -> dict[str, Any]:
+    """Scheduled upkeep of the lake on AWS, what the local worker does between micro-batches (operations.worker.
+    maintain_lake): raw text purged past `loop.bronze_raw_retention_days`, every table compacted, snapshots beyond
+    `loop.snapshot_keep_last` expired. A commit that loses to the consumer's fails this run; the next one retries."""
+    from operations.worker import maintain_lake
+
+    config = config or deployed_sections()[0]
+    lake = lake if lake is not None else deployed_lake(config)
+    report = maintain_lake(lake, config)
+    log.info("lake maintenance: %s", json.dumps(report, default=str))
+    return json.loads(json.dumps(report, default=str))
+
+
 def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per feedback_id (the upsert key): the last one wins, as a later delivery would."""
     return list({row["feedback_id"]: row for row in rows}.values())

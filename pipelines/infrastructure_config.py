@@ -104,6 +104,12 @@ class InfrastructureConfig:
     """Scopes of a request to the operations API that API Gateway let through with one of its API keys (the
     handler's `alerting.api_key_scopes`): reading insights and alerts, acting on alerts, reviewing. `admin`
     (erasure requests) is left to a separate, narrower key or an authorizer."""
+    lake_maintenance_schedule: str = "rate(1 day)"
+    """EventBridge Scheduler expression of the lake's upkeep on AWS (operations.aws_lambda.maintain_handler: raw text
+    purged after loop.bronze_raw_retention_days, every table compacted, snapshots beyond loop.snapshot_keep_last
+    expired), the job the local worker does between micro-batches."""
+    lake_maintenance_timeout_s: int = 900
+    """Timeout of the lake maintenance Lambda (compaction rewrites whole tables; 900 s is Lambda's maximum)."""
     detect_timeout_s: int = 300
     """Timeout of the scheduled alert-detection Lambda (reads the lake's gold and silver tables)."""
     notification_secrets: list[str] = field(default_factory=lambda: ["slack", "pagerduty", "jira", "teams"])

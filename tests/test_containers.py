@@ -339,9 +339,9 @@ def test_loop_image_copies_what_exists_installs_the_loop_lock_and_the_package(lo
 
 def test_loop_image_serves_exactly_the_handlers_the_cdk_app_runs_from_it(loop_dockerfile):
     from infrastructure.stacks.ingest import CONSUME_HANDLER
-    from infrastructure.stacks.operations import DETECT_HANDLER, OPERATIONS_API_HANDLER
+    from infrastructure.stacks.operations import DETECT_HANDLER, MAINTAIN_HANDLER, OPERATIONS_API_HANDLER
 
-    handlers = {CONSUME_HANDLER, DETECT_HANDLER, OPERATIONS_API_HANDLER}
+    handlers = {CONSUME_HANDLER, DETECT_HANDLER, OPERATIONS_API_HANDLER, MAINTAIN_HANDLER}
     modules = {handler.rpartition(".")[0] for handler in handlers}
     labelled = set(loop_dockerfile.label("org.feedback-brain.modules").split())
     assert labelled == modules and loop_dockerfile.build_time_imports() == labelled

@@ -254,10 +254,10 @@ def test_each_image_runs_with_only_its_role_installed(kind, tiny_model_dir, role
 def test_loop_image_handlers_import_with_only_the_loop_role(role_site_packages):
     """containers/loop/Dockerfile installs requirements/loop.lock only: each Lambda handler it runs imports so."""
     from infrastructure.stacks.ingest import CONSUME_HANDLER
-    from infrastructure.stacks.operations import DETECT_HANDLER, OPERATIONS_API_HANDLER
+    from infrastructure.stacks.operations import DETECT_HANDLER, MAINTAIN_HANDLER, OPERATIONS_API_HANDLER
 
     checks = "; ".join(f"import {module}; assert callable({module}.{function})" for module, _, function in (
-        handler.rpartition(".") for handler in (CONSUME_HANDLER, DETECT_HANDLER, OPERATIONS_API_HANDLER)))
+        handler.rpartition(".") for handler in (CONSUME_HANDLER, DETECT_HANDLER, OPERATIONS_API_HANDLER, MAINTAIN_HANDLER)))
     process = _run_with_only("loop", role_site_packages, "-c", checks)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, f"loop image (loop.lock) cannot import its handlers:\n{output[-3000:]}"

@@ -251,7 +251,7 @@ def test_alarms_exist_for_each_watched_signal_and_notify_the_topic(synthesized):
                 "DeployFunctionErrors", "DeployEventsDeadLetters",
                 "ConsumerDeadLetters", "KinesisIteratorAge", "SubmitFunctionErrors", "ConsumeFunctionErrors",
                 "FeedbackApi5xx", "DetectFunctionErrors", "DetectionScheduleDeadLetters", "OperationsApiFunctionErrors",
-                "OperationsApi5xx"}
+                "OperationsApi5xx", "MaintainFunctionErrors"}
     assert {name.removeprefix(f"{settings.project}-") for name in alarms} == expected
     (topic,) = resources(templates["operations"], "AWS::SNS::Topic")
     for props in alarms.values():
@@ -394,7 +394,7 @@ def test_handler_environments_parsed_by_load_sections_give_the_deployed_names(sy
     tables = {body["Properties"]["TableName"] for body in resources(templates["data"], "AWS::DynamoDB::Table").values()}
     (database,) = resources(templates["data"], "AWS::Glue::Database").values()
     functions = _functions(templates, "ingest", "operations")
-    assert len(functions) == 4  # submit, consume, detect, operations API
+    assert len(functions) == 5  # submit, consume, detect, operations API, lake maintenance
     for name, body in functions.items():
         raw = body["Properties"]["Environment"]["Variables"]
         sections = load_sections({"loop": LoopConfig(), "processing": ProcessingConfig(), "alerting": AlertingConfig()},
@@ -441,7 +441,7 @@ def test_table_keys_are_the_handlers_keys(synthesized):
 
 def test_submit_is_a_zip_package_and_the_container_functions_run_the_loop_image(synthesized):
     from infrastructure.stacks.ingest import CONSUME_HANDLER, SUBMIT_HANDLER
-    from infrastructure.stacks.operations import DETECT_HANDLER, OPERATIONS_API_HANDLER
+    from infrastructure.stacks.operations import DETECT_HANDLER, MAINTAIN_HANDLER, OPERATIONS_API_HANDLER
 
     _, report, templates = synthesized
     functions = _functions(templates, "ingest", "operations")
@@ -449,7 +449,7 @@ def test_submit_is_a_zip_package_and_the_container_functions_run_the_loop_image(
     assert len(zipped) == 1 and zipped[0]["Properties"]["Runtime"] == InfrastructureConfig().lambda_runtime
     images = sorted(body["Properties"]["ImageConfig"]["Command"][0] for body in functions.values()
                     if body["Properties"].get("PackageType") == "Image")
-    assert images == sorted([CONSUME_HANDLER, DETECT_HANDLER, OPERATIONS_API_HANDLER])
+    assert images == sorted([CONSUME_HANDLER, DETECT_HANDLER, OPERATIONS_API_HANDLER, MAINTAIN_HANDLER])
     # The staged image asset is the loop Dockerfile with only what it copies (no .venv, .git, cdk.out, tests).
     for stack in ("Ingest", "Operations"):
         manifest = json.loads((report.outdir / f"FeedbackBrain{stack}.assets.json").read_text())
@@ -534,7 +534,8 @@ def test_detection_schedule_invokes_the_detect_lambda_at_the_configured_rate(syn
     operations = templates["operations"]
     (detect,) = [logical for logical, body in resources(operations, "AWS::Lambda::Function").items()
                  if body["Properties"].get("ImageConfig", {}).get("Command") == [DETECT_HANDLER]]
-    (schedule,) = resources(operations, "AWS::Scheduler::Schedule").values()
+    (schedule,) = [body for logical, body in resources(operations, "AWS::Scheduler::Schedule").items()
+                   if logical.startswith("DetectionSchedule")]
     props = schedule["Properties"]
     assert props["ScheduleExpression"] == detection_rate(load_config().alerting.detect_every_s) == "rate(5 minutes)"
     assert props["Target"]["Arn"] == {"Fn::GetAtt": [detect, "Arn"]}
@@ -544,6 +545,26 @@ def test_detection_schedule_invokes_the_detect_lambda_at_the_configured_rate(syn
                   if {"Ref": role} in body["Properties"]["Roles"])
     invoke = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Action"] == "lambda:InvokeFunction"]
     assert invoke and all(detect in json.dumps(s["Resource"]) for s in invoke)
+
+
+def test_the_lake_is_maintained_on_aws_on_a_schedule(synthesized):
+    """Raw-text retention (a privacy obligation), compaction and snapshot expiry: the local worker does them between
+    micro-batches; on AWS a scheduled Lambda runs the same maintain_lake on the Glue lake."""
+    from infrastructure.stacks.operations import MAINTAIN_HANDLER
+
+    _, _, templates = synthesized
+    operations = templates["operations"]
+    (maintain,) = [logical for logical, body in resources(operations, "AWS::Lambda::Function").items()
+                   if body["Properties"].get("ImageConfig", {}).get("Command") == [MAINTAIN_HANDLER]]
+    (schedule,) = [body["Properties"] for logical, body in resources(operations, "AWS::Scheduler::Schedule").items()
+                   if logical.startswith("LakeMaintenanceSchedule")]
+    assert schedule["ScheduleExpression"] == InfrastructureConfig().lake_maintenance_schedule
+    assert schedule["Target"]["Arn"] == {"Fn::GetAtt": [maintain, "Arn"]} and "DeadLetterConfig" in schedule["Target"]
+    (policy,) = [body for logical, body in resources(operations, "AWS::IAM::Policy").items()
+                 if logical.startswith("MaintainFunctionRole")]
+    actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"]
+               for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {"glue:UpdateTable", "s3:DeleteObject*", "s3:PutObject"} <= actions
 
 
 def test_detection_rate_is_whole_minutes():

@@ -277,3 +277,25 @@ def test_the_deployed_consumer_refuses_a_lake_that_would_live_on_the_function_di
 
     with pytest.raises(ValueError, match="FBRAIN__LOOP__CATALOG=glue"):
         deployed_lake(LoopConfig())
+
+
+def test_lake_maintenance_on_aws_purges_old_raw_text_compacts_and_expires(aws, lake):
+    """maintain_handler (scheduled by the Operations stack) is the worker's maintain_lake on the deployed lake."""
+    from operations import lake as lake_tables
+    from operations.aws_lambda import consumer_handler, maintain_handler
+    from operations.config import LoopConfig
+
+    config, dynamodb, _ = aws
+    for n in range(3):  # three Kinesis batches: three small snapshots per table
+        _api(aws, record(f"m-{n}", f"Box {n} was crushed in transit."))
+    for raw in _stream_event(aws)["Records"]:
+        scorer, _ = _scorer([_prediction("negative")])
+        assert consumer_handler({"Records": [raw]}, config=config, dynamodb=dynamodb, scorer=scorer, lake=lake) == {
+            "batchItemFailures": []}
+    assert len(lake.table(lake_tables.BRONZE).snapshots()) >= 3
+    later = LoopConfig(bronze_raw_retention_days=0, snapshot_keep_last=1)
+    report = maintain_handler({}, None, config=later, lake=lake)
+    assert report["raw_text_purged"] == 3 and report["snapshots_expired"]["bronze"] >= 2
+    assert len(lake.table(lake_tables.BRONZE).snapshots()) == 1
+    assert all(row["payload"] is None or "crushed" not in row["payload"] for row in lake.scan(lake_tables.BRONZE).to_pylist())
+    assert sorted(r["feedback_id"] for r in lake.scan(lake_tables.SILVER).to_pylist()) == ["m-0", "m-1", "m-2"]

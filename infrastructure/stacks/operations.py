@@ -41,6 +41,7 @@ VIOLATIONS_METRIC = "constraint_violations_count"
 FIVE_MINUTES = cdk.Duration.minutes(5)
 DETECT_HANDLER = "operations.alerting_aws_lambda.detect_handler"
 OPERATIONS_API_HANDLER = "operations.alerting_aws_lambda.operations_api_handler"
+MAINTAIN_HANDLER = "operations.aws_lambda.maintain_handler"
 OPERATIONS_ROUTES = (
     ("GET", "insights"), ("GET", "alerts"), ("GET", "alerts/{id}"), ("POST", "alerts/{id}/{action}"),
     ("GET", "review"), ("POST", "review/{feedback_id}"), ("GET", "notifications"),
@@ -203,35 +204,35 @@ class OperationsStack(cdk.Stack):
                 sid="DetectionMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
                 conditions={"StringEquals": {"cloudwatch:namespace": alerting.metrics_namespace}}))
 
-        # --- the detection schedule (EventBridge Scheduler -> the detect Lambda) ---
+        # --- the schedules (EventBridge Scheduler -> the loop image's Lambdas) ---
         self.schedule_dead_letters = sqs.Queue(self, "ScheduleDeadLetters", encryption=sqs.QueueEncryption.KMS,
                                                encryption_master_key=data.key, enforce_ssl=True,
                                                retention_period=cdk.Duration.days(14))
         NagSuppressions.add_resource_suppressions(self.schedule_dead_letters, [{
-            "id": "AwsSolutions-SQS3", "reason": "This queue is itself the detection schedule's dead-letter queue."}])
-        self.detection_schedule = None
+            "id": "AwsSolutions-SQS3", "reason": "This queue is itself the schedules' dead-letter queue."}])
         rate = detection_rate(alerting.detect_every_s)
-        if rate:
-            scheduler_role = iam.Role(self, "DetectionSchedulerRole",
-                                      assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com",
-                                                                      conditions={"StringEquals": {"aws:SourceAccount": self.account}}),
-                                      description="EventBridge Scheduler invokes the alert-detection Lambda")
-            self.detect_function.grant_invoke(scheduler_role)
-            NagSuppressions.add_resource_suppressions(scheduler_role, [{
-                "id": "AwsSolutions-IAM5",
-                "reason": "lambda:InvokeFunction on the function's versions and aliases (<arn>:*) is CDK's invoke grant.",
-            }], apply_to_children=True)
-            self.schedule_dead_letters.grant_send_messages(scheduler_role)
-            self.detection_schedule = scheduler.CfnSchedule(
-                self, "DetectionSchedule", name=f"{settings.project}-detect-alerts",
-                description=f"Alert detection every {alerting.detect_every_s:g} s (alerting.detect_every_s)",
-                schedule_expression=rate, flexible_time_window={"mode": "OFF"}, state="ENABLED",
-                target=scheduler.CfnSchedule.TargetProperty(
-                    arn=self.detect_function.function_arn, role_arn=scheduler_role.role_arn,
-                    retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(maximum_retry_attempts=2,
-                                                                          maximum_event_age_in_seconds=600),
-                    dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(
-                        arn=self.schedule_dead_letters.queue_arn)))
+        self.detection_schedule = self._schedule(
+            "Detection", self.detect_function, rate, f"{settings.project}-detect-alerts",
+            f"Alert detection every {alerting.detect_every_s:g} s (alerting.detect_every_s)") if rate else None
+
+        # --- the lake's upkeep on AWS: raw-text retention, compaction, snapshot expiry (as `fbrain loop maintain`) ---
+        self.maintain_function = container_function(
+            self, "MaintainFunction", function_name=f"{settings.project}-maintain-lake", handler=MAINTAIN_HANDLER,
+            timeout_s=settings.lake_maintenance_timeout_s, description=f"lake maintenance ({MAINTAIN_HANDLER})",
+            settings=settings, key=data.key, environment=loop_environment(config, data, settings,
+                                                                         config.loop.kinesis_stream),
+            memory_mb=settings.loop_lambda_memory_mb)
+        data.grant_lake(self.maintain_function, self, config.loop.namespace, settings.lake_prefix)
+        NagSuppressions.add_resource_suppressions(self.maintain_function.role, [{
+            "id": "AwsSolutions-IAM5",
+            "reason": "Log streams are created per container; X-Ray PutTraceSegments has no resource type; the lake is "
+                      "rewritten under any key of the processed bucket's lake prefix and any Iceberg table of its Glue "
+                      "database; KMS and S3 action wildcards and ECR pulls are CDK's grant sets.",
+        }], apply_to_children=True)
+        self.maintenance_schedule = self._schedule(
+            "LakeMaintenance", self.maintain_function, settings.lake_maintenance_schedule,
+            f"{settings.project}-maintain-lake",
+            "Raw-text retention, compaction and snapshot expiry of the lake (infrastructure.lake_maintenance_schedule)")
 
         # --- the operations API ---
         self.operations_api, _ = secured_rest_api(
@@ -252,6 +253,27 @@ class OperationsStack(cdk.Stack):
                           "Glue database; KMS and S3 action wildcards (GetObject*, GenerateDataKey*) and DynamoDB / "
                           "ECR grants are CDK's grant sets.",
             }], apply_to_children=True)
+
+    def _schedule(self, name: str, function, expression: str, schedule_name: str, description: str):
+        """An EventBridge Scheduler schedule invoking `function`, with retries and the schedules' dead-letter queue."""
+        role = iam.Role(self, f"{name}SchedulerRole",
+                        assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com",
+                                                        conditions={"StringEquals": {"aws:SourceAccount": self.account}}),
+                        description=f"EventBridge Scheduler invokes {schedule_name}")
+        function.grant_invoke(role)
+        NagSuppressions.add_resource_suppressions(role, [{
+            "id": "AwsSolutions-IAM5",
+            "reason": "lambda:InvokeFunction on the function's versions and aliases (<arn>:*) is CDK's invoke grant.",
+        }], apply_to_children=True)
+        self.schedule_dead_letters.grant_send_messages(role)
+        return scheduler.CfnSchedule(
+            self, f"{name}Schedule", name=schedule_name, description=description,
+            schedule_expression=expression, flexible_time_window={"mode": "OFF"}, state="ENABLED",
+            target=scheduler.CfnSchedule.TargetProperty(
+                arn=function.function_arn, role_arn=role.role_arn,
+                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(maximum_retry_attempts=2,
+                                                                      maximum_event_age_in_seconds=600),
+                dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(arn=self.schedule_dead_letters.queue_arn)))
 
     def _grant_alerting(self, function, config: FeedbackBrainConfig, settings: InfrastructureConfig,
                         data: DataStack) -> None:
@@ -276,9 +298,11 @@ class OperationsStack(cdk.Stack):
         return [
             ("DetectFunctionErrors", self.detect_function.metric_errors(period=FIVE_MINUTES),
              settings.lambda_error_threshold - 0.5, "alert-detection Lambda errors"),
+            ("MaintainFunctionErrors", self.maintain_function.metric_errors(period=FIVE_MINUTES),
+             settings.lambda_error_threshold - 0.5, "lake maintenance Lambda errors"),
             ("DetectionScheduleDeadLetters",
              self.schedule_dead_letters.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES),
-             settings.dlq_depth_threshold - 0.5, "detection runs the scheduler could not deliver"),
+             settings.dlq_depth_threshold - 0.5, "detection or maintenance runs the scheduler could not deliver"),
             ("OperationsApiFunctionErrors", self.operations_api_function.metric_errors(period=FIVE_MINUTES),
              settings.lambda_error_threshold - 0.5, "operations API Lambda errors"),
             ("OperationsApi5xx", self.operations_api.metric_server_error(period=FIVE_MINUTES),
