@@ -1,4 +1,4 @@
-"""The loop on AWS: an API Gateway Lambda for POST /feedback and a Kinesis consumer Lambda.
+"""The loop on AWS: an API Gateway Lambda for POST /feedback, a Kinesis consumer Lambda, the lake's upkeep.
 
 - `api_handler`: the same body parsing and validation as the service (operations.intake.parse_body,
   processing.schema.validate_record); a conditional put on FeedbackMetadata decides accepted /
@@ -7,10 +7,12 @@
   Gateway checks the `x-api-key` (usage plans) before the Lambda runs.
 - `consumer_handler`: one Kinesis batch is one micro-batch through the batch FeatureEngineering
   step's function (ChunkTransformer) and duplicate resolution, scored by the SageMaker endpoint
-  (loop.scorer_target); it writes FeedbackMetadata (stage, predictions), CustomerInsights
-  (customerId = pseudonym, timestamp) and ModelPerformance (modelId, version: prediction counts).
-  Failures are reported per record (`batchItemFailures`), so one bad record does not block a shard;
-  a redelivered record is skipped once FeedbackMetadata says it was scored (counted once).
+  (loop.scorer_target); it writes the lake on Glue + S3 (bronze, quarantine, silver, gold: the worker's
+  rows), then FeedbackMetadata (stage, predictions), CustomerInsights (customerId = pseudonym, timestamp)
+  and ModelPerformance (modelId, version: prediction counts). Failures are reported per record
+  (`batchItemFailures`), so one bad record does not block a shard; a redelivered record adds no lake row
+  and is counted once in DynamoDB.
+- `maintain_handler`: scheduled; the worker's maintain_lake (raw-text retention, compaction, expiry).
 
 Both read their settings from the environment once per cold start (`deployed_sections`): the CDK app
 sets `FBRAIN__LOOP__KINESIS_STREAM`, `FBRAIN__LOOP__FEEDBACK_METADATA_TABLE`, ... (processing.settings).
@@ -171,8 +173,9 @@ def consumer_handler(event: dict[str, Any], context: Any = None, config: Optiona
     The lake gets what the local worker writes (bronze as received, quarantine with reasons, silver with
     predictions, gold recomputed for the windows the batch touched). Kinesis delivers at least once (a retried
     batch, a bisected one, the records after a reported failure), so every lake write is idempotent: bronze,
-    quarantine and silver are upserts keyed by feedback_id, and gold is recomputed from silver and overwrites
-    its windows. DynamoDB is written last; a redelivered record moves nothing twice there either."""
+    quarantine and silver take only the feedback ids they lack (Lake.insert_new), and gold is recomputed from
+    silver and overwrites its windows. DynamoDB is written last; a redelivered record moves nothing twice there
+    either."""
     import boto3
     import numpy as np
 
