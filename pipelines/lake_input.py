@@ -19,14 +19,14 @@ LAKE_PREFIX = "lake:"
 INPUT_PARAMETER = "InputDataUri"
 
 
-def lake_snapshot(uri: str) -> tuple[str, Optional[int]]:
-    """`lake:silver@123` -> ("silver", 123); `lake:silver` -> ("silver", None)."""
+def lake_snapshot(uri: str) -> Optional[int]:
+    """`lake:silver@123` -> 123; `lake:silver` -> None (the current snapshot); another table is refused."""
     table, _, snapshot = uri[len(LAKE_PREFIX):].partition("@")
     if table != "silver":
         raise ParameterError(f"{INPUT_PARAMETER}={uri!r}: only the silver table is training input "
                              "(lake:silver or lake:silver@SNAPSHOT_ID)")
     try:
-        return table, int(snapshot) if snapshot else None
+        return int(snapshot) if snapshot else None
     except ValueError:
         raise ParameterError(f"{INPUT_PARAMETER}={uri!r}: the snapshot after @ must be an Iceberg snapshot id") from None
 
@@ -38,7 +38,7 @@ def resolve_lake_input(config: FeedbackBrainConfig, params: dict[str, str], work
     uri = params.get(INPUT_PARAMETER, "")
     if not uri.startswith(LAKE_PREFIX):
         return params, None
-    _, snapshot = lake_snapshot(uri)
+    snapshot = lake_snapshot(uri)
     from operations.lake import Lake
     from operations.training_export import export_to_bucket
 

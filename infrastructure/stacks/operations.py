@@ -281,7 +281,7 @@ class OperationsStack(cdk.Stack):
         for field in ALERTING_DEPLOYED_TABLES:
             data.tables[field].grant_read_write_data(function)
         # An identity statement (Secret.grant_read would add the role to the data key's policy: a stack cycle);
-        # decrypting goes through data.key.grant_decrypt below.
+        # decrypting goes through the data key grant that data.grant_lake below makes.
         function.add_to_role_policy(iam.PolicyStatement(
             sid="ReadNotificationSecrets", actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
             resources=[secret.secret_arn for secret in self.notification_secrets.values()]))
