@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
-import threading
-import time
 from datetime import timedelta
 
 import pytest
 
 from alerting_support import START, generate, make_loop, post_records, small_scenario
+from operations_support import serving
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
@@ -34,27 +32,13 @@ def test_static_files_are_served_and_data_needs_a_key(tmp_path):
 
 @pytest.fixture
 def served(tmp_path):
-    import uvicorn
-
-    from operations.service import create_app
-
     context, client, keys = make_loop(tmp_path / "ws")
     post_records(client, keys["submit"], generate(small_scenario(days=9, defect_day=8)))
     context.worker.drain()
     context.alerting.evaluate(START + timedelta(days=8, hours=20))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(context), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    key = context.store.create_key(["read", "review"])
-    yield f"http://127.0.0.1:{port}", key, client, keys, context
-    server.should_exit = True
-    thread.join(10)
+    with serving(context) as url:
+        key = context.store.create_key(["read", "review"])
+        yield url, key, client, keys, context
 
 
 def test_dashboard_in_headless_chromium(served, tmp_path):

@@ -4,13 +4,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 import socket
-import threading
 import time
 
 import pytest
 from typer.testing import CliRunner
 
-from operations_support import make_loop, record
+from operations_support import make_loop, record, serving
 
 
 def _cli(*args):
@@ -35,22 +34,9 @@ def test_keys_create_prints_a_key_once_and_stores_its_hash(tmp_path):
 @pytest.fixture
 def running_service(tmp_path, tiny_model_dir):
     """The service on a free port (uvicorn in a thread) with its worker."""
-    import uvicorn
-
-    from operations.service import create_app
-
     context, worker = make_loop(tmp_path / "ws", tiny_model_dir)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(context), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", context, worker
-    server.should_exit = True
-    thread.join(10)
+    with serving(context) as url:
+        yield url, context, worker
 
 
 def test_replay_streams_a_file_through_post_feedback(tmp_path, running_service):
