@@ -38,6 +38,8 @@ MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
 DEPLOY_TARGET_ID = "deploy-lambda"
 """Id of the deploy Lambda among each rule's targets."""
+DEPLOY_TARGET_RETRY_POLICY = {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 3600}
+"""How EventBridge retries the deploy Lambda (the CDK's rules and `fbrain pipeline upsert` alike)."""
 INVOKE_PERMISSION_SUFFIX = "-invoke"
 """Statement id of the Lambda permission = rule name + this suffix."""
 PIPELINE_DESCRIPTION = "feedback-brain: feedback -> features -> multi-task model -> gate -> registry"
@@ -181,13 +183,30 @@ def _put_lambda_rule(config: FeedbackBrainConfig, session, name: str, pattern: d
         f"PutTargets {name}",
         events.put_targets,
         Rule=name,
-        Targets=[{"Id": DEPLOY_TARGET_ID, "Arn": config.aws.deploy_lambda_arn}],
+        Targets=[_deploy_target(config, events, name)],
     )
     if response.get("FailedEntryCount"):
         raise PipelineAwsError(f"PutTargets {name} rejected targets: {response.get('FailedEntries')}")
     _allow_rule_to_invoke(config, session, name, rule_arn)
     logger.info("rule %s -> %s", rule_arn, config.aws.deploy_lambda_arn)
     return rule_arn
+
+
+def _deploy_target(config: FeedbackBrainConfig, events, rule_name: str) -> dict[str, Any]:
+    """The deploy Lambda target, keeping the dead-letter queue and retry policy the rule's target has already.
+
+    PutTargets replaces a target with the same id whole: without this, an upsert after `cdk deploy` would
+    drop the CDK's dead-letter queue (an infrastructure resource this command does not know about).
+    """
+    target: dict[str, Any] = {"Id": DEPLOY_TARGET_ID, "Arn": config.aws.deploy_lambda_arn,
+                              "RetryPolicy": dict(DEPLOY_TARGET_RETRY_POLICY)}
+    existing = _call(f"ListTargetsByRule {rule_name}", events.list_targets_by_rule, Rule=rule_name)["Targets"]
+    for current in existing:
+        if current["Id"] == DEPLOY_TARGET_ID:
+            target.update({key: current[key] for key in ("RetryPolicy", "DeadLetterConfig") if key in current})
+    if "DeadLetterConfig" not in target:
+        logger.warning("rule %s: the deploy target has no dead-letter queue (the CDK's Ml stack adds one)", rule_name)
+    return target
 
 
 def wire_deploy_on_approval(config: FeedbackBrainConfig, session=None) -> str:

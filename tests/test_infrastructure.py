@@ -149,7 +149,8 @@ def test_every_lambda_is_traced_and_no_iam_statement_allows_every_action(synthes
 
 
 def test_the_approval_rule_targets_the_deploy_lambda(synthesized):
-    from pipelines.aws import DEPLOY_TARGET_ID, approval_event_pattern, endpoint_in_service_event_pattern
+    from pipelines.aws import (DEPLOY_TARGET_ID, DEPLOY_TARGET_RETRY_POLICY, approval_event_pattern,
+                               endpoint_in_service_event_pattern)
 
     _, _, templates = synthesized
     config = load_config()
@@ -165,6 +166,7 @@ def test_the_approval_rule_targets_the_deploy_lambda(synthesized):
         assert target["Id"] == DEPLOY_TARGET_ID
         assert target["Arn"] == {"Fn::GetAtt": [deploy, "Arn"]}
         assert "DeadLetterConfig" in target
+        assert target["RetryPolicy"] == DEPLOY_TARGET_RETRY_POLICY  # what `fbrain pipeline upsert` sets as well
     (invoke_config,) = resources(ml, "AWS::Lambda::EventInvokeConfig").values()
     assert "OnFailure" in invoke_config["Properties"]["DestinationConfig"]  # failed deployments are kept, not dropped
     permissions = resources(ml, "AWS::Lambda::Permission")

@@ -135,6 +135,31 @@ def test_approval_rule_targets_the_deploy_lambda(aws):
     assert wire_deploy_on_approval(config, session=session) == result["approval_rule_arn"]
 
 
+def test_upsert_keeps_the_dead_letter_queue_the_cdk_gave_the_deploy_target(aws):
+    """`cdk deploy` creates the rules with a dead-letter queue; PutTargets replaces a target whole, so an upsert
+    afterwards must carry the queue over, or failed deployments would be dropped silently."""
+    from pipelines.aws import DEPLOY_TARGET_ID, DEPLOY_TARGET_RETRY_POLICY
+
+    config, session = aws
+    events = session.client("events")
+    queue_arn = session.client("sqs").get_queue_attributes(
+        QueueUrl=session.client("sqs").create_queue(QueueName=f"{config.aws.approval_rule_name}-dlq")["QueueUrl"],
+        AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=config.aws.approval_rule_name, EventPattern=json.dumps({"source": ["aws.sagemaker"]}))
+    events.put_targets(Rule=config.aws.approval_rule_name, Targets=[{
+        "Id": DEPLOY_TARGET_ID, "Arn": config.aws.deploy_lambda_arn, "DeadLetterConfig": {"Arn": queue_arn},
+        "RetryPolicy": {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 600}}])
+
+    upsert_pipeline(config, session=session)
+    (target,) = events.list_targets_by_rule(Rule=config.aws.approval_rule_name)["Targets"]
+    assert target["Arn"] == config.aws.deploy_lambda_arn
+    assert target["DeadLetterConfig"] == {"Arn": queue_arn}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 600}
+    # A rule the CDK never made gets the shared retry policy (and no queue to keep).
+    (fresh,) = events.list_targets_by_rule(Rule=config.aws.endpoint_rule_name)["Targets"]
+    assert fresh["RetryPolicy"] == DEPLOY_TARGET_RETRY_POLICY and "DeadLetterConfig" not in fresh
+
+
 def test_stored_patterns_match_our_events_only(aws):
     """The rule as stored in moto's EventBridge, run through moto's own event matcher
     (delivery to a target needs jsonpath_ng, which this environment does not install)."""

@@ -394,13 +394,18 @@ class MlStack(cdk.Stack):
         return function
 
     def _deploy_rule(self, construct_id: str, name: str, pattern: dict, description: str, target_id: str) -> events.CfnRule:
+        from pipelines.aws import DEPLOY_TARGET_RETRY_POLICY
+
         rule = events.CfnRule(
             self, construct_id, name=name, description=description, state="ENABLED",
             event_pattern=pattern,
             targets=[events.CfnRule.TargetProperty(
-                # The id `fbrain pipeline upsert` uses too, so its PutTargets replaces this target, never adds one.
+                # The id `fbrain pipeline upsert` uses too, so its PutTargets replaces this target, never adds one
+                # (and keeps this dead-letter queue and retry policy).
                 id=target_id, arn=self.deploy_function.function_arn,
-                retry_policy=events.CfnRule.RetryPolicyProperty(maximum_retry_attempts=4, maximum_event_age_in_seconds=3600),
+                retry_policy=events.CfnRule.RetryPolicyProperty(
+                    maximum_retry_attempts=DEPLOY_TARGET_RETRY_POLICY["MaximumRetryAttempts"],
+                    maximum_event_age_in_seconds=DEPLOY_TARGET_RETRY_POLICY["MaximumEventAgeInSeconds"]),
                 dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=self.rule_dead_letters.queue_arn))])
         self.deploy_function.add_permission(
             f"{construct_id}Invoke", principal=iam.ServicePrincipal("events.amazonaws.com"), source_arn=rule.attr_arn)
