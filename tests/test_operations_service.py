@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -161,3 +162,22 @@ def test_the_worker_can_score_through_an_endpoint_url(tmp_path, tiny_model_dir):
         worker.drain()
     row = context.lake.scan("silver").to_pylist()[0]
     assert (row["model_name"], row["model_version"]) == ("ep", "9") and row["sentiment"] is not None
+
+
+def test_lag_figures_skip_records_whose_created_at_is_not_a_time(loop):
+    """A malformed created_at is quarantined; the lag figures count only records with every stage's time."""
+    client, worker, keys, _ = loop
+    _post(client, keys["submit"], record("good", "The zip broke on day one and nobody answered my emails."))
+    for number, created_at in enumerate(["yesterday", "2026-13-45T99:00:00Z"]):
+        _post(client, keys["submit"], record(f"bad-{number}", "Fine shoes.", created_at=created_at))
+    worker.drain()
+    health = client.get("/health")
+    assert health.status_code == 200, health.text
+    lag = health.json()["lag"]
+    assert lag["created_to_scored"]["count"] == 1
+    times = client.get("/feedback/good", headers={"x-api-key": keys["read"]}).json()["timestamps"]
+    parse = lambda name: datetime.fromisoformat(times[name])  # noqa: E731
+    for figure, (start, end) in {"created_to_scored": ("created", "scored"),
+                                 "received_to_enriched": ("received", "enriched")}.items():
+        assert lag[figure]["p50_s"] == pytest.approx((parse(end) - parse(start)).total_seconds(), abs=2e-3)
+    assert client.get("/metrics", headers={"x-api-key": keys["read"]}).status_code == 200
