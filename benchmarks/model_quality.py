@@ -179,9 +179,10 @@ def headline_scores(examples: list[dict], probabilities: dict[str, np.ndarray], 
             for task, detail in tasks.items()}
 
 
-def result_rows(sources_splits: dict, ours: dict, baseline_same: dict, baseline_full: dict) -> list[dict]:
+def result_rows(sources_splits: dict, ours: dict, baseline_same: dict, baseline_full: dict,
+                sources: Sequence[BenchmarkSource]) -> list[dict]:
     rows = []
-    for source in SOURCES:
+    for source in sources:
         splits = sources_splits[source.adapter]
         for task in ("sentiment", "intent", "aspects"):
             our_score, n_test = ours[source.adapter][task]
@@ -242,14 +243,26 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="write <work-dir>/data/train|validation|test/examples.jsonl and stop (the GPU run's input)")
     parser.add_argument("--compare", action="append", default=[], metavar="NAME=MODEL_DIR",
                         help="score these trained models side by side (no training), repeatable")
+    parser.add_argument("--source", action="append", default=[], metavar="ADAPTER",
+                        help="benchmark only this source (repeatable; default: all four)")
     parser.add_argument("--int8", action="store_true",
                         help="with --compare: also score each model's onnx/model.int8.onnx (the served runtime)")
     return parser.parse_args(argv)
 
 
-def per_source_caps(overrides: Sequence[str], default: int) -> dict[str, int]:
+def selected_sources(names: Sequence[str]) -> tuple[BenchmarkSource, ...]:
+    """The benchmark sources named by `--source` (all of them when none is named)."""
+    known = {source.adapter: source for source in SOURCES}
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise SystemExit(f"--source {', '.join(unknown)}: expected one of {sorted(known)}")
+    return tuple(source for source in SOURCES if not names or source.adapter in names)
+
+
+def per_source_caps(overrides: Sequence[str], default: int,
+                    sources: Sequence[BenchmarkSource]) -> dict[str, int]:
     """Training-row cap per benchmark source: `default`, overridden by ADAPTER=N items."""
-    caps = {source.adapter: default for source in SOURCES}
+    caps = {source.adapter: default for source in sources}
     for item in overrides:
         name, sep, value = item.partition("=")
         if not sep or name.strip() not in caps or not value.strip().isdigit():
@@ -286,10 +299,11 @@ def int8_probabilities(model_dir: Path, texts: Sequence[str]) -> dict[str, np.nd
     }
 
 
-def comparison_rows(splits: dict, baseline: dict, scores: dict[str, dict], int8: dict[str, dict]) -> list[dict]:
+def comparison_rows(splits: dict, baseline: dict, scores: dict[str, dict], int8: dict[str, dict],
+                    sources: Sequence[BenchmarkSource]) -> list[dict]:
     """One row per (source, task) a model was scored on: TF-IDF, each model, each model's int8 and its delta."""
     rows = []
-    for source in SOURCES:
+    for source in sources:
         for task in ("sentiment", "intent", "aspects"):
             measured = {name: by_source[source.adapter][task] for name, by_source in scores.items()}
             n_test = max((n for _, n in measured.values()), default=0)
@@ -333,36 +347,42 @@ def format_comparison(rows: list[dict], names: Sequence[str], with_int8: bool) -
 def compare(args: argparse.Namespace, root: Path, work_dir: Path) -> int:
     """The quality table of several trained models (docs/teacher.md): no training, same splits as `main`."""
     config = EvaluationConfig()
+    sources = selected_sources(args.source)
     models = named_models(args.compare)
-    caps = per_source_caps(args.max_train, args.max_train_per_source)
+    caps = per_source_caps(args.max_train, args.max_train_per_source, sources)
     splits = {s.adapter: build_splits(s, root, caps[s.adapter], args.validation_per_source, args.seed,
-                                      args.max_test_per_source) for s in SOURCES}
+                                      args.max_test_per_source) for s in sources}
     label_maps = load_taxonomy().label_maps()
     baseline_rows = "train" if args.skip_full_baseline else "full_train"
-    baseline = TfidfBaseline(label_maps, config).fit([e for s in SOURCES for e in splits[s.adapter][baseline_rows]])
+    baseline = TfidfBaseline(label_maps, config).fit([e for s in sources for e in splits[s.adapter][baseline_rows]])
     scores: dict[str, dict] = {name: {} for name in models}
-    int8: dict[str, dict] = {name: {} for name in models} if args.int8 else {}
+    # A teacher is trained without an ONNX export (it is never served): its int8 column stays empty.
+    int8: dict[str, dict] = {name: {} for name, directory in models.items()
+                             if (directory / "onnx" / "model.int8.onnx").is_file()} if args.int8 else {}
+    for name in sorted(set(models) - set(int8) if args.int8 else ()):
+        log.info("%s has no onnx/model.int8.onnx: scored in fp32 only", name)
     tfidf: dict[str, dict] = {}
     loaded = {name: load_model(directory) for name, directory in models.items()}
-    for source in SOURCES:
+    for source in sources:
         test = splits[source.adapter]["test"]
         texts = [example_model_input(e) for e in test]
         for name, model in loaded.items():
             thresholds = loaded_aspect_thresholds(model)
             scores[name][source.adapter] = headline_scores(test, predict_probabilities(
                 model, texts, config.prediction_batch_size, 0, config.progress_every_batches), config, thresholds)
-            if args.int8:
+            if name in int8:
                 int8[name][source.adapter] = headline_scores(test, int8_probabilities(models[name], texts), config,
                                                              thresholds)
         first = next(iter(loaded.values()))
         tfidf[source.adapter] = headline_scores(test, baseline.predict_proba(texts), config,
                                                 loaded_aspect_thresholds(first))
-    rows = comparison_rows(splits, tfidf, scores, int8)
+    rows = comparison_rows(splits, tfidf, scores, int8, sources)
     print(format_comparison(rows, list(models), args.int8))
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "comparison.json").write_text(json.dumps({
         "rows": rows, "models": {name: str(path) for name, path in models.items()}, "int8": args.int8,
-        "max_train_per_source": caps, "max_test_per_source": args.max_test_per_source}, indent=2), encoding="utf-8")
+        "max_train_per_source": caps, "max_test_per_source": args.max_test_per_source,
+        "sources": [s.adapter for s in sources]}, indent=2), encoding="utf-8")
     log.info("comparison written to %s", work_dir / "comparison.json")
     return 0
 
@@ -381,14 +401,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config = EvaluationConfig()
     started = time.perf_counter()
 
-    caps = per_source_caps(args.max_train, args.max_train_per_source)
+    sources = selected_sources(args.source)
+    caps = per_source_caps(args.max_train, args.max_train_per_source, sources)
     splits = {s.adapter: build_splits(s, root, caps[s.adapter], args.validation_per_source, args.seed,
-                                      args.max_test_per_source) for s in SOURCES}
-    train = [e for s in SOURCES for e in splits[s.adapter]["train"]]
-    validation = [e for s in SOURCES for e in splits[s.adapter]["validation"]]
+                                      args.max_test_per_source) for s in sources}
+    train = [e for s in sources for e in splits[s.adapter]["train"]]
+    validation = [e for s in sources for e in splits[s.adapter]["validation"]]
     write_jsonl(work_dir / "data" / "train" / "examples.jsonl", train)
     write_jsonl(work_dir / "data" / "validation" / "examples.jsonl", validation)
-    write_jsonl(work_dir / "data" / "test" / "examples.jsonl", [e for s in SOURCES for e in splits[s.adapter]["test"]])
+    write_jsonl(work_dir / "data" / "test" / "examples.jsonl", [e for s in sources for e in splits[s.adapter]["test"]])
     if args.splits_only:
         log.info("splits written to %s (train %d, validation %d rows)", work_dir / "data", len(train), len(validation))
         return 0
@@ -396,7 +417,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     label_maps = load_taxonomy().label_maps()
     baseline_same = TfidfBaseline(label_maps, config).fit(train)
     baseline_full = baseline_same if args.skip_full_baseline else TfidfBaseline(label_maps, config).fit(
-        [e for s in SOURCES for e in splits[s.adapter]["full_train"]])
+        [e for s in sources for e in splits[s.adapter]["full_train"]])
 
     hyperparameters = {"epochs": str(args.epochs), "seed": str(args.seed)}
     for item in args.hyperparameter:
@@ -414,7 +435,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     thresholds = loaded_aspect_thresholds(model) if model else None
 
     ours, same, full = {}, {}, {}
-    for source in SOURCES:
+    for source in sources:
         test = splits[source.adapter]["test"]
         texts = [example_model_input(e) for e in test]
         same[source.adapter] = headline_scores(test, baseline_same.predict_proba(texts), config, thresholds)
@@ -423,7 +444,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ours[source.adapter] = headline_scores(test, predict_probabilities(
             model, texts, config.prediction_batch_size, 0, config.progress_every_batches), config, thresholds) \
             if model else same[source.adapter]
-    rows = result_rows(splits, ours, same, full)
+    rows = result_rows(splits, ours, same, full, sources)
     table = format_table(rows)
     print(table)
     headline = [row for row in rows if row["headline"]]
@@ -435,7 +456,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "rows": rows, "targets_met": met, "targets": len(headline), "train_rows": len(train),
         "validation_rows": len(validation), "epochs": args.epochs, "hyperparameters": hyperparameters,
         "training_seconds": training_seconds, "model_dir": str(model_dir) if model_dir else None,
-        "left_out": {s.adapter: splits[s.adapter]["left_out"] for s in SOURCES},
+        "left_out": {s.adapter: splits[s.adapter]["left_out"] for s in sources},
         "max_train_per_source": caps, "max_test_per_source": args.max_test_per_source,
     }
     (work_dir / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
