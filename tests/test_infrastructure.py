@@ -298,6 +298,10 @@ def test_cicd_builds_from_github_with_the_buildspec_and_an_approval_before_prod(
         providers = [a["ActionTypeId"]["Provider"] for a in stage["Actions"]]
         assert ("Manual" in providers) == declared.manual_approval
         assert "CodeBuild" in providers
+    statements = {statement.get("Sid"): statement for policy in resources(cicd, "AWS::IAM::Policy").values()
+                  for statement in policy["Properties"]["PolicyDocument"]["Statement"]}
+    # `fbrain pipeline upsert` reads the deploy rules' targets before replacing them (it keeps the dead-letter queue).
+    assert set(statements["DeployRules"]["Action"]) == {"events:PutRule", "events:PutTargets", "events:ListTargetsByRule"}
 
 
 def test_names_and_sizes_follow_the_configuration(tmp_path):

@@ -115,7 +115,7 @@ class CiCdStack(cdk.Stack):
             actions=["sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackageGroup"],
             resources=[sm("model-package-group", aws.model_package_group)]))
         self.project.add_to_role_policy(iam.PolicyStatement(
-            sid="DeployRules", actions=["events:PutRule", "events:PutTargets"],
+            sid="DeployRules", actions=["events:PutRule", "events:PutTargets", "events:ListTargetsByRule"],
             resources=[ml.approval_rule.attr_arn, ml.endpoint_rule.attr_arn]))
         self.project.add_to_role_policy(iam.PolicyStatement(
             sid="DeployLambdaPermission", actions=["lambda:AddPermission"], resources=[ml.deploy_function.function_arn]))
