@@ -15,7 +15,6 @@ Any other id or path is handed to Hugging Face unchanged (hub ids work for onlin
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from training.checksums import CHUNK_BYTES, file_sha256
 from training.config import DEFAULT_CPU_BACKBONE, TrainingConfig
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ PACKAGED_BACKBONES = {MINILM, MPNET, *LEGACY_IDS}
 """Every id that resolves to packaged weights."""
 ASSEMBLED_MARKER = "fbrain_assembled.json"
 """Written into an assembled backbone folder after its weights' sha256 matched (later loads trust it)."""
-HASH_CHUNK = 8 * 1024 * 1024
 
 
 class BackboneError(ValueError):
@@ -144,14 +143,6 @@ def installed_part_files(spec: PartsBackbone) -> list[Path]:
     return files
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def assemble_packaged(backbone: str, cache_dir: str | Path | None = None) -> Path:
     """The assembled folder of a parts backbone (assembling it now if the cache lacks it)."""
     spec = PARTS_BACKBONES[canonical_id(backbone)]
@@ -190,7 +181,7 @@ def assemble_parts(parts: Sequence[Path], target: Path, weights_file: str, weigh
         with open(joined, "wb") as out:
             for part in parts:
                 with open(part, "rb") as piece:
-                    shutil.copyfileobj(piece, out, HASH_CHUNK)
+                    shutil.copyfileobj(piece, out, CHUNK_BYTES)
         extracted = scratch / "extracted"
         try:
             with zipfile.ZipFile(joined) as archive:

@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from training.checksums import file_sha256
+
 MANIFEST = "stage_manifest.json"
 BUNDLE = "bundle.tar"
 PIECE_PREFIX = "piece-"
@@ -50,14 +52,6 @@ DEVICE_WHEELS = ("pydantic", "pydantic-core", "annotated-types", "typing-inspect
 WHEEL_PLATFORM_ARGS = ["--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp",
                        "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
                        "--platform", "manylinux2014_x86_64"]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------- stage (here)
@@ -151,7 +145,7 @@ def stage(teacher: str, student: str, examples_dir: Path, stage_dir: Path, piece
             pieces.append({"file": f"{BUNDLE}.{number:03d}", "bytes": len(chunk),
                            "sha256": hashlib.sha256(chunk).hexdigest()})
             number += 1
-    manifest = {"bundle_sha256": _sha256(bundle), "bundle_bytes": bundle.stat().st_size, "pieces": pieces,
+    manifest = {"bundle_sha256": file_sha256(bundle), "bundle_bytes": bundle.stat().st_size, "pieces": pieces,
                 "models": {"teacher": teacher, "student": student, **{f"{k}_files": v for k, v in models.items()}},
                 "rows": rows, "wheels": wheel_names, "staged_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     bundle.unlink()
@@ -175,7 +169,7 @@ def present_pieces(stage_dir: Path) -> dict:
     for piece in manifest["pieces"]:
         path = stage_dir / piece["file"]
         status[piece["file"]] = "missing" if not path.is_file() else (
-            "ok" if path.stat().st_size == piece["bytes"] and _sha256(path) == piece["sha256"] else "corrupt")
+            "ok" if path.stat().st_size == piece["bytes"] and file_sha256(path) == piece["sha256"] else "corrupt")
     return {"stage_dir": str(stage_dir), "pieces": status, "complete": all(v == "ok" for v in status.values())}
 
 
@@ -193,7 +187,7 @@ def unpack(stage_dir: Path, work_dir: Path) -> dict:
         for piece in manifest["pieces"]:
             with open(stage_dir / piece["file"], "rb") as handle:
                 shutil.copyfileobj(handle, out)
-    if _sha256(bundle) != manifest["bundle_sha256"]:
+    if file_sha256(bundle) != manifest["bundle_sha256"]:
         raise SystemExit("the joined bundle's sha256 differs from the manifest's")
     with tarfile.open(bundle) as archive:
         archive.extractall(work_dir, filter="data")
