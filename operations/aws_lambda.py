@@ -182,7 +182,7 @@ def consumer_handler(event: dict[str, Any], context: Any = None, config: Optiona
     from operations import lake as lake_tables
     from operations.gold import recompute_gold
     from operations.scoring import EndpointScorer
-    from operations.worker import quarantine_row, silver_row
+    from operations.worker import bronze_row, quarantine_row, silver_row
     from processing.dedup import KEPT, resolve_duplicates
     from processing.feature_engineering import ChunkTransformer
     from processing.readers import RawRecord
@@ -248,11 +248,9 @@ def consumer_handler(event: dict[str, Any], context: Any = None, config: Optiona
             spam.append(row)
     silver = [silver_row(row, received, now, tag, prediction, scored_at) for row, prediction in zip(kept, predictions)]
     silver += [silver_row(row, received, now, tag, None, None) for row in spam]
-    bronze = [{"seq": None, "feedback_id": e["feedback_id"], "customer_id": e["customer_id"],
-               "payload": json.dumps(e["record"], ensure_ascii=False, default=str),
-               "channel": (e["record"].get("channel") if isinstance(e["record"], dict) else None) or "unknown",
-               "ingest_date": e["received_at"][:10], "received_at": datetime.fromisoformat(e["received_at"]),
-               "batch_id": tag} for e in entries]
+    bronze = [bronze_row({**e, "seq": None, "payload": json.dumps(e["record"], ensure_ascii=False, default=str),
+                          "channel": e["record"].get("channel") if isinstance(e["record"], dict) else None}, tag)
+              for e in entries]
     try:
         for name, rows in ((lake_tables.BRONZE, bronze), (lake_tables.QUARANTINE, quarantined),
                            (lake_tables.SILVER, silver)):

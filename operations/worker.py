@@ -176,14 +176,10 @@ class Worker:
         rows = self.store.received_range(plan.first_seq, plan.last_seq)
         now = plan.at
         result = BatchResult(plan.batch_id, len(rows))
-        received_at = {r["seq"]: datetime.fromisoformat(r["received_at"]) for r in rows}
 
         # bronze: everything as received
-        bronze = pa.Table.from_pylist([{
-            "seq": r["seq"], "feedback_id": r["feedback_id"] or r["raw_id"], "customer_id": r["customer_id"],
-            "payload": r["payload"], "channel": r["channel"] or "unknown",
-            "ingest_date": received_at[r["seq"]].date().isoformat(), "received_at": received_at[r["seq"]],
-            "batch_id": plan.batch_id} for r in rows], schema=lake_tables.SCHEMAS[lake_tables.BRONZE])
+        bronze = pa.Table.from_pylist([bronze_row(r, plan.batch_id) for r in rows],
+                                      schema=lake_tables.SCHEMAS[lake_tables.BRONZE])
         if self.lake.write_once(lake_tables.BRONZE, bronze, plan.batch_id):
             result.writes.append("bronze")
         _crash_point("bronze")
@@ -311,6 +307,16 @@ class Worker:
                 "created_at": received["created_at"], "received_at": received["received_at"],
                 "enriched_at": iso(enriched_at), "scored_at": iso(scored_at), "quarantined_at": iso(quarantined_at),
                 "duplicate_of": duplicate_of, "reason": reason}
+
+
+def bronze_row(received: dict, batch_id: int) -> dict[str, Any]:
+    """The bronze row of a received record (the receive log's shape): everything as it arrived. The Kinesis
+    consumer builds the same rows."""
+    received_at = datetime.fromisoformat(received["received_at"])
+    return {"seq": received["seq"], "feedback_id": received["feedback_id"] or received["raw_id"],
+            "customer_id": received["customer_id"], "payload": received["payload"],
+            "channel": received["channel"] or "unknown", "ingest_date": received_at.date().isoformat(),
+            "received_at": received_at, "batch_id": batch_id}
 
 
 def quarantine_row(received: dict, reason: dict, now: datetime, batch_id: int) -> dict[str, Any]:
