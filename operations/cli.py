@@ -70,7 +70,7 @@ def serve(ctx: typer.Context,
     config = _root_config(ctx)
     root = _workspace(config, workspace)
     context = open_loop(config.loop, config.processing, root)
-    context.subject_erasers = _subject_erasers(config, root)
+    context.pipeline_erasers = _pipeline_erasers(config, root)
     alerting = _alerting(config, context)  # the alerting section's settings, before the routes are made
     if worker:
         context.worker = _worker(ctx, config, root, model_dir, context)
@@ -165,8 +165,7 @@ def forget_command(ctx: typer.Context,
     context = open_loop(config.loop, config.processing, root)
     try:
         audit = forget_customer(context.store, context.lake, config.processing, customer_id, config.loop.gold_window,
-                                erasers=[_alerting(config, context).forget_feedback],
-                                subject_erasers=_subject_erasers(config, root))
+                                erasers=[_alerting(config, context).forget_feedback, *_pipeline_erasers(config, root)])
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -286,7 +285,7 @@ def demo_command(ctx: typer.Context,
                f"(then `fbrain loop keys create --scopes submit,read --workspace {root}` for a key)")
 
 
-def _subject_erasers(config: Any, root: Path) -> list:
+def _pipeline_erasers(config: Any, root: Path) -> list:
     """Erasers of the pipeline's Feature Store and endpoint data capture for forget (loop.forget_pipeline_data)."""
     from operations.erasure import pipeline_erasers
 

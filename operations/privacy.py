@@ -4,7 +4,7 @@ period of raw text in bronze.
 `forget_customer` removes every record of one customer from the receive log, bronze, quarantine,
 silver, the dedup index and the stages, recomputes gold for the windows those records were in, and
 expires the tables' older snapshots so time travel cannot bring the data back. The batch pipeline's
-Feature Store and the endpoint's data capture are reached through `subject_erasers`
+Feature Store and the endpoint's data capture are reached through its `erasers`
 (operations.erasure.pipeline_erasers). The audit record keeps the request (id, time, counts), never the
 customer id.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,12 +30,11 @@ from processing.schema import model_input_text
 
 def forget_customer(store: Store, lake: Lake, processing: ProcessingConfig, customer_id: str,
                     gold_window: str = "day", now: Optional[datetime] = None,
-                    erasers: Sequence[Callable[[list[str]], dict[str, int]]] = (),
-                    subject_erasers: Sequence[SubjectEraser] = ()) -> dict[str, Any]:
+                    erasers: Sequence[SubjectEraser] = ()) -> dict[str, Any]:
     """Erase one customer's feedback everywhere the loop keeps it; returns the audit record.
-    `erasers` get the customer's feedback ids and erase them elsewhere (alerting's review queue, alert examples);
-    `subject_erasers` get the DataSubject (pseudonym, ids, the texts a model read) and erase it outside the loop
-    (the pipeline's Feature Store, endpoint data capture: operations.erasure)."""
+    `erasers` get the DataSubject (pseudonym, feedback ids, the texts a model read) and erase it outside the
+    loop's tables: alerting's review queue and alert examples, the pipeline's Feature Store and the endpoint's
+    data capture (operations.erasure)."""
     now = now or datetime.now(timezone.utc)
     if store.get_state("plan"):
         raise RuntimeError("the worker has an unfinished micro-batch: run `fbrain loop work --drain` first")
@@ -59,9 +58,7 @@ def forget_customer(store: Store, lake: Lake, processing: ProcessingConfig, cust
         gold, windows = recompute_gold(lake, [t.as_py() for t in silver.column("created_at")], gold_window, now)
         lake.write(lake_tables.GOLD, gold, {"fbrain.forget": "1"}, windows)
     for erase in erasers:
-        counts.update(erase(ids))
-    for erase_subject in subject_erasers:
-        counts.update(erase_subject(subject))
+        counts.update(erase(subject))
     with store._lock:
         store.db.execute("BEGIN IMMEDIATE")
         try:

@@ -42,7 +42,7 @@ class LoopContext:
     worker: Any = None
     alerting: Any = None
     """operations.alerting.engine.Alerting (alerts, incidents, review queue); made on first use when None."""
-    subject_erasers: list = field(default_factory=list)
+    pipeline_erasers: list = field(default_factory=list)
     """Erasers of a forget request outside the loop (operations.erasure.pipeline_erasers: Feature Store,
     endpoint data capture); `fbrain loop serve` sets them from loop.forget_pipeline_data."""
 
@@ -208,8 +208,8 @@ def create_app(context: LoopContext) -> FastAPI:
         with lock:
             try:
                 return forget_customer(store, context.lake, context.processing, customer_id.strip(), config.gold_window,
-                                       erasers=[context.alerting.forget_feedback] if context.alerting else [],
-                                       subject_erasers=context.subject_erasers)
+                                       erasers=[*([context.alerting.forget_feedback] if context.alerting else []),
+                                                *context.pipeline_erasers])
             except RuntimeError as exc:
                 raise HTTPException(409, detail={"reason": "batch_pending", "message": str(exc)}) from None
 

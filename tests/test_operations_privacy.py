@@ -85,7 +85,7 @@ def test_forget_removes_every_trace_of_the_customer(tmp_path, tiny_model_dir):
     _capture(capture_root, [[silver["gone-1"], silver["keep-1"]], [silver["gone-2"]],
                             ["The zip broke, call me on 0044 7911 123456."]])
     assert pseudonym.encode() in _everything_on_disk(workspace) and b"7911 123456" in _everything_on_disk(workspace)
-    context.subject_erasers = pipeline_erasers("local", workspace, "feedback-features", "s3://unused/fs", capture_root, "")
+    context.pipeline_erasers = pipeline_erasers("local", workspace, "feedback-features", "s3://unused/fs", capture_root, "")
 
     assert client.post("/admin/forget", json={"customer_id": SUBJECT}, headers={"x-api-key": submit}).status_code == 403
     answer = client.post("/admin/forget", json={"customer_id": SUBJECT}, headers={"x-api-key": admin})

@@ -20,6 +20,7 @@ from operations.alerting.playbooks import load_playbooks
 from operations.alerting.backend import open_alert_state
 from operations.alerting.state import AlertState
 from operations import lake as lake_tables
+from operations.erasure import DataSubject
 from operations.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,10 @@ class Alerting:
         """Escalate immediate flags after each of the worker's micro-batches (operations.worker.Worker)."""
         worker.batch_listeners.append(self.escalate_immediate)
 
-    def forget_feedback(self, feedback_ids: list[str]) -> dict[str, int]:
-        """A data subject's erasure: their items leave the review queue, reviews and alert examples."""
-        return self.store.forget_feedback(feedback_ids)
+    def forget_feedback(self, subject: DataSubject) -> dict[str, int]:
+        """A data subject's erasure (an operations.privacy eraser): their items leave the review queue, reviews
+        and alert examples."""
+        return self.store.forget_feedback(sorted(subject.feedback_ids))
 
     # ------------------------------------------------------------------ cadence
     def run_forever(self) -> None:
