@@ -344,14 +344,20 @@ def format_comparison(rows: list[dict], names: Sequence[str], with_int8: bool) -
     return "\n".join(lines)
 
 
-def compare(args: argparse.Namespace, root: Path, work_dir: Path) -> int:
-    """The quality table of several trained models (docs/teacher.md): no training, same splits as `main`."""
-    config = EvaluationConfig()
+def benchmark_splits(args: argparse.Namespace, root: Path) -> tuple[tuple[BenchmarkSource, ...], dict[str, int], dict]:
+    """(the selected sources, their training caps, their splits): the same for training runs and comparisons."""
     sources = selected_sources(args.source)
-    models = named_models(args.compare)
     caps = per_source_caps(args.max_train, args.max_train_per_source, sources)
     splits = {s.adapter: build_splits(s, root, caps[s.adapter], args.validation_per_source, args.seed,
                                       args.max_test_per_source) for s in sources}
+    return sources, caps, splits
+
+
+def compare(args: argparse.Namespace, root: Path, work_dir: Path) -> int:
+    """The quality table of several trained models (docs/teacher.md): no training, same splits as `main`."""
+    config = EvaluationConfig()
+    models = named_models(args.compare)
+    sources, caps, splits = benchmark_splits(args, root)
     label_maps = load_taxonomy().label_maps()
     baseline_rows = "train" if args.skip_full_baseline else "full_train"
     baseline = TfidfBaseline(label_maps, config).fit([e for s in sources for e in splits[s.adapter][baseline_rows]])
@@ -401,10 +407,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config = EvaluationConfig()
     started = time.perf_counter()
 
-    sources = selected_sources(args.source)
-    caps = per_source_caps(args.max_train, args.max_train_per_source, sources)
-    splits = {s.adapter: build_splits(s, root, caps[s.adapter], args.validation_per_source, args.seed,
-                                      args.max_test_per_source) for s in sources}
+    sources, caps, splits = benchmark_splits(args, root)
     train = [e for s in sources for e in splits[s.adapter]["train"]]
     validation = [e for s in sources for e in splits[s.adapter]["validation"]]
     write_jsonl(work_dir / "data" / "train" / "examples.jsonl", train)
